@@ -1,0 +1,175 @@
+/**
+ * `ambit local` (`npm start`): a whole mesh on loopback with no Kubernetes and no root. A CA, two node
+ * agents (child processes, one per "node" address) and sample workloads on their own 127.x addresses.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describeError } from '../core/errors.ts';
+import { CertificateAuthority } from '../core/identity/ca.ts';
+import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleMeshYaml, startSampleApps } from './sample-apps.ts';
+
+export interface LocalMeshOptions {
+  readonly dir: string;
+  /** First two octets of every address the mesh uses, e.g. "127.10". */
+  readonly prefix: string;
+  readonly socksPort: number;
+  readonly reset: boolean;
+}
+
+const NODES = [
+  { name: 'node-1', octet: 1 },
+  { name: 'node-2', octet: 2 },
+] as const;
+const READY_TIMEOUT_MS = 30_000;
+
+export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
+  if (!/^127\.\d{1,3}$/.test(opts.prefix)) {
+    process.stderr.write(`ambit local: --prefix must look like 127.N (got "${opts.prefix}")\n`);
+    return 2;
+  }
+  const dir = resolve(opts.dir);
+  await mkdir(dir, { recursive: true });
+  const caCert = join(dir, 'ca-cert.pem');
+  const caKey = join(dir, 'ca-key.pem');
+  if (!existsSync(caCert) || !existsSync(caKey)) {
+    const ca = await CertificateAuthority.createSelfSigned('cluster.local');
+    await writeFile(caCert, ca.rootCertPem);
+    await writeFile(caKey, ca.rootKeyPem, { mode: 0o600 });
+  }
+  await chmod(caKey, 0o600);
+  const meshFile = join(dir, 'mesh.yaml');
+  if (opts.reset || !existsSync(meshFile)) await writeFile(meshFile, sampleMeshYaml(opts.prefix));
+
+  let apps;
+  try {
+    apps = await startSampleApps(opts.prefix);
+  } catch (err) {
+    process.stderr.write(
+      `ambit local: cannot start the sample workloads: ${describeError(err)}\n` +
+        `  is another local mesh running with --prefix ${opts.prefix}? Try --prefix 127.11\n`,
+    );
+    return 1;
+  }
+
+  const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+  const client = SAMPLE_APPS.find((a) => a.kind === 'client')!;
+  const agents: {
+    name: string;
+    child: ChildProcess;
+    readiness: string;
+    admin: string;
+    metrics: string;
+    log: string;
+  }[] = [];
+  for (const node of NODES) {
+    const ip = `${opts.prefix}.0.${node.octet}`;
+    const log = join(dir, `${node.name}.log`);
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      NODE_NAME: node.name,
+      LOCAL_XDS_PATH: meshFile,
+      AMBIT_CA_CERT_FILE: caCert,
+      AMBIT_CA_KEY_FILE: caKey,
+      AMBIT_ADMIN_ADDR: `${ip}:15000`,
+      AMBIT_METRICS_ADDR: `${ip}:15020`,
+      AMBIT_READINESS_ADDR: `${ip}:15021`,
+      AMBIT_SOCKS5:
+        node.name === client.node ? `127.0.0.1:${opts.socksPort}=${client.namespace}/${client.name}` : '',
+    };
+    const child = spawn(process.execPath, [main, 'ztunnel'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = createWriteStream(log, { flags: 'a' });
+    child.stdout.pipe(out);
+    child.stderr.pipe(out);
+    child.stderr.on('data', (b: Buffer) => process.stderr.write(`[${node.name}] ${b.toString()}`));
+    agents.push({
+      name: node.name,
+      child,
+      readiness: `http://${ip}:15021/healthz/ready`,
+      admin: `http://${ip}:15000`,
+      metrics: `http://${ip}:15020/metrics`,
+      log,
+    });
+  }
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('\nstopping: draining the node agents…\n');
+    await Promise.all(
+      agents.map(
+        (a) =>
+          new Promise<void>((r) => {
+            if (a.child.exitCode !== null) return r();
+            a.child.once('exit', () => r());
+            a.child.kill('SIGTERM');
+          }),
+      ),
+    );
+    await apps.close();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+  for (const a of agents) {
+    a.child.once('exit', (code) => {
+      if (stopping) return;
+      process.stderr.write(`ambit local: agent ${a.name} exited (${code}); see ${a.log}\n`);
+      void stop(1);
+    });
+  }
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (const a of agents) {
+    for (;;) {
+      const r = await fetch(a.readiness).then(
+        async (res) => ({ ok: res.ok, text: await res.text() }),
+        (e: unknown) => ({ ok: false, text: describeError(e) }),
+      );
+      if (r.ok) break;
+      if (Date.now() > deadline || stopping) {
+        process.stderr.write(`ambit local: ${a.name} not ready: ${r.text.trim()}\n  see ${a.log}\n`);
+        await stop(1);
+        return 1;
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  const socks = `127.0.0.1:${opts.socksPort}`;
+  const svc = (app: string) => `${app}.default.svc.cluster.local`;
+  const lines = [
+    '',
+    'Ambit local mesh is up.',
+    '',
+    `  CA (trust domain cluster.local)  ${caCert}`,
+    `  mesh config (edit me)            ${meshFile}`,
+    ...agents.map((a) => `  ${a.name.padEnd(6)} agent  admin ${a.admin}  metrics ${a.metrics}  log ${a.log}`),
+    '',
+    '  workloads:',
+    ...SAMPLE_APPS.map(
+      (a) =>
+        `    ${`${a.namespace}/${a.name}`.padEnd(24)} ${podIp(opts.prefix, a).padEnd(14)} ${a.node}  sa=${a.serviceAccount}`,
+    ),
+    '  services:',
+    ...SAMPLE_SERVICES.map((s) => `    ${svc(s.app).padEnd(38)} ${opts.prefix}.100.${s.vip}:${s.port}`),
+    '',
+    `Try it (SOCKS5 on ${socks} speaks for default/curl on node-1):`,
+    '',
+    `  curl --socks5-hostname ${socks} http://${svc('reviews')}:9080/`,
+    `  curl --socks5-hostname ${socks} http://ratings:9080/            # short names work`,
+    `  echo world | curl -s --max-time 1 --socks5-hostname ${socks} telnet://${svc('tcp-echo')}:9000`,
+    `  curl -s ${agents[0]!.metrics} | grep istio_tcp`,
+    `  curl -s ${agents[0]!.admin}/config_dump`,
+    '',
+    "Each request goes SOCKS5 → node-1 agent → HBONE (mTLS, HTTP/2 CONNECT) → the server's agent → the pod.",
+    'Press Ctrl-C to stop.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+  await new Promise(() => undefined);
+  return 0;
+}

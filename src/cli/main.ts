@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/** `ambit`: one CLI for every program (DESIGN.md §1). */
+import { Command } from 'commander';
+import { runZtunnel } from '../ztunnel/main.ts';
+import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
+import { runLocalMesh } from './local.ts';
+
+const VERSION = '0.1.0';
+
+const program = new Command('ambit')
+  .description('Ambit: an ambient-mode service mesh (node agent, waypoints, controller)')
+  .version(VERSION, '-v, --version');
+
+program
+  .command('ztunnel')
+  .description('run the node agent')
+  .option('--node <name>', 'node name; workloads on this node are local (NODE_NAME)')
+  .option('--local-config <file>', 'workloads/services/policies YAML (LOCAL_XDS_PATH)')
+  .option('--ca-cert <file>', 'CA certificate PEM (AMBIT_CA_CERT_FILE)')
+  .option('--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)')
+  .option('--trust-domain <domain>', 'SPIFFE trust domain (TRUST_DOMAIN)')
+  .option('--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)')
+  .option('--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)')
+  .option('--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)')
+  .option(
+    '--socks5 <host:port=workload>',
+    'SOCKS5 listener speaking for a workload, comma-separated (AMBIT_SOCKS5)',
+  )
+  .option('--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)')
+  .addHelpText(
+    'after',
+    `\nEnvironment (flags win):\n${Object.entries(ZTUNNEL_ENV)
+      .map(([k, v]) => `  ${k.padEnd(34)} ${v}`)
+      .join('\n')}`,
+  )
+  .action(async (opts: Record<string, string | undefined>) => {
+    const flags: Record<string, string | undefined> = {
+      NODE_NAME: opts.node,
+      LOCAL_XDS_PATH: opts.localConfig,
+      AMBIT_CA_CERT_FILE: opts.caCert,
+      AMBIT_CA_KEY_FILE: opts.caKey,
+      TRUST_DOMAIN: opts.trustDomain,
+      AMBIT_ADMIN_ADDR: opts.admin,
+      AMBIT_METRICS_ADDR: opts.metrics,
+      AMBIT_READINESS_ADDR: opts.readiness,
+      AMBIT_SOCKS5: opts.socks5,
+      LOG_LEVEL: opts.logLevel,
+    };
+    const env = {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
+    };
+    process.exitCode = await runZtunnel(env);
+  });
+
+program
+  .command('local')
+  .description('run a whole mesh on this machine: a CA, two node agents and sample workloads (npm start)')
+  .option('--dir <dir>', 'state directory (CA, mesh.yaml, logs)', '.ambit/local')
+  .option('--prefix <a.b>', 'first two octets of the loopback addresses to use', '127.10')
+  .option('--socks-port <port>', 'SOCKS5 port on 127.0.0.1 for the client workload', '15080')
+  .option('--reset', 'rewrite mesh.yaml from the built-in sample')
+  .action(async (opts: { dir: string; prefix: string; socksPort: string; reset?: boolean }) => {
+    process.exitCode = await runLocalMesh({
+      dir: opts.dir,
+      prefix: opts.prefix,
+      socksPort: Number(opts.socksPort),
+      reset: opts.reset === true,
+    });
+  });
+
+program
+  .command('version')
+  .description('print the version')
+  .action(() => console.log(`ambit ${VERSION} (node ${process.version})`));
+
+await program.parseAsync(process.argv);

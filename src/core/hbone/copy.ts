@@ -1,0 +1,82 @@
+import { constants, type Http2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+
+export interface SpliceResult {
+  /** The first error on either side, if the tunnel did not end cleanly. */
+  readonly error: Error | undefined;
+}
+
+/**
+ * Copies bytes both ways between a TCP socket and an HBONE stream until both directions are done.
+ * A FIN on one side becomes END_STREAM on the other (and vice versa) while the other direction keeps
+ * flowing: both sockets must be created with `allowHalfOpen: true`. Byte counts come from the TCP
+ * socket's own counters, so the copy adds no per-chunk work.
+ */
+export function spliceTunnel(tcp: Socket, stream: Http2Stream): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    let error: Error | undefined;
+    let open = 2;
+    const closed = () => {
+      if (--open === 0) resolve({ error });
+    };
+    tcp.once('close', closed);
+    stream.once('close', () => {
+      const code = stream.rstCode ?? constants.NGHTTP2_NO_ERROR;
+      if (code === constants.NGHTTP2_NO_ERROR) {
+        // Both END_STREAMs were exchanged: the pipes already ended the socket's write side.
+        if (!tcp.writableEnded) tcp.end();
+      } else {
+        // Nothing more can flow either way. CANCEL is the peer's EOF; anything else is an abort
+        // (reference/ztunnel.md §2.2).
+        if (code !== constants.NGHTTP2_CANCEL) error ??= new Error(`stream reset with HTTP/2 error ${code}`);
+        tcp.destroy();
+      }
+      closed();
+    });
+    tcp.on('error', (err) => {
+      error ??= err;
+      if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+    });
+    stream.on('error', (err: Error) => {
+      error ??= err;
+      tcp.destroy();
+    });
+    // Once both halves of the TCP side are finished, the socket is done.
+    tcp.on('end', () => {
+      if (tcp.writableFinished) tcp.destroy();
+    });
+    tcp.on('finish', () => {
+      if (tcp.readableEnded) tcp.destroy();
+    });
+    tcp.pipe(stream);
+    stream.pipe(tcp);
+  });
+}
+
+/** Copies bytes both ways between two TCP sockets (both `allowHalfOpen`), propagating half-close. */
+export function spliceTcp(a: Socket, b: Socket): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    let error: Error | undefined;
+    let open = 2;
+    const closed = () => {
+      if (--open === 0) resolve({ error });
+    };
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      x.once('close', closed);
+      x.on('error', (err) => {
+        error ??= err;
+        y.destroy();
+      });
+      x.on('end', () => {
+        if (x.writableFinished) x.destroy();
+      });
+      x.on('finish', () => {
+        if (x.readableEnded) x.destroy();
+      });
+      x.pipe(y);
+    }
+  });
+}

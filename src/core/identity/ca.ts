@@ -1,0 +1,229 @@
+import { createPrivateKey, randomBytes, X509Certificate as NodeX509 } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { AmbitError, ErrorCode } from '../errors.ts';
+import { parseSpiffe, type Identity } from './spiffe.ts';
+import {
+  derToPem,
+  ECDSA_SHA256,
+  P256_KEY,
+  pemToDer,
+  splitPem,
+  subtle,
+  x509,
+  type CryptoKey,
+} from './x509.ts';
+
+export const DEFAULT_CERT_TTL_MS = 24 * 3600_000;
+/** Self-signed roots live ten years, as Istio's self-signed CA root does. */
+const SAN_OID = '2.5.29.17';
+export const DEFAULT_ROOT_TTL_MS = 10 * 365 * 24 * 3600_000;
+/** Leaves start a minute in the past so small clock skew between nodes does not reject them. */
+const BACKDATE_MS = 60_000;
+
+export interface SignRequest {
+  readonly csrPem: string;
+  readonly ttlMs?: number;
+  /** When set, the CSR's SAN must name exactly this identity (impersonation checks happen before). */
+  readonly expected?: Identity;
+}
+
+export type SignResult =
+  { ok: true; certChain: string[]; identity: Identity } | { ok: false; reason: string };
+
+interface SigningKey {
+  readonly key: CryptoKey;
+  readonly algorithm: { readonly name: string; readonly hash: string };
+}
+
+/**
+ * A certificate authority that signs workload CSRs. Its root is self-signed (ECDSA P-256) or loaded
+ * from PEM files. The trust bundle may hold more roots than the signing one, so a root can rotate.
+ */
+export class CertificateAuthority {
+  readonly rootCertPem: string;
+  readonly rootKeyPem: string;
+  /** Every root peers should trust, PEM-concatenated, signing root first. */
+  readonly trustBundlePem: string;
+  private readonly signer: SigningKey;
+  private readonly root: x509.X509Certificate;
+  private readonly nowMs: () => number;
+
+  private constructor(
+    rootCertPem: string,
+    rootKeyPem: string,
+    extraRootsPem: string,
+    signer: SigningKey,
+    nowMs: () => number,
+  ) {
+    this.rootCertPem = rootCertPem;
+    this.rootKeyPem = rootKeyPem;
+    this.trustBundlePem = [rootCertPem.trim(), ...splitPem(extraRootsPem)].join('\n') + '\n';
+    this.signer = signer;
+    this.root = new x509.X509Certificate(rootCertPem);
+    this.nowMs = nowMs;
+  }
+
+  /** A fresh self-signed ECDSA P-256 root with subject `O=<trustDomain>`. */
+  static async createSelfSigned(
+    trustDomain: string,
+    options: { ttlMs?: number; nowMs?: () => number } = {},
+  ): Promise<CertificateAuthority> {
+    const nowMs = options.nowMs ?? Date.now;
+    const keys = await subtle.generateKey(P256_KEY, true, ['sign', 'verify']);
+    const now = nowMs();
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: randomSerial(),
+      name: `O=${trustDomain}`,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + (options.ttlMs ?? DEFAULT_ROOT_TTL_MS)),
+      keys,
+      signingAlgorithm: ECDSA_SHA256,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ],
+    });
+    const keyPem = derToPem(await subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
+    return new CertificateAuthority(
+      cert.toString('pem'),
+      keyPem,
+      '',
+      { key: keys.privateKey, algorithm: ECDSA_SHA256 },
+      nowMs,
+    );
+  }
+
+  /** A root from PEM text: the certificate and its private key (PKCS#8, SEC1 or PKCS#1). */
+  static async fromPem(
+    certPem: string,
+    keyPem: string,
+    options: { extraRootsPem?: string; nowMs?: () => number } = {},
+  ): Promise<CertificateAuthority> {
+    let nodeCert: NodeX509;
+    try {
+      nodeCert = new NodeX509(certPem);
+    } catch (err) {
+      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA certificate is not a PEM X.509 certificate', {
+        cause: err,
+      });
+    }
+    if (!nodeCert.ca) {
+      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA certificate lacks basicConstraints CA:TRUE', {
+        hint: 'use a root or intermediate CA certificate, not a leaf',
+      });
+    }
+    let nodeKey;
+    try {
+      nodeKey = createPrivateKey(keyPem);
+    } catch (err) {
+      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA key is not a PEM private key', { cause: err });
+    }
+    if (!nodeCert.checkPrivateKey(nodeKey)) {
+      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA key does not match the CA certificate');
+    }
+    const pkcs8 = nodeKey.export({ type: 'pkcs8', format: 'der' });
+    let signer: SigningKey;
+    if (nodeKey.asymmetricKeyType === 'ec' && nodeKey.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+      signer = {
+        key: await subtle.importKey('pkcs8', pkcs8, P256_KEY, false, ['sign']),
+        algorithm: ECDSA_SHA256,
+      };
+    } else if (nodeKey.asymmetricKeyType === 'rsa') {
+      const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+      signer = { key: await subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']), algorithm: alg };
+    } else {
+      throw new AmbitError(
+        ErrorCode.CertificateInvalid,
+        `CA key type ${nodeKey.asymmetricKeyType} is not supported`,
+        {
+          hint: 'use an ECDSA P-256 or RSA key',
+        },
+      );
+    }
+    return new CertificateAuthority(
+      nodeCert.toString(),
+      derToPem(pkcs8, 'PRIVATE KEY'),
+      options.extraRootsPem ?? '',
+      signer,
+      options.nowMs ?? Date.now,
+    );
+  }
+
+  static async fromFiles(certPath: string, keyPath: string): Promise<CertificateAuthority> {
+    const read = async (path: string, what: string) => {
+      try {
+        return await readFile(path, 'utf8');
+      } catch (err) {
+        throw new AmbitError(ErrorCode.ConfigRead, `cannot read CA ${what} ${path}`, { cause: err });
+      }
+    };
+    return CertificateAuthority.fromPem(await read(certPath, 'certificate'), await read(keyPath, 'key'));
+  }
+
+  /**
+   * Signs a workload CSR. The CSR must carry a valid self-signature and exactly one URI SAN that is
+   * a SPIFFE ID in this CA's trust domain. A refusal is a result with the reason, not a throw.
+   */
+  async sign(req: SignRequest): Promise<SignResult> {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(pemToDer(req.csrPem));
+    } catch {
+      return { ok: false, reason: 'csr is not a PEM PKCS#10 certificate request' };
+    }
+    if (!(await csr.verify())) return { ok: false, reason: 'csr signature does not verify' };
+    const san = csr.extensions.find((e) => e.type === SAN_OID) as
+      x509.SubjectAlternativeNameExtension | undefined;
+    const uris = san?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
+    if (uris.length !== 1)
+      return { ok: false, reason: `csr must carry exactly one URI SAN, found ${uris.length}` };
+    const parsed = parseSpiffe(uris[0]!);
+    if (!parsed.ok) return { ok: false, reason: parsed.error };
+    const id = parsed.identity;
+    if (
+      req.expected &&
+      (req.expected.trustDomain !== id.trustDomain ||
+        req.expected.namespace !== id.namespace ||
+        req.expected.serviceAccount !== id.serviceAccount)
+    ) {
+      return { ok: false, reason: `csr asks for ${uris[0]!}, which is not the caller's identity` };
+    }
+    const ttlMs = req.ttlMs && req.ttlMs > 0 ? req.ttlMs : DEFAULT_CERT_TTL_MS;
+    const now = this.nowMs();
+    const notAfter = Math.min(now + ttlMs, this.root.notAfter.getTime());
+    const leaf = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: '',
+      issuer: this.root.subject,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(notAfter),
+      publicKey: csr.publicKey,
+      signingKey: this.signer.key,
+      signingAlgorithm: this.signer.algorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+          true,
+        ),
+        new x509.ExtendedKeyUsageExtension([
+          x509.ExtendedKeyUsage.serverAuth,
+          x509.ExtendedKeyUsage.clientAuth,
+        ]),
+        await x509.AuthorityKeyIdentifierExtension.create(this.root, false),
+        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uris[0]! }], true),
+      ],
+    });
+    return { ok: true, identity: id, certChain: [leaf.toString('pem'), this.trustBundlePem] };
+  }
+}
+
+function randomSerial(): string {
+  const b = randomBytes(16);
+  b[0]! &= 0x7f; // positive INTEGER
+  return b.toString('hex');
+}

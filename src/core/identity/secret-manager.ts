@@ -1,0 +1,199 @@
+import type { Clock } from '../clock.ts';
+import { AmbitError, describeError, ErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { workloadCertificateFromChain, type WorkloadCertificate } from './certificate.ts';
+import type { CertificateAuthority } from './ca.ts';
+import { createCsr } from './csr.ts';
+import { formatSpiffe, type Identity } from './spiffe.ts';
+
+/** Where certificates come from: an in-process CA (local mode) or the CA service (later). */
+export interface CertificateProvider {
+  /** Issues a fresh certificate for `identity`; rejects with a reason on failure. */
+  fetch(identity: Identity): Promise<WorkloadCertificate>;
+}
+
+/** Signs CSRs with a CA held in this process, through the same CSR path the CA service uses. */
+export class LocalCaProvider implements CertificateProvider {
+  private readonly ca: CertificateAuthority;
+  private readonly ttlMs: number;
+
+  constructor(ca: CertificateAuthority, ttlMs: number) {
+    this.ca = ca;
+    this.ttlMs = ttlMs;
+  }
+
+  async fetch(identity: Identity): Promise<WorkloadCertificate> {
+    const { csrPem, keyPem } = await createCsr(identity);
+    const r = await this.ca.sign({ csrPem, ttlMs: this.ttlMs, expected: identity });
+    if (!r.ok)
+      throw new AmbitError(
+        ErrorCode.CertificateUnavailable,
+        `CA refused ${formatSpiffe(identity)}: ${r.reason}`,
+      );
+    return workloadCertificateFromChain(identity, keyPem, r.certChain);
+  }
+}
+
+/** Backoff after a failed fetch (reference/ztunnel.md §3.7): 1 s, ×2, ±20 % jitter, at most 150 s. */
+export const RENEW_BACKOFF = { initialMs: 1000, multiplier: 2, jitter: 0.2, maxMs: 150_000 } as const;
+
+export type CertificateState = 'Initializing' | 'Available' | `Unavailable: ${string}`;
+
+interface Entry {
+  readonly identity: Identity;
+  cert: WorkloadCertificate | undefined;
+  lastError: string | undefined;
+  waiters: { resolve: (c: WorkloadCertificate) => void; reject: (e: Error) => void }[];
+  fetching: boolean;
+  failures: number;
+  cancelTimer: (() => void) | undefined;
+}
+
+export interface SecretManagerOptions {
+  readonly provider: CertificateProvider;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Source of randomness for jitter, in [0, 1). */
+  readonly random?: () => number;
+}
+
+/**
+ * Holds one certificate per identity. Renews at half life; on failure keeps the old certificate while
+ * it is valid and retries with jittered exponential backoff. Listeners hear about every new certificate,
+ * so TLS servers can swap their context without dropping connections.
+ */
+export class SecretManager {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners = new Set<(cert: WorkloadCertificate) => void>();
+  private readonly opts: SecretManagerOptions;
+  private closed = false;
+
+  constructor(opts: SecretManagerOptions) {
+    this.opts = opts;
+  }
+
+  /** The current certificate, fetching it first if there is none (the caller waits). */
+  get(identity: Identity): Promise<WorkloadCertificate> {
+    const entry = this.entry(identity);
+    if (entry.cert && entry.cert.notAfterMs > this.opts.clock.nowMs()) return Promise.resolve(entry.cert);
+    return new Promise((resolve, reject) => {
+      entry.waiters.push({ resolve, reject });
+      if (!entry.fetching) {
+        entry.cancelTimer?.();
+        void this.fetch(entry);
+      }
+    });
+  }
+
+  /** The certificate held now, if any, without fetching. */
+  current(identity: Identity): WorkloadCertificate | undefined {
+    return this.entries.get(formatSpiffe(identity))?.cert;
+  }
+
+  /** Starts fetching without waiting (warm-up when a local workload appears). */
+  prefetch(identity: Identity): void {
+    this.get(identity).catch(() => undefined);
+  }
+
+  /** Drops the certificate of an identity no local workload uses any more. */
+  forget(identity: Identity): void {
+    const key = formatSpiffe(identity);
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    entry.cancelTimer?.();
+    this.entries.delete(key);
+  }
+
+  onCertificate(listener: (cert: WorkloadCertificate) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Every identity with its state, for readiness and the admin dump. */
+  states(): { identity: Identity; state: CertificateState; cert: WorkloadCertificate | undefined }[] {
+    return [...this.entries.values()].map((e) => ({
+      identity: e.identity,
+      cert: e.cert,
+      state: e.cert ? 'Available' : e.lastError ? `Unavailable: ${e.lastError}` : 'Initializing',
+    }));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const e of this.entries.values()) {
+      e.cancelTimer?.();
+      for (const w of e.waiters.splice(0))
+        w.reject(new AmbitError(ErrorCode.Shutdown, 'secret manager closed'));
+    }
+  }
+
+  private entry(identity: Identity): Entry {
+    const key = formatSpiffe(identity);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = {
+        identity,
+        cert: undefined,
+        lastError: undefined,
+        waiters: [],
+        fetching: false,
+        failures: 0,
+        cancelTimer: undefined,
+      };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  private async fetch(entry: Entry): Promise<void> {
+    entry.fetching = true;
+    entry.cancelTimer = undefined;
+    const id = formatSpiffe(entry.identity);
+    try {
+      const cert = await this.opts.provider.fetch(entry.identity);
+      entry.fetching = false;
+      if (this.closed || this.entries.get(id) !== entry) return;
+      entry.cert = cert;
+      entry.lastError = undefined;
+      entry.failures = 0;
+      for (const w of entry.waiters.splice(0)) w.resolve(cert);
+      for (const l of this.listeners) l(cert);
+      const renewAt = cert.notBeforeMs + (cert.notAfterMs - cert.notBeforeMs) / 2;
+      this.schedule(entry, Math.max(0, renewAt - this.opts.clock.nowMs()));
+      this.opts.log.info(
+        { identity: id, notAfter: new Date(cert.notAfterMs).toISOString() },
+        'certificate issued',
+      );
+    } catch (err) {
+      entry.fetching = false;
+      if (this.closed || this.entries.get(id) !== entry) return;
+      entry.lastError = describeError(err);
+      entry.failures += 1;
+      const e = err instanceof Error ? err : new Error(String(err));
+      for (const w of entry.waiters.splice(0)) w.reject(e);
+      const delayMs = backoffMs(entry.failures, this.opts.random ?? Math.random);
+      // Keep the old certificate while it is still valid; retry no later than its expiry.
+      this.schedule(entry, delayMs);
+      this.opts.log.warn(
+        { identity: id, error: entry.lastError, retryInMs: delayMs, keptOld: entry.cert !== undefined },
+        'certificate fetch failed',
+      );
+    }
+  }
+
+  private schedule(entry: Entry, delayMs: number): void {
+    if (this.closed) return;
+    entry.cancelTimer?.();
+    entry.cancelTimer = this.opts.clock.setTimer(() => void this.fetch(entry), delayMs);
+  }
+}
+
+/** Delay before retry number `failures` (1-based). */
+export function backoffMs(failures: number, random: () => number): number {
+  const base = Math.min(
+    RENEW_BACKOFF.maxMs,
+    RENEW_BACKOFF.initialMs * RENEW_BACKOFF.multiplier ** (failures - 1),
+  );
+  const jitter = 1 + RENEW_BACKOFF.jitter * (2 * random() - 1);
+  return Math.round(Math.min(RENEW_BACKOFF.maxMs, base * jitter));
+}

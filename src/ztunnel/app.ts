@@ -1,0 +1,301 @@
+/**
+ * The node agent in local mode: workloads, services and policies from a file; inbound HBONE on 15008
+ * of every local workload's address; SOCKS5 listeners for clients; admin, metrics and readiness.
+ */
+import type { AddressInfo } from 'node:net';
+import { Counter } from 'prom-client';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
+import { HbonePool } from '../core/hbone/pool.ts';
+import { HBONE_PORT } from '../core/hbone/protocol.ts';
+import { HboneServer } from '../core/hbone/server.ts';
+import { CertificateAuthority } from '../core/identity/ca.ts';
+import { describeCertificate } from '../core/identity/certificate.ts';
+import { LocalCaProvider, SecretManager, type CertificateProvider } from '../core/identity/secret-manager.ts';
+import { formatSpiffe } from '../core/identity/spiffe.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
+import { evaluateL4 } from '../core/policy/l4.ts';
+import { MeshState } from '../core/state/mesh-state.ts';
+import { loadLocalConfig, watchLocalConfig } from '../core/xds/file-source.ts';
+import type { MeshConfig, Workload } from '../core/xds/model.ts';
+import { adminRoutes, HttpEndpoint, metricsRoutes, readinessRoutes } from './admin.ts';
+import { redactedConfig, type ZtunnelConfig } from './config.ts';
+import { ConnectionTracker, type ProxyContext } from './proxy/context.ts';
+import { handleInbound } from './proxy/inbound.ts';
+import { identityOf } from './proxy/outbound.ts';
+import { Socks5Server } from './proxy/socks5.ts';
+
+export interface ZtunnelDeps {
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  /** Where certificates come from; defaults to the CA in the configured PEM files. */
+  readonly certificates?: CertificateProvider;
+  /** Process-wide metrics (CPU, memory); off when several agents share a process. */
+  readonly processMetrics?: boolean;
+}
+
+export interface ZtunnelBound {
+  readonly admin: AddressInfo;
+  readonly metrics: AddressInfo;
+  readonly readiness: AddressInfo;
+  readonly socks5: readonly AddressInfo[];
+  /** `ip:port` of every inbound HBONE listener up now. */
+  hboneListeners(): string[];
+  state(): MeshState;
+  /** Replaces the mesh config as a file reload would (tests, later the xDS client). */
+  applyConfig(config: MeshConfig): void;
+  /** What readiness still waits for; empty when ready. */
+  pending(): string[];
+  /** Number of proxied connections open now. */
+  openConnections(): number;
+  /** Drains: stops accepting, lets open connections finish up to the deadline, then closes. */
+  close(): Promise<void>;
+  /** Resolves once the agent has shut down (also after POST /quitquitquit). */
+  readonly done: Promise<void>;
+}
+
+export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}): Promise<ZtunnelBound> {
+  const log = deps.log ?? createLogger('ztunnel', config.logLevel as 'info');
+  const clock = deps.clock ?? systemClock;
+
+  const initial = await loadLocalConfig(config.localConfigPath);
+  if (!initial.ok) {
+    throw new AmbitError(ErrorCode.ConfigInvalid, `invalid local config:\n  ${initial.errors.join('\n  ')}`);
+  }
+  const provider =
+    deps.certificates ??
+    new LocalCaProvider(
+      await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath),
+      config.certTtlMs,
+    );
+  const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
+  const registry = createRegistry('ztunnel', deps.processMetrics ?? false);
+  const tcpMetrics = createTcpMetrics(registry);
+  const configRejections = new Counter({
+    name: 'ambit_config_rejected_total',
+    help: 'Config updates rejected as invalid; the last good config stayed in force',
+    labelNames: ['source'],
+    registers: [registry],
+  });
+  const pool = new HbonePool({
+    getCertificate: (id) => secrets.get(id),
+    log: log.child({ scope: 'pool' }),
+    connectTimeoutMs: config.connectTimeoutMs,
+    idleTimeoutMs: config.poolIdleTimeoutMs,
+    maxStreamsPerConnection: config.poolMaxStreamsPerConnection,
+  });
+
+  let state = new MeshState(initial.config);
+  const connections = new ConnectionTracker();
+  const ctx: ProxyContext = {
+    state: () => state,
+    nodeName: config.nodeName,
+    trustDomain: config.trustDomain,
+    pool,
+    secrets,
+    metrics: tcpMetrics,
+    log: log.child({ scope: 'proxy' }),
+    accessLog: log.child({ scope: 'access' }),
+    connections,
+    connectTimeoutMs: config.connectTimeoutMs,
+  };
+
+  // Inbound HBONE listeners, one per local workload address, keyed by `ip`.
+  const inbound = new Map<string, { server: HboneServer | undefined; workload: Workload; failed?: string }>();
+  let draining = false;
+
+  const localWorkloads = () =>
+    state
+      .workloadsOnNode(config.nodeName)
+      .filter((w) => w.tunnelProtocol === 'HBONE' && w.addresses.length > 0);
+
+  const reconcileListeners = async () => {
+    const wanted = new Map<string, Workload>();
+    for (const w of localWorkloads()) for (const ip of w.addresses) wanted.set(ip, w);
+    for (const [ip, entry] of inbound) {
+      const w = wanted.get(ip);
+      if (!w || formatSpiffe(identityOf(w)) !== formatSpiffe(identityOf(entry.workload))) {
+        inbound.delete(ip);
+        await entry.server?.close(0);
+        log.info({ ip }, 'inbound listener removed');
+      }
+    }
+    await Promise.all(
+      [...wanted]
+        .filter(([ip]) => !inbound.has(ip))
+        .map(async ([ip, w]) => {
+          const entry: { server: HboneServer | undefined; workload: Workload; failed?: string } = {
+            server: undefined,
+            workload: w,
+          };
+          inbound.set(ip, entry);
+          try {
+            const cert = await secrets.get(identityOf(w));
+            const server = await HboneServer.start({
+              host: ip,
+              port: HBONE_PORT,
+              certificate: cert,
+              trustDomain: config.trustDomain,
+              log: log.child({ scope: 'hbone' }),
+              onRequest: (req) => void handleInbound(ctx, req),
+            });
+            if (inbound.get(ip) !== entry || draining) return void (await server.close(0));
+            entry.server = server;
+            log.info({ ip, port: HBONE_PORT, workload: `${w.namespace}/${w.name}` }, 'inbound listener up');
+          } catch (err) {
+            entry.failed = describeError(err);
+            log.error({ ip, error: entry.failed }, 'inbound listener failed');
+          }
+        }),
+    );
+    // Forget certificates no local workload uses any more.
+    const ids = new Set(localWorkloads().map((w) => formatSpiffe(identityOf(w))));
+    for (const s of secrets.states()) if (!ids.has(formatSpiffe(s.identity))) secrets.forget(s.identity);
+  };
+
+  secrets.onCertificate((cert) => {
+    for (const entry of inbound.values()) {
+      if (entry.server && formatSpiffe(identityOf(entry.workload)) === formatSpiffe(cert.identity))
+        entry.server.setCertificate(cert);
+    }
+  });
+
+  const applyConfig = (next: MeshConfig) => {
+    state = new MeshState(next);
+    log.info(
+      { workloads: next.workloads.length, services: next.services.length, policies: next.policies.length },
+      'config applied',
+    );
+    // Late enforcement: open inbound connections are checked against the new policies.
+    for (const c of connections.entries()) {
+      if (!c.l4) continue;
+      const current = state.workloadByUid(c.l4.workload.uid) ?? c.l4.workload;
+      const d = evaluateL4(state.policiesFor(current), c.l4.conn);
+      if (!d.allowed) {
+        log.info(
+          { src: c.l4.conn.srcIp, dst: `${c.l4.conn.dstIp}:${c.l4.conn.dstPort}`, error: d.reason },
+          'closing connection now denied',
+        );
+        c.destroy(d.reason);
+      }
+    }
+    void reconcileListeners();
+  };
+
+  await reconcileListeners();
+  for (const w of localWorkloads()) secrets.prefetch(identityOf(w));
+
+  const socks5 = await Promise.all(
+    config.socks5.map((s) =>
+      Socks5Server.start(ctx, {
+        host: s.host,
+        port: s.port,
+        workload: s.workload,
+        handshakeTimeoutMs: config.socksHandshakeTimeoutMs,
+      }),
+    ),
+  );
+
+  const stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
+    onConfig: applyConfig,
+    onRejected: (errors) => {
+      configRejections.inc({ source: 'file' });
+      log.error({ file: config.localConfigPath, errors }, 'config rejected, keeping the last good config');
+    },
+  });
+
+  const pending = () => {
+    const out: string[] = [];
+    if (draining) out.push('draining');
+    for (const s of secrets.states())
+      if (s.state !== 'Available') out.push(`certificate ${formatSpiffe(s.identity)} (${s.state})`);
+    for (const [ip, e] of inbound)
+      if (!e.server) out.push(`inbound listener ${ip}:${HBONE_PORT}${e.failed ? ` (${e.failed})` : ''}`);
+    return out;
+  };
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= shutdown());
+
+  const endpoints: HttpEndpoint[] = [];
+  const shutdown = async () => {
+    draining = true;
+    log.info({ openConnections: connections.size, deadlineMs: config.drainDeadlineMs }, 'draining');
+    stopWatching();
+    await Promise.all(socks5.map((s) => s.stopAccepting()));
+    const servers = [...inbound.values()].flatMap((e) => (e.server ? [e.server] : []));
+    pool.close();
+    await Promise.all([
+      ...servers.map((s) => s.close(config.drainDeadlineMs)),
+      connections.waitIdle(config.drainDeadlineMs),
+    ]);
+    const left = connections.size;
+    connections.destroyAll('agent shutting down');
+    pool.destroy();
+    secrets.close();
+    await Promise.all(endpoints.map((e) => e.close()));
+    log.info({ forcedClosed: left }, 'shut down');
+    resolveDone();
+  };
+
+  const configDump = () => ({
+    version: 'ambit-0.1.0',
+    config: redactedConfig(config),
+    workloads: state.config.workloads.map((w) => ({
+      ...w,
+      services: Object.fromEntries([...w.services].map(([k, v]) => [k, Object.fromEntries(v)])),
+    })),
+    services: state.config.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
+    policies: state.config.policies,
+    certificates: secrets.states().map((s) => ({
+      identity: formatSpiffe(s.identity),
+      state: s.state,
+      ...(s.cert ? describeCertificate(s.cert) : { certChain: [], rootCerts: [] }),
+    })),
+    connections: {
+      inbound: connections.count('inbound'),
+      outbound: connections.count('outbound'),
+      pooled: pool.connectionCount,
+    },
+  });
+
+  try {
+    endpoints.push(
+      await HttpEndpoint.start(config.admin, adminRoutes({ configDump, quit: () => void close() }, log), log),
+    );
+    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
+    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
+  } catch (err) {
+    await close();
+    throw new AmbitError(ErrorCode.BindFailed, `cannot bind an admin port: ${describeError(err)}`, {
+      cause: err,
+      hint: 'is another agent already running on this address?',
+    });
+  }
+  const [admin, metrics, readiness] = endpoints.map((e) => e.address()) as [
+    AddressInfo,
+    AddressInfo,
+    AddressInfo,
+  ];
+  log.info(
+    { node: config.nodeName, admin, socks5: socks5.map((s) => s.address()), hbone: [...inbound.keys()] },
+    'ztunnel started',
+  );
+
+  return {
+    admin,
+    metrics,
+    readiness,
+    socks5: socks5.map((s) => s.address()),
+    hboneListeners: () => [...inbound].filter(([, e]) => e.server).map(([ip]) => `${ip}:${HBONE_PORT}`),
+    state: () => state,
+    applyConfig,
+    pending,
+    openConnections: () => connections.size,
+    close,
+    done,
+  };
+}

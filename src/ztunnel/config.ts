@@ -1,0 +1,130 @@
+/**
+ * The node agent's configuration: built once from the environment (flags are mapped onto the same
+ * names by the CLI), validated before anything binds, immutable afterwards. Names follow Istio's
+ * ztunnel where it has one (reference/ztunnel.md §4).
+ */
+import { hostname } from 'node:os';
+import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
+import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
+import { isLogLevel } from '../core/log.ts';
+
+export interface Socks5Listener extends HostPort {
+  /** Workload uid or `namespace/name` the listener speaks for. */
+  readonly workload: string;
+}
+
+export interface ZtunnelConfig {
+  /** Workloads whose `node` equals this are local: the agent serves their inbound HBONE. */
+  readonly nodeName: string;
+  readonly trustDomain: string;
+  /** ztunnel LocalConfig YAML (workloads, services, policies); watched for changes. */
+  readonly localConfigPath: string;
+  /** The CA that signs local workloads' CSRs in local mode. */
+  readonly caCertPath: string;
+  readonly caKeyPath: string;
+  readonly certTtlMs: number;
+  readonly admin: HostPort;
+  readonly metrics: HostPort;
+  readonly readiness: HostPort;
+  readonly socks5: readonly Socks5Listener[];
+  readonly drainDeadlineMs: number;
+  readonly connectTimeoutMs: number;
+  readonly socksHandshakeTimeoutMs: number;
+  readonly poolMaxStreamsPerConnection: number;
+  readonly poolIdleTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+/** Every variable the agent reads, with its default, for `--help` and the README. */
+export const ZTUNNEL_ENV = {
+  NODE_NAME: 'the host name',
+  TRUST_DOMAIN: DEFAULT_TRUST_DOMAIN,
+  LOCAL_XDS_PATH: '(required)',
+  AMBIT_CA_CERT_FILE: '(required in local mode)',
+  AMBIT_CA_KEY_FILE: '(required in local mode)',
+  SECRET_TTL: '24h',
+  AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
+  AMBIT_METRICS_ADDR: '0.0.0.0:15020',
+  AMBIT_READINESS_ADDR: '0.0.0.0:15021',
+  AMBIT_SOCKS5: '(none) e.g. 127.0.0.1:15080=default/productpage',
+  CONNECTION_TERMINATION_DEADLINE: '5s',
+  AMBIT_CONNECT_TIMEOUT: '10s',
+  AMBIT_SOCKS_HANDSHAKE_TIMEOUT: '10s',
+  POOL_MAX_STREAMS_PER_CONNECTION: '100',
+  POOL_UNUSED_RELEASE_TIMEOUT: '5m',
+  LOG_LEVEL: 'info',
+} as const;
+
+export type ConfigResult = { ok: true; config: ZtunnelConfig } | { ok: false; errors: string[] };
+
+export function buildZtunnelConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
+  const r = new EnvReader(env);
+  const addr = (name: string, fallback: string): HostPort => {
+    const f = parseHostPort(fallback);
+    if (!f.ok) throw new Error(`bad built-in default ${fallback}`);
+    return r.parsed(name, f.value, parseHostPort);
+  };
+  const duration = (name: string, fallbackMs: number) => r.parsed(name, fallbackMs, parseDurationMs);
+  const localConfigPath = r.optional('LOCAL_XDS_PATH');
+  if (!localConfigPath)
+    r.errors.push('LOCAL_XDS_PATH: is required (the workloads/services/policies YAML file)');
+  const caCertPath = r.optional('AMBIT_CA_CERT_FILE');
+  const caKeyPath = r.optional('AMBIT_CA_KEY_FILE');
+  if (!caCertPath || !caKeyPath) {
+    r.errors.push(
+      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required (the CA that signs workload certificates)',
+    );
+  }
+  const socks5 = parseSocks5(r.optional('AMBIT_SOCKS5') ?? '', r.errors);
+  const logLevel = r.string('LOG_LEVEL', 'info');
+  if (!isLogLevel(logLevel))
+    r.errors.push(`LOG_LEVEL: "${logLevel}" is not one of trace, debug, info, warn, error, silent`);
+  const maxStreams = r.parsed('POOL_MAX_STREAMS_PER_CONNECTION', 100, (raw) => {
+    const n = Number(raw);
+    return Number.isInteger(n) && n >= 1 && n <= 1000
+      ? { ok: true, value: n }
+      : { ok: false, error: `"${raw}" is not 1-1000` };
+  });
+  const config: ZtunnelConfig = {
+    nodeName: r.string('NODE_NAME', hostname()),
+    trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
+    localConfigPath: localConfigPath ?? '',
+    caCertPath: caCertPath ?? '',
+    caKeyPath: caKeyPath ?? '',
+    certTtlMs: duration('SECRET_TTL', DEFAULT_CERT_TTL_MS),
+    admin: addr('AMBIT_ADMIN_ADDR', '127.0.0.1:15000'),
+    metrics: addr('AMBIT_METRICS_ADDR', '0.0.0.0:15020'),
+    readiness: addr('AMBIT_READINESS_ADDR', '0.0.0.0:15021'),
+    socks5,
+    drainDeadlineMs: duration('CONNECTION_TERMINATION_DEADLINE', 5000),
+    connectTimeoutMs: duration('AMBIT_CONNECT_TIMEOUT', 10_000),
+    socksHandshakeTimeoutMs: duration('AMBIT_SOCKS_HANDSHAKE_TIMEOUT', 10_000),
+    poolMaxStreamsPerConnection: maxStreams,
+    poolIdleTimeoutMs: duration('POOL_UNUSED_RELEASE_TIMEOUT', 300_000),
+    logLevel,
+  };
+  return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
+}
+
+/** `host:port=workload[,host:port=workload…]` */
+function parseSocks5(raw: string, errors: string[]): Socks5Listener[] {
+  if (!raw.trim()) return [];
+  return raw.split(',').flatMap((entry) => {
+    const eq = entry.lastIndexOf('=');
+    const hp = parseHostPort(entry.slice(0, eq).trim());
+    const workload = entry.slice(eq + 1).trim();
+    if (eq < 0 || !hp.ok || !workload) {
+      errors.push(
+        `AMBIT_SOCKS5: "${entry}" is not host:port=workload (e.g. 127.0.0.1:15080=default/productpage)`,
+      );
+      return [];
+    }
+    return [{ ...hp.value, workload }];
+  });
+}
+
+/** The config as the admin port shows it: file paths, no key material. */
+export function redactedConfig(c: ZtunnelConfig): Record<string, unknown> {
+  return { ...c, caKeyPath: c.caKeyPath ? '<redacted>' : '' };
+}

@@ -1,0 +1,82 @@
+import type { Duplex } from 'node:stream';
+import type { HbonePool } from '../../core/hbone/pool.ts';
+import type { SecretManager } from '../../core/identity/secret-manager.ts';
+import type { Logger } from '../../core/log.ts';
+import type { TcpMetrics } from '../../core/metrics.ts';
+import type { L4Connection } from '../../core/policy/l4.ts';
+import type { MeshState } from '../../core/state/mesh-state.ts';
+import type { Workload } from '../../core/xds/model.ts';
+
+/** What the proxies share inside one agent. */
+export interface ProxyContext {
+  /** The current mesh state; replaced whole on every config change. */
+  state(): MeshState;
+  readonly nodeName: string;
+  readonly trustDomain: string;
+  readonly pool: HbonePool;
+  readonly secrets: SecretManager;
+  readonly metrics: TcpMetrics;
+  readonly log: Logger;
+  /** Logger for the one-line-per-connection access log. */
+  readonly accessLog: Logger;
+  readonly connections: ConnectionTracker;
+  readonly connectTimeoutMs: number;
+}
+
+export interface TrackedConnection {
+  readonly direction: 'inbound' | 'outbound';
+  /** For inbound connections: the facts the L4 policy was checked with, re-checked on policy change. */
+  readonly l4?: { readonly workload: Workload; readonly conn: L4Connection };
+  /** Ends the connection now. */
+  destroy(reason: string): void;
+}
+
+/** Open connections, for graceful drain and late policy enforcement. */
+export class ConnectionTracker {
+  private readonly open = new Set<TrackedConnection>();
+  private readonly idleWaiters = new Set<() => void>();
+
+  add(c: TrackedConnection): () => void {
+    this.open.add(c);
+    return () => {
+      this.open.delete(c);
+      if (this.open.size === 0) for (const w of this.idleWaiters) w();
+    };
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  count(direction: TrackedConnection['direction']): number {
+    let n = 0;
+    for (const c of this.open) if (c.direction === direction) n++;
+    return n;
+  }
+
+  *entries(): IterableIterator<TrackedConnection> {
+    yield* this.open;
+  }
+
+  /** Resolves when no connection is open or the deadline passes; returns whether all finished. */
+  waitIdle(deadlineMs: number): Promise<boolean> {
+    if (this.open.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (idle: boolean) => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(onIdle);
+        resolve(idle);
+      };
+      const onIdle = () => done(true);
+      const timer = setTimeout(() => done(false), deadlineMs);
+      this.idleWaiters.add(onIdle);
+    });
+  }
+
+  destroyAll(reason: string): void {
+    for (const c of [...this.open]) c.destroy(reason);
+  }
+}
+
+/** Either side of a tunnel: a TCP socket or an HBONE stream. */
+export type Upstream = Duplex;

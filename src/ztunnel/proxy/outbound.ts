@@ -1,0 +1,186 @@
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { ClientHttp2Stream } from 'node:http2';
+import { spliceTcp, spliceTunnel } from '../../core/hbone/copy.ts';
+import { HboneRejectedError } from '../../core/hbone/pool.ts';
+import {
+  formatBaggage,
+  formatForwarded,
+  formatHostPort,
+  formatTraceparent,
+  HboneStatus,
+} from '../../core/hbone/protocol.ts';
+import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
+import { ResponseFlag } from '../../core/metrics.ts';
+import type { Workload } from '../../core/xds/model.ts';
+import type { ProxyContext } from './context.ts';
+import { identitiesOf, routeOutbound, type OutboundRoute, type OutboundTarget } from './route.ts';
+import { SocksReply } from './socks5-protocol.ts';
+import { ConnectionRecord, Reporter } from './telemetry.ts';
+
+export type OutboundOpen =
+  | {
+      readonly ok: true;
+      readonly route: Extract<OutboundRoute, { kind: 'hbone' | 'tcp' }>;
+      readonly upstream: ClientHttp2Stream | Socket;
+      readonly record: ConnectionRecord;
+    }
+  | { readonly ok: false; readonly reply: SocksReply; readonly reason: string };
+
+/**
+ * Decides the route for a connection from `source` and opens the upstream side: an HBONE stream that
+ * the peer answered 200, or a TCP connection. The caller tells its client, then calls `runOutbound`.
+ */
+export async function openOutbound(
+  ctx: ProxyContext,
+  source: Workload,
+  client: { ip: string; port: number },
+  target: OutboundTarget,
+): Promise<OutboundOpen> {
+  const route = routeOutbound(ctx.state(), source, target);
+  if (route.kind === 'unreachable') return fail(ctx, route.reason, SocksReply.HostUnreachable, target);
+  if (route.kind === 'refused') return fail(ctx, route.reason, SocksReply.NotAllowed, target);
+  const srcIdentity = identityOf(source);
+  const record = new ConnectionRecord(ctx.metrics, ctx.accessLog, {
+    reporter: Reporter.Source,
+    src: formatHostPort(client.ip, client.port),
+    dst: route.kind === 'hbone' ? route.authority : formatHostPort(route.dstIp, route.dstPort),
+    hboneAddr: route.kind === 'hbone' ? formatHostPort(route.dstIp, route.dstPort) : undefined,
+    srcWorkload: source,
+    srcIdentity,
+    dstWorkload: route.workload,
+    dstIdentity: route.workload ? identitiesOf(route.workload)[0] : undefined,
+    dstService: route.service,
+    mtls: route.kind === 'hbone',
+  });
+  try {
+    if (route.kind === 'hbone') {
+      const stream = await ctx.pool.connect(
+        {
+          srcIdentity,
+          srcIp: source.addresses[0],
+          dstIp: route.dstIp,
+          dstPort: route.dstPort,
+          expectedIdentities: route.expectedIdentities,
+        },
+        {
+          authority: route.authority,
+          headers: {
+            baggage: formatBaggage({
+              cluster: source.clusterId,
+              namespace: source.namespace,
+              workloadType: source.workloadType,
+              workloadName: source.workloadName || source.name,
+              service: source.canonicalName,
+              version: source.canonicalRevision,
+            }),
+            forwarded: formatForwarded(client.ip, client.port, route.service?.hostname),
+            traceparent: formatTraceparent(randomBytes(24)),
+          },
+        },
+      );
+      return { ok: true, route, upstream: stream, record };
+    }
+    const socket = await connectTcp(route.dstIp, route.dstPort, ctx.connectTimeoutMs);
+    return { ok: true, route, upstream: socket, record };
+  } catch (err) {
+    const { reply, flag } = classify(err);
+    record.finish({ flag, bytesReceived: 0, bytesSent: 0, error: describeError(err) });
+    return { ok: false, reply, reason: describeError(err) };
+  }
+}
+
+/** Copies bytes between the client and the opened upstream, then records the connection. */
+export async function runOutbound(
+  ctx: ProxyContext,
+  client: Socket,
+  open: Extract<OutboundOpen, { ok: true }>,
+  /** Client bytes already used by a handshake (SOCKS), not counted as traffic. */
+  handshake: { read: number; written: number } = { read: 0, written: 0 },
+): Promise<void> {
+  const untrack = ctx.connections.add({
+    direction: 'outbound',
+    destroy: (reason) => {
+      client.destroy();
+      open.upstream.destroy(new AmbitError(ErrorCode.Shutdown, reason));
+    },
+  });
+  const result =
+    open.route.kind === 'hbone'
+      ? await spliceTunnel(client, open.upstream as ClientHttp2Stream)
+      : await spliceTcp(client, open.upstream as Socket);
+  untrack();
+  open.record.finish({
+    flag: ResponseFlag.None,
+    bytesReceived: client.bytesRead - handshake.read,
+    bytesSent: client.bytesWritten - handshake.written,
+    error: result.error ? describeError(result.error) : undefined,
+  });
+}
+
+function fail(ctx: ProxyContext, reason: string, reply: SocksReply, target: OutboundTarget): OutboundOpen {
+  const dst =
+    target.kind === 'ip' ? formatHostPort(target.ip, target.port) : `${target.hostname}:${target.port}`;
+  ctx.log.info({ dst, error: reason }, 'outbound connection refused');
+  return { ok: false, reply, reason };
+}
+
+function classify(err: unknown): { reply: SocksReply; flag: ResponseFlag } {
+  if (err instanceof HboneRejectedError) {
+    if (err.status === HboneStatus.Unauthorized)
+      return { reply: SocksReply.NotAllowed, flag: ResponseFlag.Deny };
+    if (err.status === HboneStatus.Unavailable)
+      return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
+    return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.Connect };
+  }
+  if (err instanceof AmbitError && err.code === ErrorCode.HboneTimeout) {
+    return { reply: SocksReply.HostUnreachable, flag: ResponseFlag.NetworkPolicy };
+  }
+  const code =
+    (err as { cause?: { code?: string }; code?: string }).cause?.code ?? (err as { code?: string }).code;
+  if (code === 'ECONNREFUSED') return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
+  if (code?.startsWith('ERR_TLS') || code?.startsWith('ERR_SSL')) {
+    return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.TlsFailure };
+  }
+  return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.Connect };
+}
+
+export function identityOf(w: Workload) {
+  return { trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount };
+}
+
+/** A TCP connection with a deadline; resolves once connected. */
+export function connectTcp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  localAddress?: string,
+): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(
+        new AmbitError(ErrorCode.UpstreamConnectFailed, `connect to ${formatHostPort(host, port)} timed out`),
+      );
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(
+        new AmbitError(
+          ErrorCode.UpstreamConnectFailed,
+          `connect to ${formatHostPort(host, port)} failed: ${describeError(err)}`,
+          {
+            cause: err,
+          },
+        ),
+      );
+    };
+    s.once('error', onError);
+  });
+}

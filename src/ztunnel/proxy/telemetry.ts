@@ -1,0 +1,124 @@
+/**
+ * Istio's TCP metrics and one access-log line per connection (reference/ztunnel.md §5).
+ */
+import { formatSpiffe, type Identity } from '../../core/identity/spiffe.ts';
+import type { Logger } from '../../core/log.ts';
+import { ResponseFlag, type TcpLabels, type TcpMetrics } from '../../core/metrics.ts';
+import type { Service, Workload } from '../../core/xds/model.ts';
+
+export const Reporter = { Source: 'source', Destination: 'destination' } as const;
+export type Reporter = (typeof Reporter)[keyof typeof Reporter];
+
+export interface ConnectionFacts {
+  readonly reporter: Reporter;
+  readonly src: string;
+  readonly dst: string;
+  /** The HBONE address the tunnel went to, when there was one. */
+  readonly hboneAddr?: string;
+  readonly srcWorkload: Workload | undefined;
+  readonly srcIdentity: Identity | undefined;
+  readonly dstWorkload: Workload | undefined;
+  readonly dstIdentity: string | undefined;
+  readonly dstService: Service | undefined;
+  readonly mtls: boolean;
+}
+
+export interface ConnectionOutcome {
+  readonly flag: ResponseFlag;
+  /** Bytes from client to server. */
+  readonly bytesReceived: number;
+  /** Bytes from server to client. */
+  readonly bytesSent: number;
+  readonly error?: string;
+  /** The policy that denied the connection, if any. */
+  readonly policy?: string;
+}
+
+const UNKNOWN = 'unknown';
+
+export function tcpLabels(f: ConnectionFacts, flag: ResponseFlag): TcpLabels {
+  const w = (x: Workload | undefined, pick: (w: Workload) => string) => (x && pick(x)) || UNKNOWN;
+  const labels: TcpLabels = {
+    reporter: f.reporter,
+    source_workload: w(f.srcWorkload, (x) => x.workloadName || x.name),
+    source_canonical_service: w(f.srcWorkload, (x) => x.canonicalName || x.workloadName || x.name),
+    source_canonical_revision: w(f.srcWorkload, (x) => x.canonicalRevision || 'latest'),
+    source_workload_namespace: f.srcWorkload?.namespace ?? f.srcIdentity?.namespace ?? UNKNOWN,
+    source_principal: f.srcIdentity ? formatSpiffe(f.srcIdentity) : UNKNOWN,
+    source_app: w(f.srcWorkload, (x) => x.canonicalName),
+    source_version: w(f.srcWorkload, (x) => x.canonicalRevision),
+    source_cluster: w(f.srcWorkload, (x) => x.clusterId),
+    destination_service: f.dstService?.hostname ?? UNKNOWN,
+    destination_service_namespace: f.dstService?.namespace ?? UNKNOWN,
+    destination_service_name: f.dstService?.name ?? UNKNOWN,
+    destination_workload: w(f.dstWorkload, (x) => x.workloadName || x.name),
+    destination_canonical_service: w(f.dstWorkload, (x) => x.canonicalName || x.workloadName || x.name),
+    destination_canonical_revision: w(f.dstWorkload, (x) => x.canonicalRevision || 'latest'),
+    destination_workload_namespace: f.dstWorkload?.namespace ?? UNKNOWN,
+    destination_principal: f.dstIdentity ?? UNKNOWN,
+    destination_app: w(f.dstWorkload, (x) => x.canonicalName),
+    destination_version: w(f.dstWorkload, (x) => x.canonicalRevision),
+    destination_cluster: w(f.dstWorkload, (x) => x.clusterId),
+    request_protocol: 'tcp',
+    response_flags: flag,
+    connection_security_policy: f.mtls ? 'mutual_tls' : UNKNOWN,
+  };
+  return labels;
+}
+
+/**
+ * Records one connection from the moment its route is decided to its end: `opened` now, and
+ * `closed` (or `failed`), bytes and the access-log line when `finish` is called.
+ */
+export class ConnectionRecord {
+  private readonly startMs = Date.now();
+  private readonly metrics: TcpMetrics;
+  private readonly log: Logger;
+  private facts: ConnectionFacts;
+  private done = false;
+
+  constructor(metrics: TcpMetrics, log: Logger, facts: ConnectionFacts) {
+    this.metrics = metrics;
+    this.log = log;
+    this.facts = facts;
+    metrics.opened.inc(tcpLabels(facts, ResponseFlag.None));
+    metrics.socketsOpen.inc({ reporter: facts.reporter });
+  }
+
+  update(more: Partial<ConnectionFacts>): void {
+    this.facts = { ...this.facts, ...more };
+  }
+
+  finish(outcome: ConnectionOutcome): void {
+    if (this.done) return;
+    this.done = true;
+    const f = this.facts;
+    const labels = tcpLabels(f, outcome.flag);
+    this.metrics.socketsOpen.dec({ reporter: f.reporter });
+    if (outcome.flag === ResponseFlag.None) this.metrics.closed.inc(labels);
+    else this.metrics.failed.inc(labels);
+    if (outcome.bytesReceived > 0) this.metrics.receivedBytes.inc(labels, outcome.bytesReceived);
+    if (outcome.bytesSent > 0) this.metrics.sentBytes.inc(labels, outcome.bytesSent);
+    const line = {
+      direction: f.reporter === Reporter.Source ? 'outbound' : 'inbound',
+      src: f.src,
+      dst: f.dst,
+      hboneAddr: f.hboneAddr,
+      srcWorkload: f.srcWorkload?.name,
+      srcNamespace: f.srcWorkload?.namespace ?? f.srcIdentity?.namespace,
+      srcIdentity: f.mtls && f.srcIdentity ? formatSpiffe(f.srcIdentity) : undefined,
+      dstService: f.dstService?.hostname,
+      dstWorkload: f.dstWorkload?.name,
+      dstNamespace: f.dstWorkload?.namespace,
+      dstIdentity: f.dstIdentity,
+      durationMs: Date.now() - this.startMs,
+      bytesSent: outcome.bytesSent,
+      bytesReceived: outcome.bytesReceived,
+      responseFlags: outcome.flag,
+      policy: outcome.policy,
+      error: outcome.error,
+    };
+    if (outcome.error) this.log.error(line, 'connection complete');
+    else this.log.info(line, 'connection complete');
+  }
+}
