@@ -225,7 +225,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     draining = true;
     log.info({ openConnections: connections.size, deadlineMs: config.drainDeadlineMs }, 'draining');
     stopWatching();
-    await Promise.all(socks5.map((s) => s.stopAccepting()));
+    for (const s of socks5) s.stopAccepting();
     const servers = [...inbound.values()].flatMap((e) => (e.server ? [e.server] : []));
     pool.close();
     await Promise.all([
@@ -235,6 +235,8 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     const left = connections.size;
     connections.destroyAll('agent shutting down');
     pool.destroy();
+    // Destroyed connections finish their bookkeeping (metrics, access log) on the next ticks.
+    await connections.waitIdle(1000);
     secrets.close();
     await Promise.all(endpoints.map((e) => e.close()));
     log.info({ forcedClosed: left }, 'shut down');

@@ -79,7 +79,7 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
   const socks5 = parseSocks5(r.optional('AMBIT_SOCKS5') ?? '', r.errors);
   const logLevel = r.string('LOG_LEVEL', 'info');
   if (!isLogLevel(logLevel))
-    r.errors.push(`LOG_LEVEL: "${logLevel}" is not one of trace, debug, info, warn, error, silent`);
+    r.errors.push(`LOG_LEVEL: "${logLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
   const maxStreams = r.parsed('POOL_MAX_STREAMS_PER_CONNECTION', 100, (raw) => {
     const n = Number(raw);
     return Number.isInteger(n) && n >= 1 && n <= 1000

@@ -24,9 +24,8 @@ export function parseBool(raw: string): Parsed<boolean> {
 }
 
 export function parsePort(raw: string): Parsed<number> {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    return { ok: false, error: `"${raw}" is not a port (0-65535)` };
+  const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 0 && n <= 65535)) return { ok: false, error: `"${raw}" is not a port (0-65535)` };
   return { ok: true, value: n };
 }
 

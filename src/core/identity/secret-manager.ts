@@ -102,6 +102,11 @@ export class SecretManager {
     if (!entry) return;
     entry.cancelTimer?.();
     this.entries.delete(key);
+    const err = new AmbitError(
+      ErrorCode.CertificateUnavailable,
+      `certificate for ${key} is no longer needed on this node`,
+    );
+    for (const w of entry.waiters.splice(0)) w.reject(err);
   }
 
   onCertificate(listener: (cert: WorkloadCertificate) => void): () => void {
@@ -171,8 +176,12 @@ export class SecretManager {
       entry.failures += 1;
       const e = err instanceof Error ? err : new Error(String(err));
       for (const w of entry.waiters.splice(0)) w.reject(e);
-      const delayMs = backoffMs(entry.failures, this.opts.random ?? Math.random);
       // Keep the old certificate while it is still valid; retry no later than its expiry.
+      const untilExpiryMs = entry.cert ? entry.cert.notAfterMs - this.opts.clock.nowMs() : Infinity;
+      const delayMs = Math.max(
+        0,
+        Math.min(backoffMs(entry.failures, this.opts.random ?? Math.random), untilExpiryMs),
+      );
       this.schedule(entry, delayMs);
       this.opts.log.warn(
         { identity: id, error: entry.lastError, retryInMs: delayMs, keptOld: entry.cert !== undefined },

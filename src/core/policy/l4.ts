@@ -84,12 +84,17 @@ export function inCidr(ip: string, cidr: Cidr): boolean {
   const a = ipToBigInt(ip);
   const b = ipToBigInt(cidr.address);
   if (!a || !b || a.bits !== b.bits) return false;
-  const shift = BigInt(a.bits - cidr.prefixLength);
+  // An IPv4-mapped IPv6 CIDR (::ffff:a.b.c.d/104) was converted to IPv4: its prefix shrinks by 96.
+  const prefixLength = V4_MAPPED.test(cidr.address) ? cidr.prefixLength - 96 : cidr.prefixLength;
+  if (prefixLength < 0) return false;
+  const shift = BigInt(a.bits - prefixLength);
   return a.value >> shift === b.value >> shift;
 }
 
+const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
+
 function ipToBigInt(ip: string): { value: bigint; bits: number } | undefined {
-  const v4mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  const v4mapped = V4_MAPPED.exec(ip);
   if (v4mapped) ip = v4mapped[1]!;
   const family = isIP(ip);
   if (family === 4) {

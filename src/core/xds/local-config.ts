@@ -91,12 +91,15 @@ export function decodeLocalConfig(text: string): LocalConfigResult {
   if (root === undefined) return { ok: true, config: { workloads: [], services: [], policies: [] } };
   const top = d.map(root, '', ['workloads', 'services', 'policies']);
   if (!top) return { ok: false, errors: d.errors };
-  const workloads = d
-    .list(top.get('workloads'), 'workloads')
-    .map((n, i) => workload(d, n, join('workloads', i)));
-  const services = d.list(top.get('services'), 'services').map((n, i) => service(d, n, join('services', i)));
-  const policies = d.list(top.get('policies'), 'policies').map((n, i) => policy(d, n, join('policies', i)));
-  crossCheck(d, top, workloads, services, policies);
+  const nodes = {
+    workloads: d.list(top.get('workloads'), 'workloads'),
+    services: d.list(top.get('services'), 'services'),
+    policies: d.list(top.get('policies'), 'policies'),
+  };
+  const workloads = nodes.workloads.map((n, i) => workload(d, n, join('workloads', i)));
+  const services = nodes.services.map((n, i) => service(d, n, join('services', i)));
+  const policies = nodes.policies.map((n, i) => policy(d, n, join('policies', i)));
+  crossCheck(d, nodes, workloads, services, policies);
   if (d.errors.length > 0) return { ok: false, errors: d.errors };
   return { ok: true, config: { workloads, services, policies } };
 }
@@ -298,7 +301,7 @@ function cidr(d: YamlDecoder, node: YamlNode, path: string): Cidr {
   const [address = '', len] = v.split('/');
   const family = isIP(address);
   const max = family === 6 ? 128 : 32;
-  const prefixLength = len === undefined ? max : Number(len);
+  const prefixLength = len === undefined ? max : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
   if (!family || !Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > max) {
     d.error(node, path, `"${v}" is not an IP address or CIDR`);
   }
@@ -330,12 +333,12 @@ function gateway(d: YamlDecoder, node: YamlNode | undefined, path: string): Gate
 /** Checks across objects: unique uids and addresses. */
 function crossCheck(
   d: YamlDecoder,
-  top: Map<string, YamlNode>,
+  nodes: { workloads: YamlNode[]; services: YamlNode[]; policies: YamlNode[] },
   workloads: readonly Workload[],
   services: readonly Service[],
   policies: readonly Authorization[],
 ): void {
-  const wlNodes = d.list(top.get('workloads'), 'workloads');
+  const wlNodes = nodes.workloads;
   const uids = new Map<string, number>();
   const ips = new Map<string, number>();
   workloads.forEach((w, i) => {
@@ -355,7 +358,7 @@ function crossCheck(
       ips.set(k, i);
     }
   });
-  const svcNodes = d.list(top.get('services'), 'services');
+  const svcNodes = nodes.services;
   const hosts = new Map<string, number>();
   services.forEach((s, i) => {
     const k = `${s.namespace}/${s.hostname}`;
@@ -364,7 +367,7 @@ function crossCheck(
       d.error(svcNodes[i], join('services', i), `service ${k} is also defined by services[${p}]`);
     hosts.set(k, i);
   });
-  const polNodes = d.list(top.get('policies'), 'policies');
+  const polNodes = nodes.policies;
   const names = new Map<string, number>();
   policies.forEach((p, i) => {
     const k = `${p.namespace}/${p.name}`;

@@ -71,7 +71,9 @@ export function parseRequest(buf: Uint8Array): Parse<{ target: SocksTarget }> {
     if (buf.length < addrEnd + 2) return { kind: 'more' };
     const groups: string[] = [];
     for (let i = 4; i < 20; i += 2) groups.push(((buf[i]! << 8) | buf[i + 1]!).toString(16));
-    const ip = compressIpv6(groups);
+    // An IPv4-mapped address names an IPv4 destination: look it up as one.
+    const v4mapped = groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff';
+    const ip = v4mapped ? Array.from(buf.subarray(16, 20)).join('.') : compressIpv6(groups);
     target = (port) => ({ kind: 'ip', ip, port });
   } else if (atyp === ATYP_DOMAIN) {
     if (buf.length < 5) return { kind: 'more' };

@@ -56,9 +56,12 @@ export class Socks5Server {
     return this.server.address() as AddressInfo;
   }
 
-  /** Stops accepting; connections already tunnelled are drained by the agent. */
-  stopAccepting(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  /**
+   * Stops accepting. Does not wait: `net.Server.close` calls back only after every connection is
+   * gone, and tunnelled connections are drained (and cut at the deadline) by the agent.
+   */
+  stopAccepting(): void {
+    this.server.close();
   }
 
   /** Drops clients still in the SOCKS handshake (tunnelled ones are tracked elsewhere). */

@@ -1,0 +1,154 @@
+/**
+ * `npm start`'s mesh, end to end, driven by the real curl binary through SOCKS5.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+// A loopback range of our own, so a developer's `npm start` (127.10) keeps running.
+const prefix = `127.${230 + (process.pid % 20)}`;
+let dir: string;
+let socks: string;
+let mesh: ReturnType<typeof spawn>;
+let output = '';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function curl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'curl',
+      ['-sS', '--max-time', '10', '--socks5-hostname', socks, ...args],
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ambit-e2e-'));
+  const port = await freePort();
+  socks = `127.0.0.1:${port}`;
+  mesh = spawn(
+    process.execPath,
+    [main, 'local', '--dir', dir, '--prefix', prefix, '--socks-port', String(port)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  mesh.stdout!.on('data', (b: Buffer) => (output += b.toString()));
+  mesh.stderr!.on('data', (b: Buffer) => (output += b.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`mesh did not come up:\n${output}`)), 30_000);
+    const check = () => {
+      if (output.includes('Press Ctrl-C to stop.')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    mesh.stdout!.on('data', check);
+    mesh.once('exit', (code) => reject(new Error(`mesh exited with ${code}:\n${output}`)));
+  });
+});
+
+after(async () => {
+  if (mesh.exitCode === null) {
+    mesh.kill('SIGTERM');
+    await new Promise((r) => mesh.once('exit', r));
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('the printed guide names the SOCKS address, the services and the agents', () => {
+  assert.match(
+    output,
+    new RegExp(
+      `curl --socks5-hostname ${socks.replace(/\./g, '\\.')} http://reviews\\.default\\.svc\\.cluster\\.local:9080/`,
+    ),
+  );
+  assert.match(
+    output,
+    new RegExp(`reviews\\.default\\.svc\\.cluster\\.local\\s+${prefix.replace('.', '\\.')}\\.100\\.3:9080`),
+  );
+  assert.match(output, /node-1 +agent +admin http:\/\//);
+});
+
+test('curl through SOCKS5 reaches every reviews version across both nodes', async () => {
+  const versions = new Set<string>();
+  for (let i = 0; i < 3; i++) {
+    const r = await curl('http://reviews.default.svc.cluster.local:9080/');
+    assert.equal(r.code, 0, r.stderr);
+    const body = JSON.parse(r.stdout) as { app: string; version: string; node: string };
+    assert.equal(body.app, 'reviews');
+    versions.add(`${body.version}@${body.node}`);
+  }
+  assert.deepEqual([...versions].sort(), ['v1@node-1', 'v2@node-2', 'v3@node-2']);
+});
+
+test('the request really crossed HBONE: the server-side agent logged the client SPIFFE identity', async () => {
+  const r = await curl('http://ratings:9080/hello');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { path: string }).path, '/hello');
+  await new Promise((res) => setTimeout(res, 200));
+  const lines = (await readFile(join(dir, 'node-2.log'), 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const inbound = lines.find(
+    (l) => l.msg === 'connection complete' && l.direction === 'inbound' && l.dstWorkload === 'ratings-v1',
+  );
+  assert.ok(inbound, 'no inbound access log line on node-2');
+  assert.equal(inbound.srcIdentity, 'spiffe://cluster.local/ns/default/sa/curl');
+  assert.equal(inbound.dstIdentity, 'spiffe://cluster.local/ns/default/sa/bookinfo-ratings');
+  assert.ok(Number(inbound.bytesReceived) > 0 && Number(inbound.bytesSent) > 0);
+});
+
+test('an unknown name is refused with SOCKS "host unreachable"', async () => {
+  const r = await curl('http://nope.default.svc.cluster.local:9080/');
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /unreachable|\(4\)/i);
+});
+
+test('editing mesh.yaml changes the mesh within a second: a policy change denies ratings', async () => {
+  const file = join(dir, 'mesh.yaml');
+  const yaml = await readFile(file, 'utf8');
+  await writeFile(
+    file,
+    yaml.replace(
+      'rules: [[[{namespaces: [{Exact: default}]}]]]',
+      'rules: [[[{namespaces: [{Exact: nobody}]}]]]',
+    ),
+  );
+  let r = await curl('http://ratings:9080/');
+  for (let i = 0; i < 20 && r.code === 0; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    r = await curl('http://ratings:9080/');
+  }
+  assert.notEqual(r.code, 0, 'ratings still reachable after the policy change');
+  assert.match(r.stderr, /not allowed|\(2\)/i);
+  // Other services are unaffected.
+  assert.equal((await curl('http://details:9080/')).code, 0);
+  await writeFile(file, yaml);
+});
+
+test('SIGTERM drains and stops the whole mesh', async () => {
+  mesh.kill('SIGTERM');
+  const code = await new Promise((r) => mesh.once('exit', r));
+  assert.equal(code, 0);
+  const r = await curl('http://reviews:9080/');
+  assert.notEqual(r.code, 0);
+});

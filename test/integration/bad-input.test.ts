@@ -1,0 +1,346 @@
+import assert from 'node:assert/strict';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { after, before, test } from 'node:test';
+import { writeFile } from 'node:fs/promises';
+import { HbonePool, HboneRejectedError } from '../../src/core/hbone/pool.ts';
+import { CertificateAuthority } from '../../src/core/identity/ca.ts';
+import type { WorkloadCertificate } from '../../src/core/identity/certificate.ts';
+import { LocalCaProvider } from '../../src/core/identity/secret-manager.ts';
+import { secureContextFor } from '../../src/core/identity/tls.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { startZtunnel } from '../../src/ztunnel/app.ts';
+import { captureLogger } from '../fakes/capture-log.ts';
+import { ECHO_PORT, meshYaml, startTestMesh, waitFor, type TestMesh } from '../fakes/mesh.ts';
+import type { SocksError } from '../fakes/socks-client.ts';
+import { socksConnect } from '../fakes/socks-client.ts';
+
+const captured = captureLogger('info');
+let mesh: TestMesh;
+let provider: LocalCaProvider;
+const id = (sa: string, trustDomain = 'cluster.local') => ({
+  trustDomain,
+  namespace: 'default',
+  serviceAccount: sa,
+});
+const spiffe = (sa: string) => `spiffe://cluster.local/ns/default/sa/${sa}`;
+
+before(async () => {
+  mesh = await startTestMesh({ log: captured.log });
+  provider = new LocalCaProvider(mesh.ca, 3600_000);
+});
+after(async () => {
+  await mesh.close();
+});
+
+function pool(getCertificate: () => Promise<WorkloadCertificate>): HbonePool {
+  return new HbonePool({
+    getCertificate,
+    log: silentLogger(),
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 10_000,
+    maxStreamsPerConnection: 100,
+  });
+}
+
+async function connectStatus(authority: string, expected = spiffe('server')): Promise<number | Error> {
+  const p = pool(() => provider.fetch(id('client')));
+  try {
+    const s = await p.connect(
+      {
+        srcIdentity: id('client'),
+        srcIp: undefined,
+        dstIp: mesh.ip.server,
+        dstPort: 15008,
+        expectedIdentities: [expected],
+      },
+      { authority, headers: {} },
+    );
+    s.destroy();
+    return 200;
+  } catch (err) {
+    return err instanceof HboneRejectedError ? err.status : (err as Error);
+  } finally {
+    p.destroy();
+  }
+}
+
+test('CONNECT to an unknown service hostname → 503', async () => {
+  assert.equal(await connectStatus('nothere.default.svc.cluster.local:80'), 503);
+});
+
+test('CONNECT to a port nobody listens on → 503 (200 only after the upstream connect succeeds)', async () => {
+  assert.equal(await connectStatus(`${mesh.ip.server}:1`), 503);
+});
+
+test('CONNECT for another pod IP than the one the tunnel reached → 400', async () => {
+  assert.equal(await connectStatus(`${mesh.ip.server2}:${ECHO_PORT}`), 400);
+});
+
+test('CONNECT to an illegal (mesh) port → 503', async () => {
+  assert.equal(await connectStatus(`${mesh.ip.server}:15008`), 503);
+});
+
+test('a valid CONNECT → 200', async () => {
+  assert.equal(await connectStatus(`${mesh.ip.server}:${ECHO_PORT}`), 200);
+});
+
+async function h2Session(cert: WorkloadCertificate): Promise<ClientHttp2Session> {
+  const socket = tlsConnect({
+    host: mesh.ip.server,
+    port: 15008,
+    secureContext: secureContextFor(cert),
+    ALPNProtocols: ['h2'],
+    rejectUnauthorized: false,
+  });
+  await new Promise((r, j) => socket.once('secureConnect', r).once('error', j));
+  return h2connect(`https://${mesh.ip.server}:15008`, { createConnection: () => socket });
+}
+
+async function statusOf(session: ClientHttp2Session, headers: Record<string, string>): Promise<number> {
+  const req = session.request(headers, { endStream: headers[':method'] !== 'CONNECT' });
+  return new Promise((resolve, reject) => {
+    req.once('response', (h) => resolve(Number(h[':status'])));
+    req.once('error', reject);
+  });
+}
+
+test('not a CONNECT → 400; bad authority → 400', async () => {
+  const session = await h2Session(await provider.fetch(id('client')));
+  try {
+    assert.equal(
+      await statusOf(session, {
+        ':method': 'GET',
+        ':path': '/',
+        ':authority': `${mesh.ip.server}:${ECHO_PORT}`,
+      }),
+      400,
+    );
+    assert.equal(await statusOf(session, { ':method': 'CONNECT', ':authority': 'no-port-here' }), 400);
+    assert.equal(
+      await statusOf(session, { ':method': 'CONNECT', ':authority': `${mesh.ip.server}:99999` }),
+      400,
+    );
+  } finally {
+    session.destroy();
+  }
+});
+
+async function handshakeFails(cert: WorkloadCertificate): Promise<string> {
+  const p = pool(async () => cert);
+  try {
+    const s = await p.connect(
+      {
+        srcIdentity: cert.identity,
+        srcIp: undefined,
+        dstIp: mesh.ip.server,
+        dstPort: 15008,
+        expectedIdentities: [spiffe('server')],
+      },
+      { authority: `${mesh.ip.server}:${ECHO_PORT}`, headers: {} },
+    );
+    s.destroy();
+    return 'connected';
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    p.destroy();
+  }
+}
+
+test('a client certificate from another CA is refused in the handshake, and the reason logged', async () => {
+  const other = await CertificateAuthority.createSelfSigned('cluster.local');
+  const foreign = await new LocalCaProvider(other, 3600_000).fetch(id('client'));
+  // The client trusts our roots (so it accepts the server) but presents a leaf from the other CA.
+  const cert = { ...foreign, rootsPem: mesh.ca.trustBundlePem };
+  const msg = await handshakeFails(cert);
+  assert.notEqual(msg, 'connected');
+  await waitFor(
+    () =>
+      captured.lines.some(
+        (l) =>
+          l.msg === 'hbone peer rejected' && /client certificate rejected: UNABLE_TO/.test(String(l.error)),
+      ),
+    2000,
+  );
+});
+
+test('a client certificate in another trust domain is refused, and the reason logged', async () => {
+  const cert = await provider.fetch(id('client', 'evil.example'));
+  const msg = await handshakeFails(cert);
+  assert.notEqual(msg, 'connected');
+  await waitFor(
+    () =>
+      captured.lines.some(
+        (l) =>
+          l.msg === 'hbone peer rejected' && String(l.error).includes('not in trust domain cluster.local'),
+      ),
+    2000,
+  );
+});
+
+test('an expired client certificate is refused in the handshake', async () => {
+  const past = Date.now() - 48 * 3600_000;
+  const oldCa = await CertificateAuthority.fromPem(mesh.ca.rootCertPem, mesh.ca.rootKeyPem, {
+    nowMs: () => past,
+  });
+  const cert = await new LocalCaProvider(oldCa, 3600_000).fetch(id('client'));
+  assert.ok(cert.notAfterMs < Date.now());
+  const msg = await handshakeFails(cert);
+  assert.notEqual(msg, 'connected');
+  await waitFor(
+    () =>
+      captured.lines.some((l) => l.msg === 'hbone peer rejected' && /CERT_HAS_EXPIRED/.test(String(l.error))),
+    2000,
+  );
+});
+
+test('a server with the wrong identity is refused by the client', async () => {
+  const r = await connectStatus(`${mesh.ip.server}:${ECHO_PORT}`, spiffe('someone-else'));
+  assert.ok(r instanceof Error);
+  assert.match(
+    r.message,
+    /server identity spiffe:\/\/cluster.local\/ns\/default\/sa\/server is not the expected/,
+  );
+});
+
+test('SOCKS5 request for an unknown name → "host unreachable" (4)', async () => {
+  await assert.rejects(
+    socksConnect(mesh.socks, 'nope.default.svc.cluster.local', 80),
+    (e: unknown) => (e as SocksError).reply === 4,
+  );
+});
+
+test('SOCKS5 request for a service port the service does not have → host unreachable', async () => {
+  await assert.rejects(
+    socksConnect(mesh.socks, 'echo.default.svc.cluster.local', 81),
+    (e: unknown) => (e as SocksError).reply === 4,
+  );
+});
+
+test('a broken config file stops the agent from starting, naming file, line, field and reason', async () => {
+  const path = `${mesh.dir}/broken.yaml`;
+  await writeFile(path, 'workloads:\n- name: x\n  namespace: default\n  workloadIps: [not-an-ip]\n');
+  await assert.rejects(
+    startZtunnel(
+      {
+        nodeName: 'n',
+        trustDomain: 'cluster.local',
+        localConfigPath: path,
+        caCertPath: '',
+        caKeyPath: '',
+        certTtlMs: 1000,
+        admin: { host: '127.0.0.1', port: 0 },
+        metrics: { host: '127.0.0.1', port: 0 },
+        readiness: { host: '127.0.0.1', port: 0 },
+        socks5: [],
+        drainDeadlineMs: 100,
+        connectTimeoutMs: 100,
+        socksHandshakeTimeoutMs: 100,
+        poolMaxStreamsPerConnection: 100,
+        poolIdleTimeoutMs: 1000,
+        logLevel: 'silent',
+      },
+      { log: silentLogger() },
+    ),
+    (err: Error) =>
+      err.message.includes(`${path}:4: workloads[0].workloadIps[0]: "not-an-ip" is not an IP address`),
+  );
+});
+
+test('a broken config edit is rejected and the last good config stays in force', async () => {
+  const before = mesh.a.state();
+  await writeFile(mesh.configPath, meshYaml(mesh.prefix) + '\nbogusField: 1\n');
+  await waitFor(
+    () => captured.lines.some((l) => l.msg === 'config rejected, keeping the last good config'),
+    3000,
+  );
+  assert.equal(mesh.a.state(), before);
+  const metrics = await (
+    await fetch(`http://${mesh.a.metrics.address}:${mesh.a.metrics.port}/metrics`)
+  ).text();
+  assert.match(metrics, /ambit_config_rejected_total\{source="file"\} [1-9]/);
+  // Traffic still flows with the old config.
+  const s = await socksConnect(mesh.socks, 'echo.default.svc.cluster.local', 80);
+  s.end('still');
+  s.resume();
+  await new Promise((r) => s.once('end', r));
+  await writeFile(mesh.configPath, meshYaml(mesh.prefix));
+});
+
+/** The resource count once it has stopped changing (earlier tests' sockets finish closing). */
+async function settledResources(): Promise<number> {
+  let last = -1;
+  let same = 0;
+  for (let i = 0; i < 100 && same < 5; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const n = resources();
+    same = n === last ? same + 1 : 0;
+    last = n;
+  }
+  return last;
+}
+
+function resources(): number {
+  return process.getActiveResourcesInfo().filter((r) => r !== 'Timeout' && r !== 'Immediate').length;
+}
+
+test('a few hundred abusive connections crash nothing and leak no handles', async () => {
+  // Warm up the pool so the baseline includes the long-lived HBONE connection.
+  const warm = await socksConnect(mesh.socks, mesh.ip.server, ECHO_PORT);
+  warm.end('w');
+  warm.resume();
+  await new Promise((r) => warm.once('close', r));
+  const baseline = await settledResources();
+
+  const jobs: Promise<unknown>[] = [];
+  const rawConnect = (host: string, port: number, payload: Buffer | null, destroyAfterMs: number) =>
+    new Promise<void>((resolve) => {
+      const s = netConnect({ host, port });
+      s.on('error', () => undefined);
+      s.once('connect', () => {
+        if (payload) s.write(payload);
+        setTimeout(() => s.destroy(), destroyAfterMs);
+      });
+      s.once('close', () => resolve());
+    });
+  for (let i = 0; i < 80; i++) {
+    jobs.push(rawConnect(mesh.socks.host, mesh.socks.port, Buffer.from([4, 1, 0, 80, 1, 2, 3, 4, 0]), 20)); // SOCKS4
+    jobs.push(rawConnect(mesh.socks.host, mesh.socks.port, Buffer.from([5, 1, 0, 5, 9, 0, 3]), 20)); // bad command
+    jobs.push(rawConnect(mesh.socks.host, mesh.socks.port, null, 50)); // silent client
+    jobs.push(rawConnect(mesh.ip.server, 15008, Buffer.from('GET / HTTP/1.1\r\n\r\n'), 20)); // not TLS
+    jobs.push(rawConnect(mesh.ip.server, 15008, Buffer.from([0x16, 3, 1, 0, 5, 1, 2, 3]), 20)); // broken ClientHello
+  }
+  for (let i = 0; i < 40; i++) {
+    // TLS without a client certificate.
+    jobs.push(
+      new Promise<void>((resolve) => {
+        const s = tlsConnect({
+          host: mesh.ip.server,
+          port: 15008,
+          rejectUnauthorized: false,
+          ALPNProtocols: ['h2'],
+        });
+        s.on('error', () => undefined);
+        s.once('close', () => resolve());
+        setTimeout(() => s.destroy(), 200);
+      }),
+    );
+  }
+  await Promise.all(jobs);
+  await waitFor(
+    () => resources() <= baseline && mesh.a.openConnections() === 0 && mesh.b.openConnections() === 0,
+    5000,
+    () => `${resources()} resources, baseline ${baseline}: ${process.getActiveResourcesInfo().join(',')}`,
+  );
+  assert.equal(await settledResources(), baseline);
+  // And the mesh still works.
+  const s = await socksConnect(mesh.socks, mesh.ip.server, ECHO_PORT);
+  s.end('alive');
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  s.resume();
+  await new Promise((r) => s.once('end', r));
+  assert.equal(Buffer.concat(chunks).toString(), 'alive');
+});
