@@ -26,6 +26,9 @@ import { handleInbound } from './proxy/inbound.ts';
 import { identityOf } from './proxy/outbound.ts';
 import { Socks5Server } from './proxy/socks5.ts';
 
+/** A listener that could not start is tried again after this (as ztunnel retries a pod's proxy). */
+const LISTENER_RETRY_MS = 5000;
+
 export interface ZtunnelDeps {
   readonly log?: Logger;
   readonly clock?: Clock;
@@ -102,7 +105,10 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   };
 
   // Inbound HBONE listeners, one per local workload address, keyed by `ip`.
-  const inbound = new Map<string, { server: HboneServer | undefined; workload: Workload; failed?: string }>();
+  const inbound = new Map<string, { server: HboneServer | undefined; workload: Workload }>();
+  // Listeners that failed to start (no certificate yet, address in use), retried every few seconds.
+  const listenerErrors = new Map<string, string>();
+  let retryTimer: NodeJS.Timeout | undefined;
   let draining = false;
 
   const localWorkloads = () =>
@@ -125,7 +131,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       [...wanted]
         .filter(([ip]) => !inbound.has(ip))
         .map(async ([ip, w]) => {
-          const entry: { server: HboneServer | undefined; workload: Workload; failed?: string } = {
+          const entry: { server: HboneServer | undefined; workload: Workload } = {
             server: undefined,
             workload: w,
           };
@@ -142,13 +148,24 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
             });
             if (inbound.get(ip) !== entry || draining) return void (await server.close(0));
             entry.server = server;
+            listenerErrors.delete(ip);
             log.info({ ip, port: HBONE_PORT, workload: `${w.namespace}/${w.name}` }, 'inbound listener up');
           } catch (err) {
-            entry.failed = describeError(err);
-            log.error({ ip, error: entry.failed }, 'inbound listener failed');
+            const reason = describeError(err);
+            if (inbound.get(ip) === entry) inbound.delete(ip);
+            listenerErrors.set(ip, reason);
+            log.error({ ip, error: reason, retryInMs: LISTENER_RETRY_MS }, 'inbound listener failed');
           }
         }),
     );
+    for (const ip of listenerErrors.keys()) if (!wanted.has(ip)) listenerErrors.delete(ip);
+    if (listenerErrors.size > 0 && !draining && !retryTimer) {
+      retryTimer = setTimeout(() => {
+        retryTimer = undefined;
+        void reconcileListeners();
+      }, LISTENER_RETRY_MS);
+      retryTimer.unref();
+    }
     // Forget certificates no local workload uses any more.
     const ids = new Set(localWorkloads().map((w) => formatSpiffe(identityOf(w))));
     for (const s of secrets.states()) if (!ids.has(formatSpiffe(s.identity))) secrets.forget(s.identity);
@@ -210,8 +227,8 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     if (draining) out.push('draining');
     for (const s of secrets.states())
       if (s.state !== 'Available') out.push(`certificate ${formatSpiffe(s.identity)} (${s.state})`);
-    for (const [ip, e] of inbound)
-      if (!e.server) out.push(`inbound listener ${ip}:${HBONE_PORT}${e.failed ? ` (${e.failed})` : ''}`);
+    for (const [ip, e] of inbound) if (!e.server) out.push(`inbound listener ${ip}:${HBONE_PORT}`);
+    for (const [ip, reason] of listenerErrors) out.push(`inbound listener ${ip}:${HBONE_PORT} (${reason})`);
     return out;
   };
 
@@ -223,6 +240,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const endpoints: HttpEndpoint[] = [];
   const shutdown = async () => {
     draining = true;
+    if (retryTimer) clearTimeout(retryTimer);
     log.info({ openConnections: connections.size, deadlineMs: config.drainDeadlineMs }, 'draining');
     stopWatching();
     for (const s of socks5) s.stopAccepting();

@@ -144,7 +144,16 @@ async function startApps(prefix: string): Promise<Server[]> {
   return servers;
 }
 
-export async function startTestMesh(options: { extraYaml?: string; log?: Logger } = {}): Promise<TestMesh> {
+export async function startTestMesh(
+  options: {
+    extraYaml?: string;
+    log?: Logger;
+    /** Default true: wait until both agents are ready. */
+    waitReady?: boolean;
+    /** Workload certificate lifetime (default 1 h). */
+    certTtlMs?: number;
+  } = {},
+): Promise<TestMesh> {
   const prefix = testPrefix();
   const dir = await mkdtemp(join(tmpdir(), 'ambit-test-'));
   const ca = await CertificateAuthority.createSelfSigned('cluster.local');
@@ -154,14 +163,16 @@ export async function startTestMesh(options: { extraYaml?: string; log?: Logger 
   await writeFile(configPath, meshYaml(prefix, options.extraYaml));
   const servers = await startApps(prefix);
   const log = options.log ?? silentLogger();
-  const certificates = new LocalCaProvider(ca, 3600_000);
+  const certificates = new LocalCaProvider(ca, options.certTtlMs ?? 3600_000);
   const b = await startZtunnel(agentConfig(prefix, 'node-b', dir, false), { log, certificates });
   const a = await startZtunnel(agentConfig(prefix, 'node-a', dir, true), { log, certificates });
-  await waitFor(
-    () => a.pending().length === 0 && b.pending().length === 0,
-    5000,
-    () => [...a.pending(), ...b.pending()].join(', '),
-  );
+  if (options.waitReady !== false) {
+    await waitFor(
+      () => a.pending().length === 0 && b.pending().length === 0,
+      5000,
+      () => [...a.pending(), ...b.pending()].join(', '),
+    );
+  }
   const socks = a.socks5[0]!;
   return {
     prefix,

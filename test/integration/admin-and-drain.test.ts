@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { LocalCaProvider } from '../../src/core/identity/secret-manager.ts';
+import { secureContextFor } from '../../src/core/identity/tls.ts';
 import { test } from 'node:test';
-import { ECHO_PORT, SHA_PORT, startTestMesh } from '../fakes/mesh.ts';
+import { ECHO_PORT, SHA_PORT, startTestMesh, testPrefix, waitFor } from '../fakes/mesh.ts';
 import { readAll, socksConnect } from '../fakes/socks-client.ts';
 
 const url = (a: { address: string; port: number }, path: string) => `http://${a.address}:${a.port}${path}`;
@@ -104,6 +107,84 @@ test('POST /quitquitquit shuts the agent down', async () => {
     assert.equal(res.status, 200);
     await mesh.b.done;
     await assert.rejects(fetch(url(mesh.b.readiness, '/healthz/ready')));
+  } finally {
+    await mesh.close();
+  }
+});
+
+test('readiness names a listener that cannot bind, and the agent retries until it can', async () => {
+  // Something else holds server2's HBONE port when the agent starts.
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(15008, `${testPrefix()}.2.3`, r));
+  const mesh = await startTestMesh({ waitReady: false });
+  try {
+    await waitFor(
+      () => mesh.b.pending().some((p) => p.includes('EADDRINUSE')),
+      3000,
+      () => mesh.b.pending().join(),
+    );
+    const res = await fetch(url(mesh.b.readiness, '/healthz/ready'));
+    assert.equal(res.status, 500);
+    assert.match(
+      await res.text(),
+      new RegExp(
+        `not ready, pending: inbound listener ${testPrefix().replace('.', '\\.')}\\.2\\.3:15008 \\(.*EADDRINUSE`,
+      ),
+    );
+    await new Promise((r) => blocker.close(r));
+    await waitFor(
+      () => mesh.b.pending().length === 0,
+      8000,
+      () => mesh.b.pending().join(),
+    );
+    assert.equal((await fetch(url(mesh.b.readiness, '/healthz/ready'))).status, 200);
+  } finally {
+    blocker.close();
+    await mesh.close();
+  }
+});
+
+test('certificates renew at half life: new handshakes get the new one, open tunnels keep working', async () => {
+  const mesh = await startTestMesh({ certTtlMs: 4000 });
+  try {
+    const serial = async () => {
+      const dump = (await (await fetch(url(mesh.b.admin, '/config_dump'))).json()) as {
+        certificates: { identity: string; certChain: { serialNumber: string }[] }[];
+      };
+      return dump.certificates.find((c) => c.identity.endsWith('/sa/server'))!.certChain[0]!.serialNumber;
+    };
+    const first = await serial();
+    const open = await socksConnect(mesh.socks, mesh.ip.server, ECHO_PORT);
+    let now = first;
+    const deadline = Date.now() + 6000;
+    while (now === first && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      now = await serial();
+    }
+    assert.notEqual(now, first, 'the certificate was not renewed');
+    open.end('old tunnel');
+    assert.equal((await readAll(open)).toString(), 'old tunnel');
+    const fresh = await socksConnect(mesh.socks, mesh.ip.server, ECHO_PORT);
+    fresh.end('new tunnel');
+    assert.equal((await readAll(fresh)).toString(), 'new tunnel');
+    // A new TLS handshake with the server's HBONE listener sees the renewed certificate.
+    const client = await new LocalCaProvider(mesh.ca, 60_000).fetch({
+      trustDomain: 'cluster.local',
+      namespace: 'default',
+      serviceAccount: 'probe',
+    });
+    const tlsSocket = tlsConnect({
+      host: mesh.ip.server,
+      port: 15008,
+      secureContext: secureContextFor(client),
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false,
+    });
+    await new Promise((r, j) => tlsSocket.once('secureConnect', r).once('error', j));
+    const presented = tlsSocket.getPeerCertificate().serialNumber;
+    tlsSocket.destroy();
+    assert.equal(presented.toUpperCase(), (await serial()).toUpperCase());
+    assert.notEqual(presented.toUpperCase(), first.toUpperCase());
   } finally {
     await mesh.close();
   }

@@ -17,8 +17,12 @@ export const DEFAULT_CERT_TTL_MS = 24 * 3600_000;
 /** Self-signed roots live ten years, as Istio's self-signed CA root does. */
 const SAN_OID = '2.5.29.17';
 export const DEFAULT_ROOT_TTL_MS = 10 * 365 * 24 * 3600_000;
-/** Leaves start a minute in the past so small clock skew between nodes does not reject them. */
-const BACKDATE_MS = 60_000;
+/**
+ * Leaves start up to a minute in the past so small clock skew between nodes does not reject them;
+ * never more than a quarter of the TTL, or a short-lived certificate would be due for renewal
+ * (at half its life) the moment it is issued.
+ */
+const MAX_BACKDATE_MS = 60_000;
 
 export interface SignRequest {
   readonly csrPem: string;
@@ -74,7 +78,7 @@ export class CertificateAuthority {
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: randomSerial(),
       name: `O=${trustDomain}`,
-      notBefore: new Date(now - BACKDATE_MS),
+      notBefore: new Date(now - MAX_BACKDATE_MS),
       notAfter: new Date(now + (options.ttlMs ?? DEFAULT_ROOT_TTL_MS)),
       keys,
       signingAlgorithm: ECDSA_SHA256,
@@ -199,7 +203,7 @@ export class CertificateAuthority {
       serialNumber: randomSerial(),
       subject: '',
       issuer: this.root.subject,
-      notBefore: new Date(now - BACKDATE_MS),
+      notBefore: new Date(now - Math.min(MAX_BACKDATE_MS, ttlMs / 4)),
       notAfter: new Date(notAfter),
       publicKey: csr.publicKey,
       signingKey: this.signer.key,

@@ -37,6 +37,9 @@ export class LocalCaProvider implements CertificateProvider {
 /** Backoff after a failed fetch (reference/ztunnel.md §3.7): 1 s, ×2, ±20 % jitter, at most 150 s. */
 export const RENEW_BACKOFF = { initialMs: 1000, multiplier: 2, jitter: 0.2, maxMs: 150_000 } as const;
 
+/** The soonest a fresh certificate is renewed again. */
+export const MIN_RENEW_DELAY_MS = 1000;
+
 export type CertificateState = 'Initializing' | 'Available' | `Unavailable: ${string}`;
 
 interface Entry {
@@ -164,7 +167,8 @@ export class SecretManager {
       for (const w of entry.waiters.splice(0)) w.resolve(cert);
       for (const l of this.listeners) l(cert);
       const renewAt = cert.notBeforeMs + (cert.notAfterMs - cert.notBeforeMs) / 2;
-      this.schedule(entry, Math.max(0, renewAt - this.opts.clock.nowMs()));
+      // A floor keeps a misissued (already half-expired) certificate from turning into a hot loop.
+      this.schedule(entry, Math.max(MIN_RENEW_DELAY_MS, renewAt - this.opts.clock.nowMs()));
       this.opts.log.info(
         { identity: id, notAfter: new Date(cert.notAfterMs).toISOString() },
         'certificate issued',
