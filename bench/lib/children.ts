@@ -1,0 +1,193 @@
+/**
+ * Every process the benchmark starts goes through one ProcessGroup, so that all of them are stopped
+ * on every way out: normal end, a thrown error, Ctrl-C. Where util-linux's `setpriv` exists, children
+ * also get a parent-death signal, so even a SIGKILLed benchmark leaves nothing behind.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadOps } from './load.ts';
+
+const SETPRIV = '/usr/bin/setpriv';
+const READY_TIMEOUT_MS = 15_000;
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+
+/** The roles `worker.ts` can play, with their start-up configuration. */
+export interface WorkerRoles {
+  backend: { host: string; port: number };
+  'tls-pipe-server': {
+    listen: { host: string; port: number };
+    upstream: { host: string; port: number };
+    creds: { keyPem: string; certPem: string; caPem: string };
+  };
+  'tls-pipe-client': {
+    listen: { host: string; port: number };
+    upstream: { host: string; port: number };
+    creds: { keyPem: string; certPem: string; caPem: string };
+    expectedServerSan: string;
+  };
+  loadgen: Record<string, never>;
+}
+
+/** Messages from a worker to the benchmark. */
+export type WorkerMessage =
+  | { kind: 'ready' }
+  | { kind: 'fatal'; error: string }
+  | { kind: 'result'; id: number; ok: true; value: unknown }
+  | { kind: 'result'; id: number; ok: false; error: string };
+
+/** A call from the benchmark to the load generator. */
+export interface CallMessage {
+  kind: 'call';
+  id: number;
+  op: keyof LoadOps;
+  args: unknown[];
+}
+
+const hasPdeathsig = (() => {
+  if (!existsSync(SETPRIV)) return false;
+  const help = spawnSync(SETPRIV, ['--help'], { encoding: 'utf8' });
+  return help.stdout?.includes('--pdeathsig') ?? false;
+})();
+
+export class ProcessGroup {
+  private readonly logDir: string;
+  private readonly children = new Map<string, ChildProcess>();
+
+  constructor(logDir: string) {
+    this.logDir = logDir;
+  }
+
+  logPath(name: string): string {
+    return join(this.logDir, `${name}.log`);
+  }
+
+  /** The last lines a child wrote, for error messages. */
+  logTail(name: string, lines = 15): string {
+    try {
+      return readFileSync(this.logPath(name), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Starts a program; its stdout and stderr go to `<logDir>/<name>.log`. */
+  spawn(
+    name: string,
+    command: string,
+    args: readonly string[],
+    opts: { env?: NodeJS.ProcessEnv; ipc?: boolean } = {},
+  ): ChildProcess {
+    if (this.children.has(name)) throw new Error(`child ${name} already started`);
+    const [cmd, argv] = hasPdeathsig
+      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]]
+      : [command, [...args]];
+    const child = spawn(cmd, argv, {
+      env: opts.env ?? process.env,
+      stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    });
+    const log = createWriteStream(this.logPath(name), { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    child.on('error', (err) => log.write(`spawn failed: ${err.message}\n`));
+    this.children.set(name, child);
+    return child;
+  }
+
+  /** Starts `worker.ts` in a role and waits until it says it is ready. */
+  async fork<R extends keyof WorkerRoles>(name: string, role: R, config: WorkerRoles[R]): Promise<Worker> {
+    const child = this.spawn(name, process.execPath, [WORKER, role, JSON.stringify(config)], { ipc: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => done(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms`)),
+        READY_TIMEOUT_MS,
+      );
+      const onMessage = (m: WorkerMessage) => {
+        if (m.kind === 'ready') done();
+        else if (m.kind === 'fatal') done(new Error(`${name}: ${m.error}`));
+      };
+      const onExit = (code: number | null) =>
+        done(new Error(`${name} exited (${code}) while starting:\n${this.logTail(name)}`));
+      function done(err?: Error) {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve();
+      }
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+    return new Worker(name, child, this);
+  }
+
+  /** SIGTERM to every live child, SIGKILL to any still there after `graceMs`. */
+  async stopAll(graceMs: number): Promise<void> {
+    const live = [...this.children.values()].filter((c) => c.exitCode === null && c.signalCode === null);
+    await Promise.all(
+      live.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              c.kill('SIGKILL');
+              resolve();
+            }, graceMs);
+            c.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            c.kill('SIGTERM');
+          }),
+      ),
+    );
+  }
+
+  /** Last resort from a synchronous 'exit' handler. */
+  killAllNow(): void {
+    for (const c of this.children.values())
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+}
+
+/** A `worker.ts` child; `call` runs a load-generator operation in it. */
+export class Worker {
+  readonly name: string;
+  readonly child: ChildProcess;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+
+  constructor(name: string, child: ChildProcess, group: ProcessGroup) {
+    this.name = name;
+    this.child = child;
+    child.on('message', (m: WorkerMessage) => {
+      if (m.kind !== 'result') return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new Error(`${name}: ${m.error}`));
+    });
+    child.once('exit', (code) => {
+      for (const p of this.pending.values())
+        p.reject(new Error(`${name} exited (${code}):\n${group.logTail(name)}`));
+      this.pending.clear();
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  call<K extends keyof LoadOps>(
+    op: K,
+    ...args: Parameters<LoadOps[K]>
+  ): Promise<Awaited<ReturnType<LoadOps[K]>>> {
+    const id = this.nextId++;
+    const message: CallMessage = { kind: 'call', id, op, args };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send(message);
+    });
+  }
+}
