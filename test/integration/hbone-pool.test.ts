@@ -93,11 +93,13 @@ test('different source identities never share a connection', async () => {
   }
 });
 
-test('a connection leaves the pool once streams + 1 reach the limit; a new one is dialed', async () => {
+test('a connection takes at most the stream limit; the next stream dials a new one', async () => {
   const pool = newPool(3);
   try {
     const streams = [];
     for (let i = 0; i < 6; i++) streams.push(await pool.connect(target(), req()));
+    assert.equal(pool.connectionCount, 2);
+    streams.push(await pool.connect(target(), req()));
     assert.equal(pool.connectionCount, 3);
     for (const s of streams) s.destroy();
   } finally {

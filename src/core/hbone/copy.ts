@@ -41,14 +41,9 @@ export function spliceTunnel(tcp: Socket, stream: Http2Stream): Promise<SpliceRe
       error ??= err;
       tcp.destroy();
     });
-    // Once both halves of the TCP side are finished, the socket is done.
-    tcp.on('end', () => {
-      if (tcp.writableFinished) tcp.destroy();
-    });
-    tcp.on('finish', () => {
-      if (tcp.readableEnded) tcp.destroy();
-    });
+    destroyWhenBothHalvesDone(tcp);
     tcp.pipe(stream);
+    coalesceWrites(stream, tcp);
     stream.pipe(tcp);
   });
 }
@@ -70,13 +65,35 @@ export function spliceTcp(a: Socket, b: Socket): Promise<SpliceResult> {
         error ??= err;
         y.destroy();
       });
-      x.on('end', () => {
-        if (x.writableFinished) x.destroy();
-      });
-      x.on('finish', () => {
-        if (x.readableEnded) x.destroy();
-      });
+      destroyWhenBothHalvesDone(x);
       x.pipe(y);
+    }
+  });
+}
+
+/** With `allowHalfOpen`, a socket is done once it both read EOF and finished writing. */
+function destroyWhenBothHalvesDone(socket: Socket): void {
+  socket.on('end', () => {
+    if (socket.writableFinished) socket.destroy();
+  });
+  socket.on('finish', () => {
+    if (socket.readableEnded) socket.destroy();
+  });
+}
+
+/**
+ * Batches the chunks `src` delivers within one event-loop turn into one `writev` on `dst`. HTTP/2
+ * DATA frames (16 KiB plus a 9-byte header) do not line up with 16 KiB TLS records, so the stream
+ * hands over pairs like 16375 + 9 bytes; written one by one on a TCP_NODELAY socket each became its
+ * own syscall and segment (bench/: 47.7k writes against 9.9k reads). Must be registered before the
+ * pipe so the cork is in place when the pipe writes.
+ */
+function coalesceWrites(src: Http2Stream, dst: Socket): void {
+  const uncork = () => dst.uncork();
+  src.on('data', () => {
+    if (!dst.writableCorked) {
+      dst.cork();
+      setImmediate(uncork);
     }
   });
 }

@@ -143,7 +143,7 @@ export class HbonePool {
     const s = p.session;
     if (s.destroyed || s.closed || !s.socket) return false;
     const peerMax = s.remoteSettings.maxConcurrentStreams ?? Infinity;
-    return p.active + 1 < Math.min(this.opts.maxStreamsPerConnection, peerMax);
+    return p.active < Math.min(this.opts.maxStreamsPerConnection, peerMax);
   }
 
   private async dial(key: string, target: HboneTarget): Promise<PooledSession> {

@@ -81,7 +81,7 @@ export class ConnectionRecord {
     this.metrics = metrics;
     this.log = log;
     this.facts = facts;
-    metrics.opened.inc(tcpLabels(facts, ResponseFlag.None));
+    metrics.opened(tcpLabels(facts, ResponseFlag.None));
     metrics.socketsOpen.inc({ reporter: facts.reporter });
   }
 
@@ -95,10 +95,7 @@ export class ConnectionRecord {
     const f = this.facts;
     const labels = tcpLabels(f, outcome.flag);
     this.metrics.socketsOpen.dec({ reporter: f.reporter });
-    if (outcome.flag === ResponseFlag.None) this.metrics.closed.inc(labels);
-    else this.metrics.failed.inc(labels);
-    if (outcome.bytesReceived > 0) this.metrics.receivedBytes.inc(labels, outcome.bytesReceived);
-    if (outcome.bytesSent > 0) this.metrics.sentBytes.inc(labels, outcome.bytesSent);
+    this.metrics.finished(labels, outcome.bytesReceived, outcome.bytesSent);
     const line = {
       direction: f.reporter === Reporter.Source ? 'outbound' : 'inbound',
       src: f.src,
@@ -118,7 +115,9 @@ export class ConnectionRecord {
       policy: outcome.policy,
       error: outcome.error,
     };
-    if (outcome.error) this.log.error(line, 'connection complete');
-    else this.log.info(line, 'connection complete');
+    // A connection that was refused or failed to connect is a warning; one that ran and ended, even
+    // with a reset, is ordinary traffic.
+    if (outcome.flag === ResponseFlag.None) this.log.info(line, 'connection complete');
+    else this.log.warn(line, 'connection complete');
   }
 }
