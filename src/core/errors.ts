@@ -10,7 +10,7 @@ export const ErrorCode = {
   CsrInvalid: 'AMBIT_CSR_INVALID',
   IdentityMismatch: 'AMBIT_IDENTITY_MISMATCH',
   HboneConnectFailed: 'AMBIT_HBONE_CONNECT_FAILED',
-  HboneRejected: 'AMBIT_HBONE_REJECTED',
+  HboneTlsFailed: 'AMBIT_HBONE_TLS_FAILED',
   HboneTimeout: 'AMBIT_HBONE_TIMEOUT',
   UpstreamConnectFailed: 'AMBIT_UPSTREAM_CONNECT_FAILED',
   BindFailed: 'AMBIT_BIND_FAILED',

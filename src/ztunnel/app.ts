@@ -18,16 +18,17 @@ import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { evaluateL4 } from '../core/policy/l4.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
 import { loadLocalConfig, watchLocalConfig } from '../core/xds/file-source.ts';
-import type { MeshConfig, Workload } from '../core/xds/model.ts';
+import { workloadIdentity, workloadSpiffe, type MeshConfig, type Workload } from '../core/xds/model.ts';
 import { adminRoutes, HttpEndpoint, metricsRoutes, readinessRoutes } from './admin.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
 import { ConnectionTracker, type ProxyContext } from './proxy/context.ts';
 import { handleInbound } from './proxy/inbound.ts';
-import { identityOf } from './proxy/outbound.ts';
 import { Socks5Server } from './proxy/socks5.ts';
 
 /** A listener that could not start is tried again after this (as ztunnel retries a pod's proxy). */
 const LISTENER_RETRY_MS = 5000;
+/** After connections are cut at shutdown, how long their metrics and access-log lines may take. */
+const BOOKKEEPING_GRACE_MS = 1000;
 
 export interface ZtunnelDeps {
   readonly log?: Logger;
@@ -59,7 +60,7 @@ export interface ZtunnelBound {
 }
 
 export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}): Promise<ZtunnelBound> {
-  const log = deps.log ?? createLogger('ztunnel', config.logLevel as 'info');
+  const log = deps.log ?? createLogger('ztunnel', config.logLevel);
   const clock = deps.clock ?? systemClock;
 
   const initial = await loadLocalConfig(config.localConfigPath);
@@ -69,7 +70,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const provider =
     deps.certificates ??
     new LocalCaProvider(
-      await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath),
+      await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
       config.certTtlMs,
     );
   const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
@@ -94,6 +95,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const ctx: ProxyContext = {
     state: () => state,
     nodeName: config.nodeName,
+    network: config.network,
     trustDomain: config.trustDomain,
     pool,
     secrets,
@@ -116,17 +118,28 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       .workloadsOnNode(config.nodeName)
       .filter((w) => w.tunnelProtocol === 'HBONE' && w.addresses.length > 0);
 
+  /** The workloads the SOCKS listeners speak for (by uid, or `namespace/name`). */
+  const socksWorkloads = () =>
+    config.socks5.flatMap((l) => {
+      const w =
+        state.workloadByUid(l.workload) ??
+        state.config.workloads.find((x) => `${x.namespace}/${x.name}` === l.workload);
+      return w ? [w] : [];
+    });
+
   const reconcileListeners = async () => {
     const wanted = new Map<string, Workload>();
     for (const w of localWorkloads()) for (const ip of w.addresses) wanted.set(ip, w);
+    const removals: Promise<void>[] = [];
     for (const [ip, entry] of inbound) {
       const w = wanted.get(ip);
-      if (!w || formatSpiffe(identityOf(w)) !== formatSpiffe(identityOf(entry.workload))) {
+      if (!w || workloadSpiffe(w) !== workloadSpiffe(entry.workload)) {
         inbound.delete(ip);
-        await entry.server?.close(0);
+        if (entry.server) removals.push(entry.server.close(0));
         log.info({ ip }, 'inbound listener removed');
       }
     }
+    await Promise.all(removals);
     await Promise.all(
       [...wanted]
         .filter(([ip]) => !inbound.has(ip))
@@ -137,7 +150,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
           };
           inbound.set(ip, entry);
           try {
-            const cert = await secrets.get(identityOf(w));
+            const cert = await secrets.get(workloadIdentity(w));
             const server = await HboneServer.start({
               host: ip,
               port: HBONE_PORT,
@@ -166,14 +179,14 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       }, LISTENER_RETRY_MS);
       retryTimer.unref();
     }
-    // Forget certificates no local workload uses any more.
-    const ids = new Set(localWorkloads().map((w) => formatSpiffe(identityOf(w))));
+    // Forget certificates no local workload (nor SOCKS client workload) uses any more.
+    const ids = new Set([...localWorkloads(), ...socksWorkloads()].map((w) => workloadSpiffe(w)));
     for (const s of secrets.states()) if (!ids.has(formatSpiffe(s.identity))) secrets.forget(s.identity);
   };
 
   secrets.onCertificate((cert) => {
     for (const entry of inbound.values()) {
-      if (entry.server && formatSpiffe(identityOf(entry.workload)) === formatSpiffe(cert.identity))
+      if (entry.server && workloadSpiffe(entry.workload) === formatSpiffe(cert.identity))
         entry.server.setCertificate(cert);
     }
   });
@@ -201,26 +214,11 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   };
 
   await reconcileListeners();
-  for (const w of localWorkloads()) secrets.prefetch(identityOf(w));
+  for (const w of localWorkloads()) secrets.prefetch(workloadIdentity(w));
 
-  const socks5 = await Promise.all(
-    config.socks5.map((s) =>
-      Socks5Server.start(ctx, {
-        host: s.host,
-        port: s.port,
-        workload: s.workload,
-        handshakeTimeoutMs: config.socksHandshakeTimeoutMs,
-      }),
-    ),
-  );
+  const socks5: Socks5Server[] = [];
 
-  const stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
-    onConfig: applyConfig,
-    onRejected: (errors) => {
-      configRejections.inc({ source: 'file' });
-      log.error({ file: config.localConfigPath, errors }, 'config rejected, keeping the last good config');
-    },
-  });
+  let stopWatching: () => void = () => undefined;
 
   const pending = () => {
     const out: string[] = [];
@@ -254,7 +252,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     connections.destroyAll('agent shutting down');
     pool.destroy();
     // Destroyed connections finish their bookkeeping (metrics, access log) on the next ticks.
-    await connections.waitIdle(1000);
+    await connections.waitIdle(BOOKKEEPING_GRACE_MS);
     secrets.close();
     await Promise.all(endpoints.map((e) => e.close()));
     log.info({ forcedClosed: left }, 'shut down');
@@ -283,14 +281,32 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   });
 
   try {
+    for (const l of config.socks5) {
+      socks5.push(
+        await Socks5Server.start(ctx, {
+          host: l.host,
+          port: l.port,
+          workload: l.workload,
+          handshakeTimeoutMs: config.socksHandshakeTimeoutMs,
+        }),
+      );
+    }
     endpoints.push(
       await HttpEndpoint.start(config.admin, adminRoutes({ configDump, quit: () => void close() }, log), log),
     );
     endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
     endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
+    stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
+      onConfig: applyConfig,
+      onRejected: (errors) => {
+        configRejections.inc({ source: 'file' });
+        log.error({ file: config.localConfigPath, errors }, 'config rejected, keeping the last good config');
+      },
+    });
   } catch (err) {
+    // Release what did start (listeners, timers, the pool) before reporting.
     await close();
-    throw new AmbitError(ErrorCode.BindFailed, `cannot bind an admin port: ${describeError(err)}`, {
+    throw new AmbitError(ErrorCode.BindFailed, `cannot start: ${describeError(err)}`, {
       cause: err,
       hint: 'is another agent already running on this address?',
     });

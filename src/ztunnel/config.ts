@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
-import { isLogLevel } from '../core/log.ts';
+import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
 
 export interface Socks5Listener extends HostPort {
   /** Workload uid or `namespace/name` the listener speaks for. */
@@ -18,6 +18,8 @@ export interface ZtunnelConfig {
   /** Workloads whose `node` equals this are local: the agent serves their inbound HBONE. */
   readonly nodeName: string;
   readonly trustDomain: string;
+  /** The network this node is on (Istio's NETWORK); addresses are looked up within it. */
+  readonly network: string;
   /** ztunnel LocalConfig YAML (workloads, services, policies); watched for changes. */
   readonly localConfigPath: string;
   /** The CA that signs local workloads' CSRs in local mode. */
@@ -33,13 +35,14 @@ export interface ZtunnelConfig {
   readonly socksHandshakeTimeoutMs: number;
   readonly poolMaxStreamsPerConnection: number;
   readonly poolIdleTimeoutMs: number;
-  readonly logLevel: string;
+  readonly logLevel: LevelWithSilent;
 }
 
 /** Every variable the agent reads, with its default, for `--help` and the README. */
 export const ZTUNNEL_ENV = {
   NODE_NAME: 'the host name',
   TRUST_DOMAIN: DEFAULT_TRUST_DOMAIN,
+  NETWORK: '(empty: the default network)',
   LOCAL_XDS_PATH: '(required)',
   AMBIT_CA_CERT_FILE: '(required in local mode)',
   AMBIT_CA_KEY_FILE: '(required in local mode)',
@@ -77,9 +80,10 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     );
   }
   const socks5 = parseSocks5(r.optional('AMBIT_SOCKS5') ?? '', r.errors);
-  const logLevel = r.string('LOG_LEVEL', 'info');
-  if (!isLogLevel(logLevel))
-    r.errors.push(`LOG_LEVEL: "${logLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  const rawLogLevel = r.string('LOG_LEVEL', 'info');
+  const logLevel = isLogLevel(rawLogLevel) ? rawLogLevel : 'info';
+  if (!isLogLevel(rawLogLevel))
+    r.errors.push(`LOG_LEVEL: "${rawLogLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
   const maxStreams = r.parsed('POOL_MAX_STREAMS_PER_CONNECTION', 100, (raw) => {
     const n = Number(raw);
     return Number.isInteger(n) && n >= 1 && n <= 1000
@@ -89,6 +93,7 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
   const config: ZtunnelConfig = {
     nodeName: r.string('NODE_NAME', hostname()),
     trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
+    network: r.string('NETWORK', ''),
     localConfigPath: localConfigPath ?? '',
     caCertPath: caCertPath ?? '',
     caKeyPath: caKeyPath ?? '',

@@ -10,7 +10,7 @@ export async function runZtunnel(env: Readonly<Record<string, string | undefined
     process.stderr.write(`ambit ztunnel: invalid configuration:\n  ${built.errors.join('\n  ')}\n`);
     return 2;
   }
-  const log = createLogger('ztunnel', built.config.logLevel as 'info');
+  const log = createLogger('ztunnel', built.config.logLevel);
   let agent;
   try {
     agent = await startZtunnel(built.config, { log, processMetrics: true });

@@ -88,11 +88,13 @@ services:
 ${extra}`;
 }
 
-function agentConfig(prefix: string, node: string, dir: string, socks: boolean): ZtunnelConfig {
+/** An agent config for a test node: port 0 everywhere it can be, short timeouts, silent logs. */
+export function agentConfig(prefix: string, node: string, dir: string, socks: boolean): ZtunnelConfig {
   const any = { host: `${prefix}.0.${node === 'node-a' ? 1 : 2}`, port: 0 };
   return {
     nodeName: node,
     trustDomain: 'cluster.local',
+    network: '',
     localConfigPath: join(dir, 'mesh.yaml'),
     caCertPath: join(dir, 'ca-cert.pem'),
     caKeyPath: join(dir, 'ca-key.pem'),

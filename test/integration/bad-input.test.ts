@@ -4,7 +4,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { writeFile } from 'node:fs/promises';
-import { HbonePool, HboneRejectedError } from '../../src/core/hbone/pool.ts';
+import { HbonePool } from '../../src/core/hbone/pool.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import type { WorkloadCertificate } from '../../src/core/identity/certificate.ts';
 import { LocalCaProvider } from '../../src/core/identity/secret-manager.ts';
@@ -12,7 +12,7 @@ import { secureContextFor } from '../../src/core/identity/tls.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { startZtunnel } from '../../src/ztunnel/app.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
-import { ECHO_PORT, meshYaml, startTestMesh, waitFor, type TestMesh } from '../fakes/mesh.ts';
+import { agentConfig, ECHO_PORT, meshYaml, startTestMesh, waitFor, type TestMesh } from '../fakes/mesh.ts';
 import type { SocksError } from '../fakes/socks-client.ts';
 import { socksConnect } from '../fakes/socks-client.ts';
 
@@ -47,7 +47,7 @@ function pool(getCertificate: () => Promise<WorkloadCertificate>): HbonePool {
 async function connectStatus(authority: string, expected = spiffe('server')): Promise<number | Error> {
   const p = pool(() => provider.fetch(id('client')));
   try {
-    const s = await p.connect(
+    const r = await p.connect(
       {
         srcIdentity: id('client'),
         srcIp: undefined,
@@ -57,10 +57,11 @@ async function connectStatus(authority: string, expected = spiffe('server')): Pr
       },
       { authority, headers: {} },
     );
-    s.destroy();
+    if (!r.ok) return r.status;
+    r.stream.destroy();
     return 200;
   } catch (err) {
-    return err instanceof HboneRejectedError ? err.status : (err as Error);
+    return err as Error;
   } finally {
     p.destroy();
   }
@@ -130,7 +131,7 @@ test('not a CONNECT → 400; bad authority → 400', async () => {
 async function handshakeFails(cert: WorkloadCertificate): Promise<string> {
   const p = pool(async () => cert);
   try {
-    const s = await p.connect(
+    const r = await p.connect(
       {
         srcIdentity: cert.identity,
         srcIp: undefined,
@@ -140,7 +141,8 @@ async function handshakeFails(cert: WorkloadCertificate): Promise<string> {
       },
       { authority: `${mesh.ip.server}:${ECHO_PORT}`, headers: {} },
     );
-    s.destroy();
+    if (!r.ok) return r.reason;
+    r.stream.destroy();
     return 'connected';
   } catch (err) {
     return (err as Error).message;
@@ -167,7 +169,11 @@ test('a client certificate from another CA is refused in the handshake, and the 
 });
 
 test('a client certificate in another trust domain is refused, and the reason logged', async () => {
-  const cert = await provider.fetch(id('client', 'evil.example'));
+  // Same root key, but a CA that issues in another trust domain: the chain verifies, the domain must not.
+  const evil = await CertificateAuthority.fromPem(mesh.ca.rootCertPem, mesh.ca.rootKeyPem, {
+    trustDomain: 'evil.example',
+  });
+  const cert = await new LocalCaProvider(evil, 3600_000).fetch(id('client', 'evil.example'));
   const msg = await handshakeFails(cert);
   assert.notEqual(msg, 'connected');
   await waitFor(
@@ -224,24 +230,7 @@ test('a broken config file stops the agent from starting, naming file, line, fie
   await writeFile(path, 'workloads:\n- name: x\n  namespace: default\n  workloadIps: [not-an-ip]\n');
   await assert.rejects(
     startZtunnel(
-      {
-        nodeName: 'n',
-        trustDomain: 'cluster.local',
-        localConfigPath: path,
-        caCertPath: '',
-        caKeyPath: '',
-        certTtlMs: 1000,
-        admin: { host: '127.0.0.1', port: 0 },
-        metrics: { host: '127.0.0.1', port: 0 },
-        readiness: { host: '127.0.0.1', port: 0 },
-        socks5: [],
-        drainDeadlineMs: 100,
-        connectTimeoutMs: 100,
-        socksHandshakeTimeoutMs: 100,
-        poolMaxStreamsPerConnection: 100,
-        poolIdleTimeoutMs: 1000,
-        logLevel: 'silent',
-      },
+      { ...agentConfig(mesh.prefix, 'node-x', mesh.dir, false), localConfigPath: path },
       { log: silentLogger() },
     ),
     (err: Error) =>

@@ -11,7 +11,7 @@ import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider } from '../../src/core/identity/secret-manager.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { connectTcp } from '../../src/ztunnel/proxy/outbound.ts';
+import { connectTcp } from '../../src/ztunnel/proxy/upstream.ts';
 
 const id = (sa: string) => ({ trustDomain: 'cluster.local', namespace: 'default', serviceAccount: sa });
 let provider: LocalCaProvider;
@@ -67,12 +67,18 @@ const target = (sa = 'client') => ({
   dstPort: server.address().port,
   expectedIdentities: ['spiffe://cluster.local/ns/default/sa/server'],
 });
+/** A CONNECT that must succeed. */
+async function open(pool: HbonePool, t: ReturnType<typeof target>, r: ReturnType<typeof req>) {
+  const result = await pool.connect(t, r);
+  assert.ok(result.ok, result.ok ? '' : result.reason);
+  return result.stream;
+}
 const req = (headers: Record<string, string> = {}) => ({ authority: `127.0.0.1:${echoPort}`, headers });
 
 test('50 concurrent CONNECTs for a new key dial exactly one connection', async () => {
   const pool = newPool();
   try {
-    const streams = await Promise.all(Array.from({ length: 50 }, () => pool.connect(target(), req())));
+    const streams = await Promise.all(Array.from({ length: 50 }, () => open(pool, target(), req())));
     assert.equal(pool.connectionCount, 1);
     for (const s of streams) s.destroy();
   } finally {
@@ -83,8 +89,8 @@ test('50 concurrent CONNECTs for a new key dial exactly one connection', async (
 test('different source identities never share a connection', async () => {
   const pool = newPool();
   try {
-    const a = await pool.connect(target('a'), req());
-    const b = await pool.connect(target('b'), req());
+    const a = await open(pool, target('a'), req());
+    const b = await open(pool, target('b'), req());
     assert.equal(pool.connectionCount, 2);
     a.destroy();
     b.destroy();
@@ -97,9 +103,9 @@ test('a connection takes at most the stream limit; the next stream dials a new o
   const pool = newPool(3);
   try {
     const streams = [];
-    for (let i = 0; i < 6; i++) streams.push(await pool.connect(target(), req()));
+    for (let i = 0; i < 6; i++) streams.push(await open(pool, target(), req()));
     assert.equal(pool.connectionCount, 2);
-    streams.push(await pool.connect(target(), req()));
+    streams.push(await open(pool, target(), req()));
     assert.equal(pool.connectionCount, 3);
     for (const s of streams) s.destroy();
   } finally {
@@ -110,7 +116,7 @@ test('a connection takes at most the stream limit; the next stream dials a new o
 test('an idle connection is released after the idle timeout', async () => {
   const pool = newPool(100, 150);
   try {
-    const s = await pool.connect(target(), req());
+    const s = await open(pool, target(), req());
     s.end();
     s.resume();
     await new Promise((r) => s.once('close', r));
@@ -125,7 +131,8 @@ test('an idle connection is released after the idle timeout', async () => {
 test('the server sees the client identity and the baggage, forwarded and traceparent headers', async () => {
   const pool = newPool();
   try {
-    const s = await pool.connect(
+    const s = await open(
+      pool,
       target('hdrs'),
       req({
         baggage: 'k8s.namespace.name=default',
@@ -175,5 +182,36 @@ test('keepalive: an unanswered PING closes the session; an answered one does not
     for (const s of relays) s.destroy();
     relay.close();
     h2.close();
+  }
+});
+
+test('callers waiting on a dial share its failure: a dead peer costs one timeout, not one each', async () => {
+  // Accepts TCP, never speaks TLS: every dial runs into the connect timeout.
+  const blackhole = createServer(() => undefined);
+  await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
+  const pool = new HbonePool({
+    getCertificate: (i) => provider.fetch(i),
+    log: silentLogger(),
+    connectTimeoutMs: 300,
+    idleTimeoutMs: 60_000,
+    maxStreamsPerConnection: 100,
+  });
+  try {
+    const started = Date.now();
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, () =>
+        pool.connect({ ...target(), dstPort: (blackhole.address() as AddressInfo).port }, req()),
+      ),
+    );
+    const took = Date.now() - started;
+    assert.ok(results.every((r) => r.status === 'rejected'));
+    assert.match(
+      String((results[0] as PromiseRejectedResult).reason),
+      /timed out.*NetworkPolicy blocking HBONE port 15008/,
+    );
+    assert.ok(took < 1500, `10 waiters took ${took} ms`);
+  } finally {
+    pool.destroy();
+    blackhole.close();
   }
 });

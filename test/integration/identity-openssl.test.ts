@@ -90,7 +90,7 @@ test('a root made by openssl (EC and RSA) loads from PEM files and signs verifia
   }
 });
 
-test('CSRs made by openssl: one URI SAN is signed; two, none, or a non-SPIFFE URI is refused', async () => {
+test('CSRs made by openssl: one URI SAN is signed; two, none, a non-SPIFFE URI or another trust domain is refused', async () => {
   const ca = await CertificateAuthority.createSelfSigned('cluster.local');
   const csrWith = (san: string | null) => {
     const args = [
@@ -119,6 +119,11 @@ test('CSRs made by openssl: one URI SAN is signed; two, none, or a non-SPIFFE UR
   assert.deepEqual(none, { ok: false, reason: 'csr must carry exactly one URI SAN, found 0' });
   const http = await ca.sign({ csrPem: csrWith('URI:https://example.com/') });
   assert.equal(http.ok, false);
+  const foreign = await ca.sign({ csrPem: csrWith('URI:spiffe://other.example/ns/a/sa/b') });
+  assert.deepEqual(foreign, {
+    ok: false,
+    reason: 'csr asks for trust domain other.example, this CA issues for cluster.local',
+  });
 });
 
 test('a CSR whose signature does not verify is refused', async () => {

@@ -19,23 +19,35 @@ export function spliceTunnel(tcp: Socket, stream: Http2Stream): Promise<SpliceRe
     const closed = () => {
       if (--open === 0) resolve({ error });
     };
-    tcp.once('close', closed);
+    tcp.once('close', (hadError) => {
+      // The socket went away (app reset, policy or shutdown): the peer must hear of it, or the
+      // tunnel would stay open with nothing behind it. RFC 9113 §8.5: CONNECT_ERROR for a TCP fault.
+      // Not after a clean finish both ways: a reset could overtake our last DATA still queued.
+      const finished = stream.writableEnded && stream.readableEnded;
+      if (!stream.closed && !stream.destroyed && !finished) {
+        stream.close(hadError ? constants.NGHTTP2_CONNECT_ERROR : constants.NGHTTP2_CANCEL);
+      }
+      closed();
+    });
     stream.once('close', () => {
       const code = stream.rstCode ?? constants.NGHTTP2_NO_ERROR;
-      if (code === constants.NGHTTP2_NO_ERROR) {
-        // Both END_STREAMs were exchanged: the pipes already ended the socket's write side.
-        if (!tcp.writableEnded) tcp.end();
+      if (code === constants.NGHTTP2_NO_ERROR || code === constants.NGHTTP2_CANCEL) {
+        // An EOF (reference/ztunnel.md §2.2). After both END_STREAMs the pipes already ended the
+        // socket; after an early reset the peer reads no more, so stop reading and close once our
+        // writes are flushed.
+        if (tcp.readableEnded) {
+          if (!tcp.writableEnded) tcp.end();
+        } else if (tcp.writableFinished) tcp.destroy();
+        else if (tcp.writableEnded) tcp.once('finish', () => tcp.destroy());
+        else tcp.end(() => tcp.destroy());
       } else {
-        // Nothing more can flow either way. CANCEL is the peer's EOF; anything else is an abort
-        // (reference/ztunnel.md §2.2).
-        if (code !== constants.NGHTTP2_CANCEL) error ??= new Error(`stream reset with HTTP/2 error ${code}`);
-        tcp.destroy();
+        error ??= new Error(`stream reset with HTTP/2 error ${code}`);
+        tcp.resetAndDestroy();
       }
       closed();
     });
     tcp.on('error', (err) => {
       error ??= err;
-      if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
     });
     stream.on('error', (err: Error) => {
       error ??= err;

@@ -13,7 +13,7 @@ import { formatSpiffe, type Identity } from '../identity/spiffe.ts';
 import { checkServerIdentities, HBONE_TLS, secureContextFor } from '../identity/tls.ts';
 import type { Logger } from '../log.ts';
 import { startKeepalive } from './keepalive.ts';
-import { formatHostPort, H2, poolKey } from './protocol.ts';
+import { formatHostPort, H2, poolKey, TCP_KEEPALIVE_MS } from './protocol.ts';
 
 /** Where and as whom to open a tunnel. */
 export interface HboneTarget {
@@ -23,39 +23,43 @@ export interface HboneTarget {
   readonly srcIp: string | undefined;
   /** The TCP destination: a pod's or a waypoint's HBONE address. */
   readonly dstIp: string;
+  /** The TCP destination port: 15008, or the waypoint's `hbone_mtls_port`. */
   readonly dstPort: number;
   /** The server must present one of these SPIFFE IDs. */
   readonly expectedIdentities: readonly string[];
 }
 
 export interface HboneConnectRequest {
+  /** `:authority`: the target `IP:port` (or `hostname:port`) the server should connect to. */
   readonly authority: string;
+  /** Extra headers: `baggage`, `forwarded`, `traceparent`. */
   readonly headers: Readonly<Record<string, string>>;
 }
 
-/** A CONNECT the server answered with something other than 200. */
-export class HboneRejectedError extends AmbitError {
-  readonly status: number;
-  constructor(status: number, authority: string) {
-    super(ErrorCode.HboneRejected, `hbone CONNECT ${authority} refused with ${status}`, {
-      hint: HINTS[status] ?? 'see the destination agent log',
-    });
-    this.status = status;
-  }
-}
+/**
+ * The outcome of a CONNECT: the open stream, or the server's refusal with its status and what to
+ * check. Transport failures (refused, timed out, TLS) are thrown as AmbitErrors with their code.
+ */
+export type HboneConnectResult =
+  | { readonly ok: true; readonly stream: ClientHttp2Stream }
+  | { readonly ok: false; readonly status: number; readonly reason: string };
 
-const HINTS: Record<number, string> = {
+/** What a refusal status means to the operator of the client side. */
+export const HBONE_STATUS_HINTS: Readonly<Record<number, string>> = {
   400: 'the destination agent does not host that address',
   401: 'an AuthorizationPolicy at the destination denied it',
   503: 'the destination workload is unknown there or did not accept the connection',
 };
 
 export interface HbonePoolOptions {
+  /** The certificate to present for a source identity (the secret manager's). */
   readonly getCertificate: (identity: Identity) => Promise<WorkloadCertificate>;
   readonly log: Logger;
+  /** TCP connect plus TLS handshake must finish within this. */
   readonly connectTimeoutMs: number;
   /** A connection with no streams for this long is closed. */
   readonly idleTimeoutMs: number;
+  /** Streams one HTTP/2 connection carries at most (capped by the peer's setting). */
   readonly maxStreamsPerConnection: number;
 }
 
@@ -88,8 +92,8 @@ export class HbonePool {
     this.opts = opts;
   }
 
-  /** Opens a CONNECT stream; resolves once the server answered 200. */
-  async connect(target: HboneTarget, req: HboneConnectRequest): Promise<ClientHttp2Stream> {
+  /** Opens a CONNECT stream; resolves once the server answered (200, or its refusal). */
+  async connect(target: HboneTarget, req: HboneConnectRequest): Promise<HboneConnectResult> {
     const pooled = await this.checkout(target);
     return this.request(pooled, req);
   }
@@ -113,6 +117,11 @@ export class HbonePool {
     for (const list of this.sessions.values()) for (const p of list) p.session.destroy();
   }
 
+  /**
+   * A session with a free stream slot, the slot already taken (so concurrent callers cannot overfill
+   * it). Callers that find a dial under way for their key wait for it and share its outcome, failure
+   * included: a thundering herd opens one connection, and a dead peer costs one timeout, not N.
+   */
   private async checkout(target: HboneTarget): Promise<PooledSession> {
     const key = poolKey(
       formatSpiffe(target.srcIdentity),
@@ -123,20 +132,27 @@ export class HbonePool {
     for (;;) {
       if (this.closed) throw new AmbitError(ErrorCode.Shutdown, 'hbone pool is closed');
       const ready = this.sessions.get(key)?.find((p) => this.usable(p));
-      if (ready) return ready;
-      const inflight = this.dialing.get(key);
-      if (!inflight) break;
-      // Wait for the one dial under way, then look again: a thundering herd opens one connection.
-      await inflight.catch(() => undefined);
-      if (!this.dialing.has(key) && !this.sessions.get(key)?.some((p) => this.usable(p))) break;
+      if (ready) return this.reserve(ready);
+      let dial = this.dialing.get(key);
+      if (!dial) {
+        dial = this.dial(key, target).finally(() => this.dialing.delete(key));
+        this.dialing.set(key, dial);
+      }
+      const pooled = await dial;
+      if (this.usable(pooled)) return this.reserve(pooled);
+      // Full already (others took its slots): look again, dialing another if need be.
     }
-    const dial = this.dial(key, target);
-    this.dialing.set(key, dial);
-    try {
-      return await dial;
-    } finally {
-      this.dialing.delete(key);
-    }
+  }
+
+  private reserve(p: PooledSession): PooledSession {
+    p.active++;
+    this.disarmIdle(p);
+    return p;
+  }
+
+  private release(p: PooledSession): void {
+    p.active--;
+    if (p.active === 0) this.armIdle(p);
   }
 
   private usable(p: PooledSession): boolean {
@@ -151,8 +167,16 @@ export class HbonePool {
     const where = formatHostPort(target.dstIp, target.dstPort);
     const socket = await new Promise<TLSSocket>((resolve, reject) => {
       // The TCP socket is made first so it can be bound to the source pod's address.
-      const tcp = netConnect({ host: target.dstIp, port: target.dstPort, localAddress: target.srcIp });
-      tcp.setNoDelay(true);
+      const tcp = netConnect({
+        host: target.dstIp,
+        port: target.dstPort,
+        localAddress: target.srcIp,
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+      });
+      let tcpConnected = false;
+      tcp.once('connect', () => (tcpConnected = true));
       const s = tlsConnect({
         socket: tcp,
         secureContext: secureContextFor(cert),
@@ -181,19 +205,37 @@ export class HbonePool {
       });
       s.once('error', (err) => {
         clearTimeout(timer);
+        // Which phase failed tells the operator where to look: the network or the certificates.
         reject(
-          new AmbitError(
-            ErrorCode.HboneConnectFailed,
-            `hbone connection to ${where} failed: ${describeError(err)}`,
-            { cause: err },
-          ),
+          tcpConnected
+            ? new AmbitError(
+                ErrorCode.HboneTlsFailed,
+                `hbone handshake with ${where} failed: ${describeError(err)}`,
+                {
+                  cause: err,
+                  hint: 'do both sides trust the same root, and is the peer the identity we expect?',
+                },
+              )
+            : new AmbitError(
+                ErrorCode.HboneConnectFailed,
+                `hbone connection to ${where} failed: ${describeError(err)}`,
+                {
+                  cause: err,
+                  hint: 'is the destination agent listening on its HBONE port?',
+                },
+              ),
         );
       });
     });
+    if (this.closed) {
+      // Shut down while we dialed: nobody will close this connection later.
+      socket.destroy();
+      throw new AmbitError(ErrorCode.Shutdown, 'hbone pool is closed');
+    }
     const session = h2connect(`https://${where}`, {
       createConnection: () => socket,
       settings: CLIENT_SETTINGS,
-      maxSessionMemory: 64,
+      maxSessionMemory: H2.maxSessionMemoryMb,
       peerMaxConcurrentStreams: H2.poolMaxStreamsPerConnection,
     });
     session.setLocalWindowSize(H2.connectionWindowBytes);
@@ -214,39 +256,60 @@ export class HbonePool {
     return pooled;
   }
 
-  private request(pooled: PooledSession, req: HboneConnectRequest): Promise<ClientHttp2Stream> {
-    const stream = pooled.session.request(
-      { ':method': 'CONNECT', ':authority': req.authority, ...req.headers },
-      { endStream: false },
-    );
-    pooled.active++;
-    this.disarmIdle(pooled);
-    stream.once('close', () => {
-      pooled.active--;
-      if (pooled.active === 0) this.armIdle(pooled);
-    });
+  /** Sends the CONNECT on a session whose slot `checkout` reserved; the slot is freed on close. */
+  private request(pooled: PooledSession, req: HboneConnectRequest): Promise<HboneConnectResult> {
+    let stream: ClientHttp2Stream;
+    try {
+      stream = pooled.session.request(
+        { ':method': 'CONNECT', ':authority': req.authority, ...req.headers },
+        { endStream: false },
+      );
+    } catch (err) {
+      this.release(pooled);
+      return Promise.reject(
+        new AmbitError(ErrorCode.HboneConnectFailed, `hbone session closed under CONNECT ${req.authority}`, {
+          cause: err,
+        }),
+      );
+    }
+    stream.once('close', () => this.release(pooled));
     return new Promise((resolve, reject) => {
-      const fail = (err: Error) => {
+      const onError = (err: Error) => {
         stream.off('response', onResponse);
-        reject(err);
-      };
-      const onResponse = (headers: IncomingHttpHeaders) => {
-        stream.off('error', fail);
         stream.off('close', onClose);
-        const status = Number(headers[':status']);
-        if (status === 200) return resolve(stream);
-        stream.close(constants.NGHTTP2_CANCEL);
-        reject(new HboneRejectedError(status, req.authority));
+        reject(
+          new AmbitError(
+            ErrorCode.HboneConnectFailed,
+            `hbone CONNECT ${req.authority} failed: ${describeError(err)}`,
+            { cause: err },
+          ),
+        );
       };
-      const onClose = () =>
-        fail(
+      const onClose = () => {
+        stream.off('response', onResponse);
+        stream.off('error', onError);
+        reject(
           new AmbitError(
             ErrorCode.HboneConnectFailed,
             `hbone stream for ${req.authority} closed before a response`,
           ),
         );
+      };
+      const onResponse = (headers: IncomingHttpHeaders) => {
+        stream.off('error', onError);
+        stream.off('close', onClose);
+        const status = Number(headers[':status']);
+        if (status === 200) return resolve({ ok: true, stream });
+        stream.close(constants.NGHTTP2_CANCEL);
+        const hint = HBONE_STATUS_HINTS[status] ?? 'see the destination agent log';
+        resolve({
+          ok: false,
+          status,
+          reason: `hbone CONNECT ${req.authority} refused with ${status}: ${hint}`,
+        });
+      };
       stream.once('response', onResponse);
-      stream.once('error', fail);
+      stream.once('error', onError);
       stream.once('close', onClose);
     });
   }

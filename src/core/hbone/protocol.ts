@@ -16,7 +16,12 @@ export const H2 = {
   poolMaxStreamsPerConnection: 100,
   pingIntervalMs: 10_000,
   pingTimeoutMs: 20_000,
+  /** Node's session memory cap counts window buffers; 4 MiB windows outgrow its 10 MB default. */
+  maxSessionMemoryMb: 64,
 } as const;
+
+/** TCP keepalive idle time on every socket (reference/ztunnel.md §2.4). */
+export const TCP_KEEPALIVE_MS = 180_000;
 
 /** Response codes and what they mean to the client. */
 export const HboneStatus = {

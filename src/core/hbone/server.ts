@@ -11,11 +11,11 @@ import type { TLSSocket } from 'node:tls';
 import { describeError } from '../errors.ts';
 import type { WorkloadCertificate } from '../identity/certificate.ts';
 import type { Identity } from '../identity/spiffe.ts';
-import { checkClientIdentity, HBONE_TLS } from '../identity/tls.ts';
+import { checkClientIdentity, HBONE_TLS, hboneTlsOptions } from '../identity/tls.ts';
 import type { Logger } from '../log.ts';
 import { spliceTunnel, type SpliceResult } from './copy.ts';
 import { startKeepalive } from './keepalive.ts';
-import { H2, HboneStatus, parseAuthority, type Authority } from './protocol.ts';
+import { H2, HboneStatus, parseAuthority, TCP_KEEPALIVE_MS, type Authority } from './protocol.ts';
 
 /** One CONNECT stream that passed the protocol checks, handed to the program to decide. */
 export interface HboneRequest {
@@ -49,9 +49,8 @@ export interface HboneServerOptions {
   /** Clients must be in this trust domain (reference/ztunnel.md §2.1). */
   readonly trustDomain: string;
   readonly log: Logger;
+  /** Called for every CONNECT that passed the protocol checks; must answer it exactly once. */
   readonly onRequest: (req: HboneRequest) => void;
-  /** Called for requests the server itself refused (400), for metrics. */
-  readonly onProtocolError?: (status: number, reason: string) => void;
 }
 
 /** Settings advertised by the HBONE server (reference/ztunnel.md §2.2). */
@@ -67,13 +66,16 @@ const SERVER_SETTINGS = {
 export class HboneServer {
   private readonly server: Http2SecureServer;
   private readonly sessions = new Set<Http2Session>();
+  /** Every accepted TCP socket, handshaking or not, so a drain can end them all at its deadline. */
+  private readonly sockets = new Set<Socket>();
+  private closing = false;
   private readonly peers = new WeakMap<Http2Session, Identity>();
   private readonly opts: HboneServerOptions;
 
   private constructor(opts: HboneServerOptions) {
     this.opts = opts;
     this.server = createSecureServer({
-      ...tlsOptions(opts.certificate),
+      ...hboneTlsOptions(opts.certificate),
       requestCert: true,
       // The chain is still verified by OpenSSL against our roots; the verdict is enforced in
       // track() before any stream is read, so a refusal can be logged with its reason (OpenSSL's
@@ -82,11 +84,15 @@ export class HboneServer {
       ALPNProtocols: [HBONE_TLS.alpn],
       allowHTTP1: false,
       settings: SERVER_SETTINGS,
-      // The session memory cap counts window buffers; 4 MiB windows need more than the 10 MB default.
-      maxSessionMemory: 64,
+      maxSessionMemory: H2.maxSessionMemoryMb,
       maxSendHeaderBlockLength: H2.serverMaxHeaderListBytes,
     });
-    this.server.on('connection', (socket: Socket) => socket.setNoDelay(true));
+    this.server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     this.server.on('tlsClientError', (err, socket) => {
       opts.log.debug(
         { src: (socket as TLSSocket).remoteAddress, error: describeError(err) },
@@ -95,9 +101,6 @@ export class HboneServer {
     });
     this.server.on('session', (session) => this.track(session));
     this.server.on('stream', (stream, headers) => this.handle(stream, headers));
-    this.server.on('sessionError', (err) =>
-      opts.log.debug({ error: describeError(err) }, 'hbone session error'),
-    );
   }
 
   static async start(opts: HboneServerOptions): Promise<HboneServer> {
@@ -119,12 +122,7 @@ export class HboneServer {
 
   /** Presents a renewed certificate to new connections; open ones keep theirs. */
   setCertificate(cert: WorkloadCertificate): void {
-    this.server.setSecureContext(tlsOptions(cert));
-  }
-
-  /** Open HTTP/2 sessions, for drain accounting. */
-  get sessionCount(): number {
-    return this.sessions.size;
+    this.server.setSecureContext(hboneTlsOptions(cert));
   }
 
   /**
@@ -132,16 +130,26 @@ export class HboneServer {
    * `deadlineMs`, then closes whatever is left.
    */
   async close(deadlineMs: number): Promise<void> {
+    this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) s.close();
-    const deadline = new Promise<void>((resolve) => setTimeout(resolve, deadlineMs).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
     const drained = Promise.all([...this.sessions].map((s) => new Promise((r) => s.once('close', r))));
     await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    // Sessions and sockets still here (including handshakes in progress) end now.
     for (const s of this.sessions) s.destroy();
+    for (const s of this.sockets) s.destroy();
     await closed;
   }
 
   private track(session: Http2Session): void {
+    if (this.closing) {
+      // The handshake finished after the drain began: no new sessions now.
+      session.destroy();
+      return;
+    }
     // The session's socket is a proxy of the TLS socket: identity is checked and kept per session.
     const socket = session.socket as TLSSocket;
     const peer = checkClientIdentity(socket, this.opts.trustDomain);
@@ -174,7 +182,6 @@ export class HboneServer {
     const peerIdentity = session ? this.peers.get(session) : undefined;
     const refuse = (status: number, reason: string) => {
       this.opts.log.info({ src: socket?.remoteAddress, status, error: reason }, 'hbone request refused');
-      this.opts.onProtocolError?.(status, reason);
       respond(stream, status);
     };
     if (!socket || !peerIdentity) return refuse(HboneStatus.Unauthorized, 'peer identity unknown');
@@ -220,15 +227,4 @@ export class HboneServer {
 function respond(stream: ServerHttp2Stream, status: number): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ':status': status }, { endStream: true });
-}
-
-function tlsOptions(cert: WorkloadCertificate) {
-  return {
-    key: cert.keyPem,
-    cert: cert.chainPem.join('\n'),
-    ca: cert.rootsPem,
-    minVersion: HBONE_TLS.minVersion,
-    maxVersion: HBONE_TLS.maxVersion,
-    ciphers: HBONE_TLS.ciphers,
-  };
 }

@@ -1,7 +1,7 @@
 import { createPrivateKey, randomBytes, X509Certificate as NodeX509 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { AmbitError, ErrorCode } from '../errors.ts';
-import { parseSpiffe, type Identity } from './spiffe.ts';
+import { DEFAULT_TRUST_DOMAIN, parseSpiffe, type Identity } from './spiffe.ts';
 import {
   derToPem,
   ECDSA_SHA256,
@@ -48,17 +48,21 @@ export class CertificateAuthority {
   readonly rootKeyPem: string;
   /** Every root peers should trust, PEM-concatenated, signing root first. */
   readonly trustBundlePem: string;
+  /** The only trust domain this CA issues identities in. */
+  readonly trustDomain: string;
   private readonly signer: SigningKey;
   private readonly root: x509.X509Certificate;
   private readonly nowMs: () => number;
 
   private constructor(
+    trustDomain: string,
     rootCertPem: string,
     rootKeyPem: string,
     extraRootsPem: string,
     signer: SigningKey,
     nowMs: () => number,
   ) {
+    this.trustDomain = trustDomain;
     this.rootCertPem = rootCertPem;
     this.rootKeyPem = rootKeyPem;
     this.trustBundlePem = [rootCertPem.trim(), ...splitPem(extraRootsPem)].join('\n') + '\n';
@@ -93,6 +97,7 @@ export class CertificateAuthority {
     });
     const keyPem = derToPem(await subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
     return new CertificateAuthority(
+      trustDomain,
       cert.toString('pem'),
       keyPem,
       '',
@@ -105,7 +110,7 @@ export class CertificateAuthority {
   static async fromPem(
     certPem: string,
     keyPem: string,
-    options: { extraRootsPem?: string; nowMs?: () => number } = {},
+    options: { trustDomain?: string; extraRootsPem?: string; nowMs?: () => number } = {},
   ): Promise<CertificateAuthority> {
     let nodeCert: NodeX509;
     try {
@@ -149,6 +154,7 @@ export class CertificateAuthority {
       );
     }
     return new CertificateAuthority(
+      options.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       nodeCert.toString(),
       derToPem(pkcs8, 'PRIVATE KEY'),
       options.extraRootsPem ?? '',
@@ -157,7 +163,11 @@ export class CertificateAuthority {
     );
   }
 
-  static async fromFiles(certPath: string, keyPath: string): Promise<CertificateAuthority> {
+  static async fromFiles(
+    certPath: string,
+    keyPath: string,
+    trustDomain: string = DEFAULT_TRUST_DOMAIN,
+  ): Promise<CertificateAuthority> {
     const read = async (path: string, what: string) => {
       try {
         return await readFile(path, 'utf8');
@@ -165,7 +175,9 @@ export class CertificateAuthority {
         throw new AmbitError(ErrorCode.ConfigRead, `cannot read CA ${what} ${path}`, { cause: err });
       }
     };
-    return CertificateAuthority.fromPem(await read(certPath, 'certificate'), await read(keyPath, 'key'));
+    return CertificateAuthority.fromPem(await read(certPath, 'certificate'), await read(keyPath, 'key'), {
+      trustDomain,
+    });
   }
 
   /**
@@ -188,6 +200,12 @@ export class CertificateAuthority {
     const parsed = parseSpiffe(uris[0]!);
     if (!parsed.ok) return { ok: false, reason: parsed.error };
     const id = parsed.identity;
+    if (id.trustDomain !== this.trustDomain) {
+      return {
+        ok: false,
+        reason: `csr asks for trust domain ${id.trustDomain}, this CA issues for ${this.trustDomain}`,
+      };
+    }
     if (
       req.expected &&
       (req.expected.trustDomain !== id.trustDomain ||

@@ -77,6 +77,7 @@ export class SecretManager {
 
   /** The current certificate, fetching it first if there is none (the caller waits). */
   get(identity: Identity): Promise<WorkloadCertificate> {
+    if (this.closed) return Promise.reject(new AmbitError(ErrorCode.Shutdown, 'secret manager closed'));
     const entry = this.entry(identity);
     if (entry.cert && entry.cert.notAfterMs > this.opts.clock.nowMs()) return Promise.resolve(entry.cert);
     return new Promise((resolve, reject) => {
@@ -181,11 +182,10 @@ export class SecretManager {
       const e = err instanceof Error ? err : new Error(String(err));
       for (const w of entry.waiters.splice(0)) w.reject(e);
       // Keep the old certificate while it is still valid; retry no later than its expiry.
-      const untilExpiryMs = entry.cert ? entry.cert.notAfterMs - this.opts.clock.nowMs() : Infinity;
-      const delayMs = Math.max(
-        0,
-        Math.min(backoffMs(entry.failures, this.opts.random ?? Math.random), untilExpiryMs),
-      );
+      // Once it has expired, plain backoff: retrying at once would hammer a failing CA.
+      const untilExpiryMs = entry.cert ? entry.cert.notAfterMs - this.opts.clock.nowMs() : 0;
+      const backoff = backoffMs(entry.failures, this.opts.random ?? Math.random);
+      const delayMs = untilExpiryMs > 0 ? Math.min(backoff, untilExpiryMs) : backoff;
       this.schedule(entry, delayMs);
       this.opts.log.warn(
         { identity: id, error: entry.lastError, retryInMs: delayMs, keptOld: entry.cert !== undefined },

@@ -10,6 +10,18 @@ export const HBONE_TLS = {
   alpn: 'h2',
 } as const;
 
+/** TLS options for a workload certificate: the key, the chain we present, the roots we trust. */
+export function hboneTlsOptions(cert: WorkloadCertificate) {
+  return {
+    key: cert.keyPem,
+    cert: cert.chainPem.join('\n'),
+    ca: cert.rootsPem,
+    minVersion: HBONE_TLS.minVersion,
+    maxVersion: HBONE_TLS.maxVersion,
+    ciphers: HBONE_TLS.ciphers,
+  };
+}
+
 const contexts = new WeakMap<WorkloadCertificate, SecureContext>();
 
 /**
@@ -19,14 +31,7 @@ const contexts = new WeakMap<WorkloadCertificate, SecureContext>();
 export function secureContextFor(cert: WorkloadCertificate): SecureContext {
   let ctx = contexts.get(cert);
   if (!ctx) {
-    ctx = createSecureContext({
-      key: cert.keyPem,
-      cert: cert.chainPem.join('\n'),
-      ca: cert.rootsPem,
-      minVersion: HBONE_TLS.minVersion,
-      maxVersion: HBONE_TLS.maxVersion,
-      ciphers: HBONE_TLS.ciphers,
-    });
+    ctx = createSecureContext(hboneTlsOptions(cert));
     contexts.set(cert, ctx);
   }
   return ctx;

@@ -1,3 +1,5 @@
+import { formatSpiffe, type Identity } from '../identity/spiffe.ts';
+
 /**
  * The internal model of mesh state: Istio's Workload, Service and Authorization
  * (reference/ztunnel.md §3.2–3.3) as plain readonly data. Wire formats (YAML, protobuf) are decoded
@@ -131,4 +133,21 @@ export function policyKey(p: Pick<Authorization, 'namespace' | 'name'>): string 
 
 export function serviceKey(s: Pick<Service, 'namespace' | 'hostname'>): string {
   return `${s.namespace}/${s.hostname}`;
+}
+
+/** The SPIFFE identity a workload runs as. */
+export function workloadIdentity(w: Workload): Identity {
+  return { trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount };
+}
+
+const spiffeIds = new WeakMap<Workload, string>();
+
+/** `spiffe://<td>/ns/<ns>/sa/<sa>` of a workload, computed once per workload object. */
+export function workloadSpiffe(w: Workload): string {
+  let id = spiffeIds.get(w);
+  if (id === undefined) {
+    id = formatSpiffe(workloadIdentity(w));
+    spiffeIds.set(w, id);
+  }
+  return id;
 }

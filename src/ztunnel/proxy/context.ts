@@ -1,4 +1,3 @@
-import type { Duplex } from 'node:stream';
 import type { HbonePool } from '../../core/hbone/pool.ts';
 import type { SecretManager } from '../../core/identity/secret-manager.ts';
 import type { Logger } from '../../core/log.ts';
@@ -11,7 +10,11 @@ import type { Workload } from '../../core/xds/model.ts';
 export interface ProxyContext {
   /** The current mesh state; replaced whole on every config change. */
   state(): MeshState;
+  /** This agent's node: workloads on it are local. */
   readonly nodeName: string;
+  /** The network addresses are looked up in. */
+  readonly network: string;
+  /** Peers must be in this trust domain. */
   readonly trustDomain: string;
   readonly pool: HbonePool;
   readonly secrets: SecretManager;
@@ -35,8 +38,14 @@ export interface TrackedConnection {
 export class ConnectionTracker {
   private readonly open = new Set<TrackedConnection>();
   private readonly idleWaiters = new Set<() => void>();
+  private closed = false;
 
   add(c: TrackedConnection): () => void {
+    if (this.closed) {
+      // Opened after the agent cut everything (a dial that finished late): end it now.
+      c.destroy('agent shutting down');
+      return () => undefined;
+    }
     this.open.add(c);
     return () => {
       this.open.delete(c);
@@ -73,10 +82,9 @@ export class ConnectionTracker {
     });
   }
 
+  /** Ends every connection, and any added from now on. */
   destroyAll(reason: string): void {
+    this.closed = true;
     for (const c of [...this.open]) c.destroy(reason);
   }
 }
-
-/** Either side of a tunnel: a TCP socket or an HBONE stream. */
-export type Upstream = Duplex;

@@ -2,16 +2,15 @@
  * Inbound HBONE (reference/ztunnel.md §1.5 "Inbound HBONE"): validate the CONNECT, apply L4 policy,
  * connect to the application, and answer 200 only after that connect succeeded.
  */
-import { formatBaggage, formatHostPort, HboneStatus, ILLEGAL_PORTS } from '../../core/hbone/protocol.ts';
+import { formatHostPort, HboneStatus, ILLEGAL_PORTS } from '../../core/hbone/protocol.ts';
 import type { HboneRequest } from '../../core/hbone/server.ts';
 import { describeError } from '../../core/errors.ts';
 import { sameIdentity } from '../../core/identity/spiffe.ts';
 import { ResponseFlag } from '../../core/metrics.ts';
 import { evaluateL4, type L4Connection } from '../../core/policy/l4.ts';
-import type { Service, Workload } from '../../core/xds/model.ts';
+import { workloadIdentity, workloadSpiffe, type Service, type Workload } from '../../core/xds/model.ts';
 import type { ProxyContext } from './context.ts';
-import { connectTcp, identityOf } from './outbound.ts';
-import { identitiesOf } from './route.ts';
+import { baggageOf, connectTcp } from './upstream.ts';
 import { ConnectionRecord, Reporter } from './telemetry.ts';
 
 type Target =
@@ -19,11 +18,11 @@ type Target =
 
 export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promise<void> {
   const state = ctx.state();
-  const local = state.workloadByIp(req.localAddress);
-  const srcWorkload = state.workloadByIp(req.remoteAddress);
+  const local = state.workloadByIp(req.localAddress, ctx.network);
+  const srcWorkload = state.workloadByIp(req.remoteAddress, ctx.network);
   // The source workload is only believed if its identity is the one the peer proved.
   const src =
-    srcWorkload && sameIdentity(identityOf(srcWorkload), req.peerIdentity) ? srcWorkload : undefined;
+    srcWorkload && sameIdentity(workloadIdentity(srcWorkload), req.peerIdentity) ? srcWorkload : undefined;
   const facts = {
     reporter: Reporter.Destination,
     src: formatHostPort(req.remoteAddress, req.remotePort),
@@ -31,7 +30,7 @@ export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promi
     srcWorkload: src,
     srcIdentity: req.peerIdentity,
     dstWorkload: local,
-    dstIdentity: local ? identitiesOf(local)[0] : undefined,
+    dstIdentity: local ? workloadSpiffe(local) : undefined,
     dstService: undefined,
     mtls: true,
   } as const;
@@ -77,14 +76,7 @@ export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promi
     destroy: () => upstream.destroy(),
   });
   const result = await req.accept(upstream, {
-    baggage: formatBaggage({
-      cluster: local.clusterId,
-      namespace: local.namespace,
-      workloadType: local.workloadType,
-      workloadName: local.workloadName || local.name,
-      service: local.canonicalName,
-      version: local.canonicalRevision,
-    }),
+    baggage: baggageOf(local),
   });
   untrack();
   record.finish({

@@ -1,22 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { connect as netConnect, type Socket } from 'node:net';
-import type { ClientHttp2Stream } from 'node:http2';
+import { constants, type ClientHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
 import { spliceTcp, spliceTunnel } from '../../core/hbone/copy.ts';
-import { HboneRejectedError } from '../../core/hbone/pool.ts';
 import {
-  formatBaggage,
   formatForwarded,
   formatHostPort,
   formatTraceparent,
   HboneStatus,
 } from '../../core/hbone/protocol.ts';
-import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
 import { ResponseFlag } from '../../core/metrics.ts';
-import type { Workload } from '../../core/xds/model.ts';
+import { workloadIdentity, workloadSpiffe, type Workload } from '../../core/xds/model.ts';
 import type { ProxyContext } from './context.ts';
-import { identitiesOf, routeOutbound, type OutboundRoute, type OutboundTarget } from './route.ts';
+import { routeOutbound, type OutboundRoute, type OutboundTarget } from './route.ts';
 import { SocksReply } from './socks5-protocol.ts';
 import { ConnectionRecord, Reporter } from './telemetry.ts';
+import { baggageOf, connectTcp } from './upstream.ts';
 
 export type OutboundOpen =
   | {
@@ -40,7 +39,7 @@ export async function openOutbound(
   const route = routeOutbound(ctx.state(), source, target);
   if (route.kind === 'unreachable') return fail(ctx, route.reason, SocksReply.HostUnreachable, target);
   if (route.kind === 'refused') return fail(ctx, route.reason, SocksReply.NotAllowed, target);
-  const srcIdentity = identityOf(source);
+  const srcIdentity = workloadIdentity(source);
   const record = new ConnectionRecord(ctx.metrics, ctx.accessLog, {
     reporter: Reporter.Source,
     src: formatHostPort(client.ip, client.port),
@@ -49,13 +48,13 @@ export async function openOutbound(
     srcWorkload: source,
     srcIdentity,
     dstWorkload: route.workload,
-    dstIdentity: route.workload ? identitiesOf(route.workload)[0] : undefined,
+    dstIdentity: route.workload ? workloadSpiffe(route.workload) : undefined,
     dstService: route.service,
     mtls: route.kind === 'hbone',
   });
   try {
     if (route.kind === 'hbone') {
-      const stream = await ctx.pool.connect(
+      const r = await ctx.pool.connect(
         {
           srcIdentity,
           srcIp: source.addresses[0],
@@ -66,20 +65,16 @@ export async function openOutbound(
         {
           authority: route.authority,
           headers: {
-            baggage: formatBaggage({
-              cluster: source.clusterId,
-              namespace: source.namespace,
-              workloadType: source.workloadType,
-              workloadName: source.workloadName || source.name,
-              service: source.canonicalName,
-              version: source.canonicalRevision,
-            }),
+            baggage: baggageOf(source),
             forwarded: formatForwarded(client.ip, client.port, route.service?.hostname),
             traceparent: formatTraceparent(traceRandom()),
           },
         },
       );
-      return { ok: true, route, upstream: stream, record };
+      if (r.ok) return { ok: true, route, upstream: r.stream, record };
+      const { reply, flag } = classifyStatus(r.status);
+      record.finish({ flag, bytesReceived: 0, bytesSent: 0, error: r.reason });
+      return { ok: false, reply, reason: r.reason };
     }
     const socket = await connectTcp(route.dstIp, route.dstPort, ctx.connectTimeoutMs);
     return { ok: true, route, upstream: socket, record };
@@ -102,7 +97,9 @@ export async function runOutbound(
     direction: 'outbound',
     destroy: (reason) => {
       client.destroy();
-      open.upstream.destroy(new AmbitError(ErrorCode.Shutdown, reason));
+      // CANCEL tells the peer the tunnel is gone without calling it an internal error.
+      if (open.route.kind === 'hbone') (open.upstream as ClientHttp2Stream).close(constants.NGHTTP2_CANCEL);
+      else open.upstream.destroy(new AmbitError(ErrorCode.Shutdown, reason));
     },
   });
   const result =
@@ -125,23 +122,23 @@ function fail(ctx: ProxyContext, reason: string, reply: SocksReply, target: Outb
   return { ok: false, reply, reason };
 }
 
+/** SOCKS reply and response flag for an HBONE refusal. */
+function classifyStatus(status: number): { reply: SocksReply; flag: ResponseFlag } {
+  if (status === HboneStatus.Unauthorized) return { reply: SocksReply.NotAllowed, flag: ResponseFlag.Deny };
+  if (status === HboneStatus.Unavailable)
+    return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
+  return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.Connect };
+}
+
+/** SOCKS reply and response flag for a transport failure, by the error's code. */
 function classify(err: unknown): { reply: SocksReply; flag: ResponseFlag } {
-  if (err instanceof HboneRejectedError) {
-    if (err.status === HboneStatus.Unauthorized)
-      return { reply: SocksReply.NotAllowed, flag: ResponseFlag.Deny };
-    if (err.status === HboneStatus.Unavailable)
-      return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
-    return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.Connect };
-  }
-  if (err instanceof AmbitError && err.code === ErrorCode.HboneTimeout) {
+  const code = err instanceof AmbitError ? err.code : undefined;
+  const errno = (err as { cause?: { code?: unknown } }).cause?.code;
+  if (code === ErrorCode.HboneTimeout)
     return { reply: SocksReply.HostUnreachable, flag: ResponseFlag.NetworkPolicy };
-  }
-  const code =
-    (err as { cause?: { code?: string }; code?: string }).cause?.code ?? (err as { code?: string }).code;
-  if (code === 'ECONNREFUSED') return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
-  if (code?.startsWith('ERR_TLS') || code?.startsWith('ERR_SSL')) {
+  if (code === ErrorCode.HboneTlsFailed)
     return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.TlsFailure };
-  }
+  if (errno === 'ECONNREFUSED') return { reply: SocksReply.ConnectionRefused, flag: ResponseFlag.Connect };
   return { reply: SocksReply.GeneralFailure, flag: ResponseFlag.Connect };
 }
 
@@ -157,44 +154,4 @@ function traceRandom(): Uint8Array {
   }
   traceOffset += TRACE_BYTES;
   return tracePool.subarray(traceOffset - TRACE_BYTES, traceOffset);
-}
-
-export function identityOf(w: Workload) {
-  return { trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount };
-}
-
-/** A TCP connection with a deadline; resolves once connected. */
-export function connectTcp(
-  host: string,
-  port: number,
-  timeoutMs: number,
-  localAddress?: string,
-): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect({ host, port, localAddress, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(
-        new AmbitError(ErrorCode.UpstreamConnectFailed, `connect to ${formatHostPort(host, port)} timed out`),
-      );
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.off('error', onError);
-      resolve(s);
-    });
-    const onError = (err: Error) => {
-      clearTimeout(timer);
-      reject(
-        new AmbitError(
-          ErrorCode.UpstreamConnectFailed,
-          `connect to ${formatHostPort(host, port)} failed: ${describeError(err)}`,
-          {
-            cause: err,
-          },
-        ),
-      );
-    };
-    s.once('error', onError);
-  });
 }

@@ -3,9 +3,8 @@
  * local workload to a target goes, and how. Pure: state and target in, a route out.
  */
 import { formatHostPort, HBONE_PORT, ILLEGAL_PORTS } from '../../core/hbone/protocol.ts';
-import { formatSpiffe } from '../../core/identity/spiffe.ts';
 import type { MeshState } from '../../core/state/mesh-state.ts';
-import type { Service, Workload } from '../../core/xds/model.ts';
+import { workloadSpiffe, type Service, type Workload } from '../../core/xds/model.ts';
 
 export type OutboundTarget =
   | { readonly kind: 'ip'; readonly ip: string; readonly port: number }
@@ -90,7 +89,14 @@ export function routeOutbound(state: MeshState, source: Workload, target: Outbou
   // A workload waypoint takes pod-addressed traffic, unless we are that waypoint.
   if (workload.waypoint) {
     const wp = state.resolveGateway(workload.waypoint, source.namespace);
-    if (wp && wp.workload.uid !== source.uid) {
+    // Fail closed: going around a waypoint that cannot be found would skip its L7 policy.
+    if (!wp)
+      return {
+        kind: 'unreachable',
+        reason: `waypoint of ${workload.name} has no endpoint`,
+        service: undefined,
+      };
+    if (wp.workload.uid !== source.uid) {
       return hboneTo(
         wp.workload,
         workload.waypoint.hboneMtlsPort,
@@ -138,7 +144,5 @@ function hboneTo(
 }
 
 export function identitiesOf(w: Workload): string[] {
-  return [
-    formatSpiffe({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
-  ];
+  return [workloadSpiffe(w)];
 }

@@ -5,6 +5,7 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describeError } from '../../core/errors.ts';
+import { ResponseFlag } from '../../core/metrics.ts';
 import type { ProxyContext } from './context.ts';
 import { openOutbound, runOutbound } from './outbound.ts';
 import {
@@ -25,21 +26,25 @@ export interface Socks5Options {
   readonly handshakeTimeoutMs: number;
 }
 
+/** SOCKS handshakes longer than this are abuse: a greeting plus a request fit in 2 + 255 + 262 bytes. */
+const MAX_HANDSHAKE_BYTES = 600;
+
 export class Socks5Server {
   private readonly server: Server;
-  private readonly clients = new Set<Socket>();
+  /** Clients still in the SOCKS handshake; tunnelled ones are tracked (and drained) by the agent. */
+  private readonly handshaking = new Set<Socket>();
 
   private constructor(server: Server) {
     this.server = server;
   }
 
   static async start(ctx: ProxyContext, opts: Socks5Options): Promise<Socks5Server> {
-    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false });
+    const server = createServer({ allowHalfOpen: true, noDelay: true });
     const s = new Socks5Server(server);
     server.on('connection', (socket) => {
-      s.clients.add(socket);
-      socket.once('close', () => s.clients.delete(socket));
-      handshake(ctx, opts, socket);
+      s.handshaking.add(socket);
+      socket.once('close', () => s.handshaking.delete(socket));
+      handshake(ctx, opts, socket, () => s.handshaking.delete(socket));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -57,22 +62,28 @@ export class Socks5Server {
   }
 
   /**
-   * Stops accepting. Does not wait: `net.Server.close` calls back only after every connection is
-   * gone, and tunnelled connections are drained (and cut at the deadline) by the agent.
+   * Stops accepting and drops clients still in the handshake. Does not wait: `net.Server.close` calls
+   * back only after every connection is gone, and tunnelled connections are drained (and cut at the
+   * deadline) by the agent.
    */
   stopAccepting(): void {
     this.server.close();
-  }
-
-  /** Drops clients still in the SOCKS handshake (tunnelled ones are tracked elsewhere). */
-  get clientCount(): number {
-    return this.clients.size;
+    for (const s of this.handshaking) s.destroy();
   }
 }
 
-function handshake(ctx: ProxyContext, opts: Socks5Options, socket: Socket): void {
+function handshake(ctx: ProxyContext, opts: Socks5Options, socket: Socket, handedOff: () => void): void {
   let buf: Buffer = Buffer.alloc(0);
   let stage: 'greeting' | 'request' | 'done' = 'greeting';
+  // When the client pipelined its request behind the greeting, the method selection waits and goes
+  // out in one write with the reply: one syscall less per connection.
+  let preface: Buffer | undefined;
+  const send = (reply: Buffer, end: boolean) => {
+    const bytes = preface ? Buffer.concat([preface, reply]) : reply;
+    preface = undefined;
+    if (end) socket.end(bytes);
+    else socket.write(bytes);
+  };
   const client = { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
   socket.setTimeout(opts.handshakeTimeoutMs, () => {
     ctx.log.debug({ src: client.ip }, 'socks5 handshake timed out');
@@ -85,22 +96,23 @@ function handshake(ctx: ProxyContext, opts: Socks5Options, socket: Socket): void
     stage = 'done';
     socket.off('data', onData);
     ctx.log.info({ src: `${client.ip}:${client.port}`, error: reason }, 'socks5 request refused');
-    if (reply) socket.end(reply);
+    if (reply) send(reply, true);
     else socket.destroy();
     // A client that never reads the reply must not hold the socket open.
     socket.setTimeout(opts.handshakeTimeoutMs, () => socket.destroy());
   };
   const onData = (chunk: Buffer) => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    if (buf.length > 600) return bail('socks5 handshake too long');
+    if (buf.length > MAX_HANDSHAKE_BYTES) return bail('socks5 handshake too long');
     if (stage === 'greeting') {
       const g = parseGreeting(buf);
       if (g.kind === 'more') return;
       if (g.kind === 'error') return bail(g.reason);
       if (!g.noAuthOffered)
         return bail('client offers no "no authentication" method', methodSelection(false));
-      socket.write(methodSelection(true));
       buf = buf.subarray(g.consumed);
+      if (buf.length > 0) preface = methodSelection(true);
+      else socket.write(methodSelection(true));
       stage = 'request';
     }
     if (stage === 'request') {
@@ -110,9 +122,11 @@ function handshake(ctx: ProxyContext, opts: Socks5Options, socket: Socket): void
       stage = 'done';
       socket.off('data', onData);
       socket.pause();
+      // The handshake is over; connecting upstream has its own deadlines.
+      socket.setTimeout(0);
       const rest = buf.subarray(r.consumed);
       if (rest.length > 0) socket.unshift(rest);
-      void connect(ctx, opts, socket, client, r.target, bail);
+      void connect(ctx, opts, socket, client, r.target, { bail, send, handedOff });
     }
   };
   socket.on('data', onData);
@@ -124,26 +138,36 @@ async function connect(
   socket: Socket,
   client: { ip: string; port: number },
   target: SocksTarget,
-  bail: (reason: string, reply?: Buffer) => void,
+  io: {
+    bail: (reason: string, reply?: Buffer) => void;
+    send: (reply: Buffer, end: boolean) => void;
+    handedOff: () => void;
+  },
 ): Promise<void> {
   const state = ctx.state();
   const source =
     state.workloadByUid(opts.workload) ??
     state.config.workloads.find((w) => `${w.namespace}/${w.name}` === opts.workload);
-  if (!source)
-    return bail(
+  if (!source) {
+    return io.bail(
       `workload ${opts.workload} of this SOCKS listener is not known`,
       formatReply(SocksReply.GeneralFailure),
     );
+  }
   const open = await openOutbound(ctx, source, client, target);
-  if (!open.ok) return bail(open.reason, formatReply(open.reply));
+  if (!open.ok) return io.bail(open.reason, formatReply(open.reply));
   if (socket.destroyed) {
     open.upstream.destroy();
-    open.record.finish({ flag: '-', bytesReceived: 0, bytesSent: 0, error: 'client went away' });
+    open.record.finish({
+      flag: ResponseFlag.None,
+      bytesReceived: 0,
+      bytesSent: 0,
+      error: 'client went away',
+    });
     return;
   }
-  socket.setTimeout(0);
-  socket.write(formatReply(SocksReply.Succeeded));
+  io.handedOff();
+  io.send(formatReply(SocksReply.Succeeded), false);
   // Count only tunnelled bytes, not the SOCKS handshake.
   const base = { read: socket.bytesRead - socket.readableLength, written: socket.bytesWritten };
   socket.resume();

@@ -3,7 +3,7 @@
  */
 import { formatSpiffe, type Identity } from '../../core/identity/spiffe.ts';
 import type { Logger } from '../../core/log.ts';
-import { ResponseFlag, type TcpLabels, type TcpMetrics } from '../../core/metrics.ts';
+import { ResponseFlag, type TcpLabels, type TcpMetrics, type TcpSeries } from '../../core/metrics.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
 
 export const Reporter = { Source: 'source', Destination: 'destination' } as const;
@@ -74,28 +74,32 @@ export class ConnectionRecord {
   private readonly startMs = Date.now();
   private readonly metrics: TcpMetrics;
   private readonly log: Logger;
-  private facts: ConnectionFacts;
+  private readonly facts: ConnectionFacts;
+  /** The series with response flag `-`, kept so a normal close costs no label work. */
+  private readonly series: TcpSeries;
   private done = false;
 
   constructor(metrics: TcpMetrics, log: Logger, facts: ConnectionFacts) {
     this.metrics = metrics;
     this.log = log;
     this.facts = facts;
-    metrics.opened(tcpLabels(facts, ResponseFlag.None));
-    metrics.socketsOpen.inc({ reporter: facts.reporter });
-  }
-
-  update(more: Partial<ConnectionFacts>): void {
-    this.facts = { ...this.facts, ...more };
+    this.series = metrics.series(tcpLabels(facts, ResponseFlag.None));
+    this.series.opened++;
+    metrics.socketsOpen(facts.reporter, 1);
   }
 
   finish(outcome: ConnectionOutcome): void {
     if (this.done) return;
     this.done = true;
     const f = this.facts;
-    const labels = tcpLabels(f, outcome.flag);
-    this.metrics.socketsOpen.dec({ reporter: f.reporter });
-    this.metrics.finished(labels, outcome.bytesReceived, outcome.bytesSent);
+    this.metrics.socketsOpen(f.reporter, -1);
+    const ok = outcome.flag === ResponseFlag.None;
+    const series = ok ? this.series : this.metrics.series(tcpLabels(f, outcome.flag));
+    if (ok) series.closed++;
+    else series.failed++;
+    series.received += outcome.bytesReceived;
+    series.sent += outcome.bytesSent;
+    if (!this.log.isLevelEnabled(ok ? 'info' : 'warn')) return;
     const line = {
       direction: f.reporter === Reporter.Source ? 'outbound' : 'inbound',
       src: f.src,
@@ -117,7 +121,7 @@ export class ConnectionRecord {
     };
     // A connection that was refused or failed to connect is a warning; one that ran and ended, even
     // with a reset, is ordinary traffic.
-    if (outcome.flag === ResponseFlag.None) this.log.info(line, 'connection complete');
+    if (ok) this.log.info(line, 'connection complete');
     else this.log.warn(line, 'connection complete');
   }
 }

@@ -26,6 +26,7 @@ test('defaults', () => {
   assert.deepEqual(build(REQUIRED), {
     nodeName: hostname(),
     trustDomain: 'cluster.local',
+    network: '',
     localConfigPath: '/etc/ambit/mesh.yaml',
     caCertPath: '/etc/ambit/ca-cert.pem',
     caKeyPath: '/etc/ambit/ca-key.pem',

@@ -63,6 +63,11 @@ const ratings = workload({
   addresses: ['10.0.1.8'],
   waypoint: waypointByAddress('10.96.0.9'),
 });
+const orphan = workload({
+  name: 'orphan',
+  addresses: ['10.0.1.9'],
+  waypoint: waypointByHost('default', 'gone.default.svc.cluster.local'),
+});
 const v6pod = workload({ name: 'v6pod', addresses: ['fd00::5'], services: { [V6]: { 80: 8080 } } });
 
 const reviewsSvc = service({
@@ -95,7 +100,7 @@ const brokenWaypointSvc = service({
 const v6Svc = service({ name: 'v6', vips: ['fd00:96::1'], ports: { 80: 8080 } });
 
 const config = mesh({
-  workloads: [curl, reviewsV1, reviewsV2, reviewsV3, legacy, productpage, waypoint, ratings, v6pod],
+  workloads: [curl, reviewsV1, reviewsV2, reviewsV3, legacy, productpage, waypoint, ratings, orphan, v6pod],
   services: [
     reviewsSvc,
     legacySvc,
@@ -279,6 +284,11 @@ const cases: Case[] = [
     name: 'a non-reserved port next to them passes through',
     target: ip('192.0.2.1', 15007),
     want: { kind: 'tcp', dst: '192.0.2.1:15007', workload: undefined, service: undefined },
+  },
+  {
+    name: 'a workload waypoint that cannot be resolved fails closed (never around it)',
+    target: ip('10.0.1.9', 80),
+    want: { kind: 'unreachable', reason: 'waypoint of orphan has no endpoint', service: undefined },
   },
   {
     name: 'service waypoint → HBONE to the waypoint with authority VIP:port',
