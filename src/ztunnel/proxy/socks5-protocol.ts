@@ -4,6 +4,8 @@
  * or the parsed message and how many bytes it used.
  */
 
+import { ipFromBytes } from '../../core/ip.ts';
+
 export const SocksReply = {
   Succeeded: 0,
   GeneralFailure: 1,
@@ -69,11 +71,10 @@ export function parseRequest(buf: Uint8Array): Parse<{ target: SocksTarget }> {
   } else if (atyp === ATYP_IPV6) {
     addrEnd = 20;
     if (buf.length < addrEnd + 2) return { kind: 'more' };
-    const groups: string[] = [];
-    for (let i = 4; i < 20; i += 2) groups.push(((buf[i]! << 8) | buf[i + 1]!).toString(16));
+    const bytes = buf.subarray(4, 20);
     // An IPv4-mapped address names an IPv4 destination: look it up as one.
-    const v4mapped = groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff';
-    const ip = v4mapped ? Array.from(buf.subarray(16, 20)).join('.') : compressIpv6(groups);
+    const v4mapped = bytes.subarray(0, 10).every((x) => x === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+    const ip = ipFromBytes(v4mapped ? bytes.subarray(12) : bytes)!;
     target = (port) => ({ kind: 'ip', ip, port });
   } else if (atyp === ATYP_DOMAIN) {
     if (buf.length < 5) return { kind: 'more' };
@@ -109,25 +110,4 @@ export function methodSelection(noAuth: boolean): Buffer {
 /** A reply with bound address 0.0.0.0:0 (the client does not use it). */
 export function formatReply(code: SocksReply): Buffer {
   return Buffer.from([VERSION, code, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0]);
-}
-
-function compressIpv6(groups: string[]): string {
-  // Replace the longest run of zero groups with "::" (RFC 5952).
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < groups.length;) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < groups.length && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
