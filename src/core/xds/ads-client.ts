@@ -1,0 +1,186 @@
+/**
+ * A Delta ADS client: wildcard subscriptions per type, decode-and-validate every resource, ACK or
+ * NACK (with every rejected resource's name, path and reason) by nonce, and reconnect with backoff
+ * sending the versions it holds so only changes come back (reference/ztunnel.md §3.1).
+ */
+import { Metadata, type ChannelCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
+import { describeError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { adsDefinitions, type DeltaRequest, type DeltaResponse } from './envoy-protos.ts';
+import type { Decoded } from './workload-proto.ts';
+
+export interface AdsType {
+  readonly typeUrl: string;
+  /** Wire bytes → model, with every problem's path. */
+  decode(bytes: Uint8Array): Decoded<unknown>;
+}
+
+export interface AdsClientOptions {
+  /** `host:port` of the xDS server. */
+  readonly target: string;
+  readonly credentials: ChannelCredentials;
+  readonly node: { readonly id: string; readonly metadata?: Record<string, unknown> };
+  /** Types subscribed, in this order (Address before Authorization, as ztunnel does). */
+  readonly types: readonly AdsType[];
+  /** The whole current set of a type, after each response that changed it. */
+  readonly onResources: (typeUrl: string, resources: ReadonlyMap<string, unknown>) => void;
+  readonly log: Logger;
+  /** Call metadata, e.g. `authorization: Bearer <token>`. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Reconnect delays (reference/ztunnel.md §3.1): 10 ms doubling to 15 s; reset by a good response. */
+export const ADS_BACKOFF = { initialMs: 10, maxMs: 15_000 } as const;
+
+/** The version recorded for a resource whose update we rejected. */
+const REJECTED = '';
+
+interface Held {
+  readonly version: string;
+  readonly value: unknown;
+}
+
+export class AdsClient {
+  private readonly opts: AdsClientOptions;
+  private readonly client: InstanceType<ReturnType<typeof adsDefinitions>['client']>;
+  private readonly state = new Map<string, Map<string, Held>>();
+  private readonly synced = new Set<string>();
+  private call: ClientDuplexStream<DeltaRequest, DeltaResponse> | undefined;
+  private delayMs: number = ADS_BACKOFF.initialMs;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private connected = false;
+
+  constructor(opts: AdsClientOptions) {
+    this.opts = opts;
+    const { client: Client } = adsDefinitions();
+    this.client = new Client(opts.target, opts.credentials, {
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 200 * 1024 * 1024,
+    });
+    for (const t of opts.types) this.state.set(t.typeUrl, new Map());
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** True once every type has had its first response applied (readiness). */
+  isSynced(): boolean {
+    return this.synced.size === this.opts.types.length;
+  }
+
+  /** Whether a stream is up now. */
+  isConnected(): boolean {
+    return this.connected;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.call?.cancel();
+    this.client.close();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const md = new Metadata();
+    for (const [k, v] of Object.entries(this.opts.headers ?? {})) md.set(k, v);
+    const call = (
+      this.client as unknown as {
+        DeltaAggregatedResources(md: Metadata): ClientDuplexStream<DeltaRequest, DeltaResponse>;
+      }
+    ).DeltaAggregatedResources(md);
+    this.call = call;
+    call.on('data', (res: DeltaResponse) => this.onResponse(call, res));
+    let ended = false;
+    const retry = (why: string) => {
+      if (ended) return;
+      ended = true;
+      this.connected = false;
+      if (this.closed) return;
+      this.opts.log.warn(
+        { target: this.opts.target, error: why, retryInMs: this.delayMs },
+        'xds stream ended',
+      );
+      this.timer = setTimeout(() => this.connect(), this.delayMs);
+      this.timer.unref();
+      this.delayMs = Math.min(ADS_BACKOFF.maxMs, this.delayMs * 2);
+    };
+    call.on('error', (err) => retry(describeError(err)));
+    call.on('end', () => retry('server closed the stream'));
+    for (const t of this.opts.types) {
+      const held = this.state.get(t.typeUrl)!;
+      call.write({
+        node: { id: this.opts.node.id, metadata: toStruct(this.opts.node.metadata ?? {}) },
+        type_url: t.typeUrl,
+        resource_names_subscribe: [],
+        // What we hold, so the server resends only what changed. Rejected resources are not held,
+        // so they come again.
+        initial_resource_versions: Object.fromEntries(
+          [...held].filter(([, h]) => h.version !== REJECTED).map(([name, h]) => [name, h.version]),
+        ),
+      } as DeltaRequest);
+    }
+  }
+
+  private onResponse(call: ClientDuplexStream<DeltaRequest, DeltaResponse>, res: DeltaResponse): void {
+    const type = this.opts.types.find((t) => t.typeUrl === res.type_url);
+    if (!type) {
+      call.write({
+        type_url: res.type_url,
+        response_nonce: res.nonce,
+        error_detail: { code: 3, message: `type ${res.type_url} was not subscribed` },
+      });
+      return;
+    }
+    this.connected = true;
+    this.delayMs = ADS_BACKOFF.initialMs;
+    const held = this.state.get(type.typeUrl)!;
+    const rejected: string[] = [];
+    for (const r of res.resources ?? []) {
+      if (!r.resource) {
+        rejected.push(`${r.name}: resource body missing`);
+        continue;
+      }
+      const d = type.decode(r.resource.value);
+      if (d.ok) held.set(r.name, { version: r.version, value: d.value });
+      else {
+        // The last good version stays in force, but is no longer claimed as held: after a
+        // reconnect the server sends the resource again (reference/ztunnel.md §3.1).
+        const old = held.get(r.name);
+        if (old) held.set(r.name, { version: REJECTED, value: old.value });
+        rejected.push(
+          `${r.name}: ${d.errors.map((e) => (e.path ? `${e.path}: ${e.message}` : e.message)).join(', ')}`,
+        );
+      }
+    }
+    for (const name of res.removed_resources ?? []) held.delete(name);
+    if (rejected.length > 0) {
+      const message = rejected.join('; ');
+      this.opts.log.warn(
+        { typeUrl: type.typeUrl, nonce: res.nonce, error: message },
+        'xds resources rejected',
+      );
+      call.write({ type_url: type.typeUrl, response_nonce: res.nonce, error_detail: { code: 3, message } });
+    } else {
+      call.write({ type_url: type.typeUrl, response_nonce: res.nonce });
+    }
+    this.synced.add(type.typeUrl);
+    this.opts.onResources(type.typeUrl, new Map([...held].map(([name, h]) => [name, h.value])));
+  }
+}
+
+/** A plain object as `google.protobuf.Struct` (proto-loader's object form). */
+function toStruct(obj: Record<string, unknown>): unknown {
+  const value = (v: unknown): unknown => {
+    if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
+    if (typeof v === 'string') return { string_value: v };
+    if (typeof v === 'number') return { number_value: v };
+    if (typeof v === 'boolean') return { bool_value: v };
+    if (Array.isArray(v)) return { list_value: { values: v.map(value) } };
+    return { struct_value: toStruct(v as Record<string, unknown>) };
+  };
+  return { fields: Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, value(v)])) };
+}

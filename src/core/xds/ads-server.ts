@@ -1,0 +1,206 @@
+/**
+ * A Delta ADS server (`DeltaAggregatedResources`), generic over resource types. The owner sets the
+ * full resource set of a type; each subscriber gets only what changed since what it holds, removals
+ * included. ACKs and NACKs are matched by nonce; a NACK is reported with the subscriber's id and
+ * error. State-of-the-world ADS is refused with UNIMPLEMENTED.
+ */
+import { status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { describeError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { DeltaRequest, DeltaResponse } from './envoy-protos.ts';
+
+/** One resource as served: its version (a content hash) and its encoded message. */
+export interface ServedResource {
+  readonly version: string;
+  readonly bytes: Uint8Array;
+}
+
+export interface AdsServerOptions {
+  readonly log: Logger;
+  /** Type URLs this server serves; a request for any other closes the stream. */
+  readonly types: readonly string[];
+  /** A subscriber rejected a response. */
+  readonly onNack?: (subscriber: string, typeUrl: string, message: string) => void;
+  /** A subscriber accepted a response. */
+  readonly onAck?: (subscriber: string, typeUrl: string, nonce: string) => void;
+}
+
+interface TypeState {
+  /** Names the subscriber asked for; undefined means wildcard (everything). */
+  names: Set<string> | undefined;
+  /** What the subscriber holds, as far as we know: name → version. */
+  held: Map<string, string>;
+  /** Nonces sent and not yet answered. */
+  pending: Set<string>;
+}
+
+interface Subscriber {
+  readonly id: string;
+  readonly call: ServerDuplexStream<DeltaRequest, DeltaResponse>;
+  readonly types: Map<string, TypeState>;
+}
+
+export interface SubscriberInfo {
+  readonly id: string;
+  /** Per type URL: nonces sent that are not ACKed or NACKed yet. */
+  readonly pending: Readonly<Record<string, number>>;
+}
+
+export class DeltaAdsServer {
+  private readonly opts: AdsServerOptions;
+  private readonly resources = new Map<string, Map<string, ServedResource>>();
+  private readonly subscribers = new Set<Subscriber>();
+  private nonce = 0;
+  private version = 0;
+
+  constructor(opts: AdsServerOptions) {
+    this.opts = opts;
+    for (const t of opts.types) this.resources.set(t, new Map());
+  }
+
+  /** The gRPC handlers for `envoy.service.discovery.v3.AggregatedDiscoveryService`. */
+  handlers(): UntypedServiceImplementation {
+    return {
+      DeltaAggregatedResources: (call: ServerDuplexStream<DeltaRequest, DeltaResponse>) => this.serve(call),
+      StreamAggregatedResources: (call: ServerDuplexStream<unknown, unknown>) =>
+        call.emit('error', { code: status.UNIMPLEMENTED, details: 'only Delta ADS is served' }),
+    };
+  }
+
+  /** Replaces every resource of a type and pushes the differences to each subscriber. */
+  set(typeUrl: string, resources: ReadonlyMap<string, ServedResource>): void {
+    const current = this.resources.get(typeUrl);
+    if (!current) throw new Error(`type ${typeUrl} is not served`);
+    this.resources.set(typeUrl, new Map(resources));
+    this.version++;
+    for (const s of this.subscribers) {
+      const t = s.types.get(typeUrl);
+      if (t) this.push(s, typeUrl, t, false);
+    }
+  }
+
+  subscriberInfo(): SubscriberInfo[] {
+    return [...this.subscribers].map((s) => ({
+      id: s.id,
+      pending: Object.fromEntries([...s.types].map(([url, t]) => [url, t.pending.size])),
+    }));
+  }
+
+  /** Ends every stream (clients reconnect elsewhere or later). */
+  close(): void {
+    for (const s of this.subscribers) s.call.end();
+    this.subscribers.clear();
+  }
+
+  private serve(call: ServerDuplexStream<DeltaRequest, DeltaResponse>): void {
+    let sub: Subscriber | undefined;
+    const peer = call.getPeer();
+    call.on('data', (req: DeltaRequest) => {
+      try {
+        sub ??= this.register(call, req.node?.id || peer);
+        this.handle(sub, req);
+      } catch (err) {
+        this.opts.log.warn(
+          { subscriber: sub?.id ?? peer, error: describeError(err) },
+          'xds request rejected',
+        );
+        // grpc-js ends a server stream with a status when the error is emitted on the call.
+        call.emit('error', { code: status.INVALID_ARGUMENT, details: describeError(err) });
+      }
+    });
+    const done = () => {
+      if (sub) this.subscribers.delete(sub);
+    };
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('error', done);
+    call.on('close', done);
+    call.on('cancelled', done);
+  }
+
+  private register(call: ServerDuplexStream<DeltaRequest, DeltaResponse>, id: string): Subscriber {
+    const sub: Subscriber = { id, call, types: new Map() };
+    this.subscribers.add(sub);
+    this.opts.log.info({ subscriber: id }, 'xds subscriber connected');
+    return sub;
+  }
+
+  private handle(sub: Subscriber, req: DeltaRequest): void {
+    const typeUrl = req.type_url ?? '';
+    if (!this.resources.has(typeUrl)) throw new Error(`type_url "${typeUrl}" is not served here`);
+    let t = sub.types.get(typeUrl);
+    const first = t === undefined;
+    if (!t) {
+      // Resources the client already holds (after a reconnect): only what changed is resent.
+      t = {
+        names: undefined,
+        held: new Map(Object.entries(req.initial_resource_versions ?? {})),
+        pending: new Set(),
+      };
+      sub.types.set(typeUrl, t);
+    }
+    if (req.response_nonce) {
+      t.pending.delete(req.response_nonce);
+      if (req.error_detail?.message !== undefined || (req.error_detail?.code ?? 0) !== 0) {
+        const message = req.error_detail?.message ?? '';
+        this.opts.log.warn(
+          { subscriber: sub.id, typeUrl, nonce: req.response_nonce, error: message },
+          'xds NACK',
+        );
+        this.opts.onNack?.(sub.id, typeUrl, message);
+      } else {
+        this.opts.onAck?.(sub.id, typeUrl, req.response_nonce);
+      }
+    }
+    const subscribe = req.resource_names_subscribe ?? [];
+    const unsubscribe = req.resource_names_unsubscribe ?? [];
+    let changed = false;
+    if (subscribe.length > 0 || unsubscribe.length > 0) {
+      if (subscribe.includes('*')) t.names = undefined;
+      else if (subscribe.length > 0) {
+        t.names ??= new Set();
+        for (const n of subscribe) t.names.add(n);
+      }
+      if (unsubscribe.includes('*')) t.names = new Set(subscribe.filter((n) => n !== '*'));
+      for (const n of unsubscribe) {
+        t.names?.delete(n);
+        t.held.delete(n);
+      }
+      changed = true;
+    }
+    if (first || changed) this.push(sub, typeUrl, t, first);
+  }
+
+  /** Sends what the subscriber lacks or holds in an old version, and what it holds that is gone. */
+  private push(sub: Subscriber, typeUrl: string, t: TypeState, always: boolean): void {
+    const current = this.resources.get(typeUrl)!;
+    const wanted = (name: string) => t.names === undefined || t.names.has(name);
+    const resources: DeltaResponse['resources'] = [];
+    for (const [name, r] of current) {
+      if (!wanted(name) || t.held.get(name) === r.version) continue;
+      resources.push({
+        name,
+        version: r.version,
+        resource: { type_url: typeUrl, value: Buffer.from(r.bytes) },
+      });
+      t.held.set(name, r.version);
+    }
+    const removed: string[] = [];
+    for (const name of t.held.keys()) {
+      if (!current.has(name)) removed.push(name);
+    }
+    for (const name of removed) t.held.delete(name);
+    if (!always && resources.length === 0 && removed.length === 0) return;
+    const nonce = String(++this.nonce);
+    t.pending.add(nonce);
+    sub.call.write({
+      system_version_info: String(this.version),
+      type_url: typeUrl,
+      nonce,
+      resources,
+      removed_resources: removed,
+    });
+  }
+}
