@@ -121,7 +121,7 @@ export class AdsClient {
         initial_resource_versions: Object.fromEntries(
           [...held].filter(([, h]) => h.version !== REJECTED).map(([name, h]) => [name, h.version]),
         ),
-      } as DeltaRequest);
+      });
     }
   }
 
