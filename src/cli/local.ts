@@ -3,13 +3,14 @@
  * agents (child processes, one per "node" address) and sample workloads on their own 127.x addresses.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
-import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleMeshYaml, startSampleApps } from './sample-apps.ts';
+import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleKubeYaml, startSampleApps } from './sample-apps.ts';
 
 export interface LocalMeshOptions {
   readonly dir: string;
@@ -40,8 +41,17 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     await writeFile(caKey, ca.rootKeyPem, { mode: 0o600 });
   }
   await chmod(caKey, 0o600);
-  const meshFile = join(dir, 'mesh.yaml');
-  if (opts.reset || !existsSync(meshFile)) await writeFile(meshFile, sampleMeshYaml(opts.prefix));
+  // The mesh is Kubernetes YAML the controller watches, as a cluster would hold it.
+  const kubeDir = join(dir, 'kube');
+  await mkdir(kubeDir, { recursive: true });
+  const meshFile = join(kubeDir, 'mesh.yaml');
+  if (opts.reset || !existsSync(meshFile)) await writeFile(meshFile, sampleKubeYaml(opts.prefix));
+  // One bootstrap token per node agent: the CA gives each only its own node's pods' identities.
+  const tokensFile = join(dir, 'tokens');
+  const tokenFiles = Object.fromEntries(NODES.map((n) => [n.name, join(dir, `${n.name}.token`)]));
+  const tokens = NODES.map((n) => ({ node: n.name, token: randomBytes(24).toString('hex') }));
+  await writeFile(tokensFile, tokens.map((t) => `${t.token} ${t.node}`).join('\n') + '\n', { mode: 0o600 });
+  for (const t of tokens) await writeFile(tokenFiles[t.node]!, t.token + '\n', { mode: 0o600 });
 
   let apps;
   try {
@@ -55,6 +65,49 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   }
 
   const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+  const controllerIp = `${opts.prefix}.0.100`;
+  const controllerGrpc = `${controllerIp}:15010`;
+  const controllerLog = join(dir, 'controller.log');
+  let controller: ChildProcess | undefined;
+  let stopping = false;
+  // Like a Deployment, the controller is restarted if it dies; agents keep their last config meanwhile.
+  const startControllerProcess = () => {
+    const child = spawn(process.execPath, [main, 'controller'], {
+      env: {
+        ...(process.env as Record<string, string>),
+        AMBIT_CONFIG_DIR: kubeDir,
+        AMBIT_GRPC_ADDR: controllerGrpc,
+        AMBIT_CONTROLLER_ADMIN_ADDR: `${controllerIp}:15014`,
+        AMBIT_CA_CERT_FILE: caCert,
+        AMBIT_CA_KEY_FILE: caKey,
+        AMBIT_TOKENS_FILE: tokensFile,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out = createWriteStream(controllerLog, { flags: 'a' });
+    child.stdout.pipe(out);
+    child.stderr.pipe(out);
+    child.stderr.on('data', (b: Buffer) => process.stderr.write(`[controller] ${b.toString()}`));
+    void writeFile(join(dir, 'controller.pid'), `${child.pid}\n`);
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(
+        `ambit local: controller exited (${code ?? signal}); restarting in 1 s (agents keep serving)\n`,
+      );
+      setTimeout(() => {
+        if (!stopping) controller = startControllerProcess();
+      }, 1000);
+    });
+    return child;
+  };
+  controller = startControllerProcess();
+  // Agents start once the controller serves, so their first xDS dial succeeds.
+  if (!(await waitReady(`http://${controllerIp}:15014/ready`, Date.now() + READY_TIMEOUT_MS))) {
+    process.stderr.write(`ambit local: the controller did not come up; see ${controllerLog}\n`);
+    controller.kill('SIGTERM');
+    await apps.close();
+    return 1;
+  }
   const client = SAMPLE_APPS.find((a) => a.kind === 'client')!;
   const agents: {
     name: string;
@@ -70,9 +123,9 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NODE_NAME: node.name,
-      LOCAL_XDS_PATH: meshFile,
-      AMBIT_CA_CERT_FILE: caCert,
-      AMBIT_CA_KEY_FILE: caKey,
+      XDS_ADDRESS: controllerGrpc,
+      CA_ADDRESS: controllerGrpc,
+      AUTH_TOKEN: tokenFiles[node.name]!,
       AMBIT_ADMIN_ADDR: `${ip}:15000`,
       AMBIT_METRICS_ADDR: `${ip}:15020`,
       AMBIT_READINESS_ADDR: `${ip}:15021`,
@@ -94,11 +147,11 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     });
   }
 
-  let stopping = false;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping: draining the node agents…\n');
+    controller?.kill('SIGTERM');
     await Promise.all(
       agents.map(
         (a) =>
@@ -146,7 +199,8 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     'Ambit local mesh is up.',
     '',
     `  CA (trust domain cluster.local)  ${caCert}`,
-    `  mesh config (edit me)            ${meshFile}`,
+    `  mesh (Kubernetes YAML, edit me)  ${meshFile}`,
+    `  controller    xDS + CA grpc://${controllerGrpc}  debug http://${controllerIp}:15014/debug/config_dump  log ${controllerLog}`,
     ...agents.map((a) => `  ${a.name.padEnd(6)} agent  admin ${a.admin}  metrics ${a.metrics}  log ${a.log}`),
     '',
     '  workloads:',
@@ -172,4 +226,17 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   process.stdout.write(lines.join('\n'));
   await new Promise(() => undefined);
   return 0;
+}
+
+/** Polls a readiness URL until it answers 200 or the deadline passes. */
+async function waitReady(url: string, deadline: number): Promise<boolean> {
+  while (Date.now() < deadline) {
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
 }

@@ -3,6 +3,8 @@
 import { Command } from 'commander';
 import { runZtunnel } from '../ztunnel/main.ts';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
+import { runController } from '../controller/main.ts';
+import { CONTROLLER_ENV } from '../controller/config.ts';
 import { runLocalMesh } from './local.ts';
 
 const VERSION = '0.1.0';
@@ -16,6 +18,9 @@ program
   .description('run the node agent')
   .option('--node <name>', 'node name; workloads on this node are local (NODE_NAME)')
   .option('--local-config <file>', 'workloads/services/policies YAML (LOCAL_XDS_PATH)')
+  .option('--xds <host:port>', 'controller to get config from, instead of a file (XDS_ADDRESS)')
+  .option('--ca <host:port>', 'CA service (CA_ADDRESS)')
+  .option('--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)')
   .option('--ca-cert <file>', 'CA certificate PEM (AMBIT_CA_CERT_FILE)')
   .option('--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)')
   .option('--trust-domain <domain>', 'SPIFFE trust domain (TRUST_DOMAIN)')
@@ -37,6 +42,9 @@ program
     const flags: Record<string, string | undefined> = {
       NODE_NAME: opts.node,
       LOCAL_XDS_PATH: opts.localConfig,
+      XDS_ADDRESS: opts.xds,
+      CA_ADDRESS: opts.ca,
+      AUTH_TOKEN: opts.token,
       AMBIT_CA_CERT_FILE: opts.caCert,
       AMBIT_CA_KEY_FILE: opts.caKey,
       TRUST_DOMAIN: opts.trustDomain,
@@ -51,6 +59,39 @@ program
       ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
     };
     process.exitCode = await runZtunnel(env);
+  });
+
+program
+  .command('controller')
+  .description('run the controller: Kubernetes YAML → workload xDS, and the CA service')
+  .option('--config-dir <dir>', 'directory of Kubernetes YAML (AMBIT_CONFIG_DIR)')
+  .option('--grpc <host:port>', 'xDS and CA listener, plaintext (AMBIT_GRPC_ADDR)')
+  .option('--admin <host:port>', 'metrics and debug listener (AMBIT_CONTROLLER_ADMIN_ADDR)')
+  .option('--ca-cert <file>', 'CA certificate PEM (AMBIT_CA_CERT_FILE)')
+  .option('--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)')
+  .option('--tokens <file>', 'node agent tokens, "<token> <node>" per line (AMBIT_TOKENS_FILE)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)')
+  .addHelpText(
+    'after',
+    `\nEnvironment (flags win):\n${Object.entries(CONTROLLER_ENV)
+      .map(([k, v]) => `  ${k.padEnd(34)} ${v}`)
+      .join('\n')}`,
+  )
+  .action(async (opts: Record<string, string | undefined>) => {
+    const flags: Record<string, string | undefined> = {
+      AMBIT_CONFIG_DIR: opts.configDir,
+      AMBIT_GRPC_ADDR: opts.grpc,
+      AMBIT_CONTROLLER_ADMIN_ADDR: opts.admin,
+      AMBIT_CA_CERT_FILE: opts.caCert,
+      AMBIT_CA_KEY_FILE: opts.caKey,
+      AMBIT_TOKENS_FILE: opts.tokens,
+      LOG_LEVEL: opts.logLevel,
+    };
+    const env = {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
+    };
+    process.exitCode = await runController(env);
   });
 
 program

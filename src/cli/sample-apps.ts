@@ -235,3 +235,76 @@ export function sampleMeshYaml(prefix: string): string {
     '$1  authorizationPolicies: [default/ratings-from-default]\n',
   );
 }
+
+/**
+ * The same sample mesh as Kubernetes objects, for the controller: the `default` namespace enrolled
+ * in ambient mode, a Pod (with its node and IP, as the API server would report them) and a
+ * ServiceAccount per workload, a Service per app, and the ratings AuthorizationPolicy.
+ */
+export function sampleKubeYaml(prefix: string): string {
+  const docs: string[] = [
+    `apiVersion: v1
+kind: Namespace
+metadata:
+  name: default
+  labels:
+    istio.io/dataplane-mode: ambient`,
+  ];
+  for (const sa of [...new Set(SAMPLE_APPS.map((a) => a.serviceAccount))]) {
+    docs.push(`apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: ${sa}
+  namespace: default`);
+  }
+  for (const a of SAMPLE_APPS) {
+    docs.push(`apiVersion: v1
+kind: Pod
+metadata:
+  name: ${a.name}
+  namespace: default
+  labels:
+    app: ${a.app}
+    version: ${a.version}
+spec:
+  nodeName: ${a.node}
+  serviceAccountName: ${a.serviceAccount}
+  containers:
+  - name: ${a.app}
+    image: ${a.app}:${a.version}${a.port ? `\n    ports:\n    - name: ${a.kind === 'http' ? 'http' : 'tcp'}\n      containerPort: ${a.port}` : ''}
+status:
+  phase: Running
+  podIP: ${podIp(prefix, a)}`);
+  }
+  for (const s of SAMPLE_SERVICES) {
+    docs.push(`apiVersion: v1
+kind: Service
+metadata:
+  name: ${s.app}
+  namespace: default
+spec:
+  selector:
+    app: ${s.app}
+  clusterIP: ${prefix}.100.${s.vip}
+  ports:
+  - name: ${s.app === 'tcp-echo' ? 'tcp' : 'http'}
+    port: ${s.port}
+    targetPort: ${s.port}`);
+  }
+  docs.push(`# Only workloads in the default namespace may reach ratings (enforced by the node agent).
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ratings-from-default
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: ratings
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        namespaces: [default]`);
+  return docs.join('\n---\n') + '\n';
+}

@@ -3,6 +3,8 @@
  * of every local workload's address; SOCKS5 listeners for clients; admin, metrics and readiness.
  */
 import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { credentials } from '@grpc/grpc-js';
 import { Counter } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
@@ -17,9 +19,20 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { evaluateL4 } from '../core/policy/l4.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
+import { GrpcCaProvider } from '../core/identity/ca-client.ts';
+import { TypeUrl } from '../core/proto/load.ts';
+import { AdsClient } from '../core/xds/ads-client.ts';
 import { loadLocalConfig, watchLocalConfig } from '../core/xds/file-source.ts';
-import { workloadIdentity, workloadSpiffe, type MeshConfig, type Workload } from '../core/xds/model.ts';
-import { adminRoutes, HttpEndpoint, metricsRoutes, readinessRoutes } from './admin.ts';
+import { decodeAddress, decodeAuthorization, type AddressResource } from '../core/xds/workload-proto.ts';
+import {
+  workloadIdentity,
+  workloadSpiffe,
+  type Authorization,
+  type MeshConfig,
+  type Workload,
+} from '../core/xds/model.ts';
+import { HttpEndpoint } from '../core/http-endpoint.ts';
+import { adminRoutes, metricsRoutes, readinessRoutes } from './admin.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
 import { ConnectionTracker, type ProxyContext } from './proxy/context.ts';
 import { handleInbound } from './proxy/inbound.ts';
@@ -63,16 +76,29 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const log = deps.log ?? createLogger('ztunnel', config.logLevel);
   const clock = deps.clock ?? systemClock;
 
-  const initial = await loadLocalConfig(config.localConfigPath);
+  // Config comes from a file (watched) or from the controller over xDS (empty until it arrives).
+  const initial = config.localConfigPath
+    ? await loadLocalConfig(config.localConfigPath)
+    : ({ ok: true, config: { workloads: [], services: [], policies: [] }, text: '' } as const);
   if (!initial.ok) {
     throw new AmbitError(ErrorCode.ConfigInvalid, `invalid local config:\n  ${initial.errors.join('\n  ')}`);
   }
+  const token = () => readToken(config.authToken);
   const provider =
     deps.certificates ??
-    new LocalCaProvider(
-      await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
-      config.certTtlMs,
-    );
+    (config.caAddress
+      ? new GrpcCaProvider({
+          target: config.caAddress,
+          credentials: credentials.createInsecure(),
+          token,
+          clusterId: config.clusterId,
+          ttlMs: config.certTtlMs,
+          timeoutMs: config.connectTimeoutMs,
+        })
+      : new LocalCaProvider(
+          await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
+          config.certTtlMs,
+        ));
   const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
   const registry = createRegistry('ztunnel', deps.processMetrics ?? false);
   const tcpMetrics = createTcpMetrics(registry);
@@ -220,9 +246,40 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
 
   let stopWatching: () => void = () => undefined;
 
+  // xDS: the Address and Authorization sets are kept whole and turned into one config per update.
+  let xdsAddresses: ReadonlyMap<string, unknown> = new Map();
+  let xdsPolicies: ReadonlyMap<string, unknown> = new Map();
+  const ads = config.xdsAddress
+    ? new AdsClient({
+        target: config.xdsAddress,
+        credentials: credentials.createInsecure(),
+        node: {
+          id: `ztunnel~${config.nodeName}`,
+          metadata: { NODE_NAME: config.nodeName, CLUSTER_ID: config.clusterId },
+        },
+        types: [
+          { typeUrl: TypeUrl.Address, decode: decodeAddress },
+          { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
+        ],
+        headers: config.authToken ? { authorization: `Bearer ${token()}`, clusterid: config.clusterId } : {},
+        log: log.child({ scope: 'xds' }),
+        onResources: (typeUrl, resources) => {
+          if (typeUrl === TypeUrl.Address) xdsAddresses = resources;
+          else xdsPolicies = resources;
+          const addresses = [...xdsAddresses.values()] as AddressResource[];
+          applyConfig({
+            workloads: addresses.flatMap((a) => (a.kind === 'workload' ? [a.workload] : [])),
+            services: addresses.flatMap((a) => (a.kind === 'service' ? [a.service] : [])),
+            policies: [...xdsPolicies.values()] as Authorization[],
+          });
+        },
+      })
+    : undefined;
+
   const pending = () => {
     const out: string[] = [];
     if (draining) out.push('draining');
+    if (ads && !ads.isSynced()) out.push(`xds from ${config.xdsAddress} (not synced yet)`);
     for (const s of secrets.states())
       if (s.state !== 'Available') out.push(`certificate ${formatSpiffe(s.identity)} (${s.state})`);
     for (const [ip, e] of inbound) if (!e.server) out.push(`inbound listener ${ip}:${HBONE_PORT}`);
@@ -241,6 +298,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     if (retryTimer) clearTimeout(retryTimer);
     log.info({ openConnections: connections.size, deadlineMs: config.drainDeadlineMs }, 'draining');
     stopWatching();
+    ads?.close();
     for (const s of socks5) s.stopAccepting();
     const servers = [...inbound.values()].flatMap((e) => (e.server ? [e.server] : []));
     pool.close();
@@ -254,6 +312,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     // Destroyed connections finish their bookkeeping (metrics, access log) on the next ticks.
     await connections.waitIdle(BOOKKEEPING_GRACE_MS);
     secrets.close();
+    if (provider instanceof GrpcCaProvider) provider.close();
     await Promise.all(endpoints.map((e) => e.close()));
     log.info({ forcedClosed: left }, 'shut down');
     resolveDone();
@@ -296,13 +355,18 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     );
     endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
     endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
-    stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
-      onConfig: applyConfig,
-      onRejected: (errors) => {
-        configRejections.inc({ source: 'file' });
-        log.error({ file: config.localConfigPath, errors }, 'config rejected, keeping the last good config');
-      },
-    });
+    ads?.start();
+    if (config.localConfigPath)
+      stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
+        onConfig: applyConfig,
+        onRejected: (errors) => {
+          configRejections.inc({ source: 'file' });
+          log.error(
+            { file: config.localConfigPath, errors },
+            'config rejected, keeping the last good config',
+          );
+        },
+      });
   } catch (err) {
     // Release what did start (listeners, timers, the pool) before reporting.
     await close();
@@ -334,4 +398,14 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     close,
     done,
   };
+}
+
+/** AUTH_TOKEN is a path to a token file (read on each use, so rotation works) or the token itself. */
+function readToken(value: string): string {
+  if (!value.includes('/')) return value;
+  try {
+    return readFileSync(value, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }

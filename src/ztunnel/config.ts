@@ -20,9 +20,17 @@ export interface ZtunnelConfig {
   readonly trustDomain: string;
   /** The network this node is on (Istio's NETWORK); addresses are looked up within it. */
   readonly network: string;
-  /** ztunnel LocalConfig YAML (workloads, services, policies); watched for changes. */
+  /** ztunnel LocalConfig YAML (workloads, services, policies), watched; '' when config comes over xDS. */
   readonly localConfigPath: string;
-  /** The CA that signs local workloads' CSRs in local mode. */
+  /** `host:port` of the controller's Delta ADS (plaintext); '' to use the local config file. */
+  readonly xdsAddress: string;
+  /** `host:port` of the CA service; '' to sign with the CA in the PEM files below. */
+  readonly caAddress: string;
+  /** Bearer token for xDS and the CA: a file path (read on every use) or the token itself. */
+  readonly authToken: string;
+  /** Sent to the CA as `clusterid`. */
+  readonly clusterId: string;
+  /** The CA that signs local workloads' CSRs when there is no CA service. */
   readonly caCertPath: string;
   readonly caKeyPath: string;
   readonly certTtlMs: number;
@@ -43,9 +51,13 @@ export const ZTUNNEL_ENV = {
   NODE_NAME: 'the host name',
   TRUST_DOMAIN: DEFAULT_TRUST_DOMAIN,
   NETWORK: '(empty: the default network)',
-  LOCAL_XDS_PATH: '(required)',
-  AMBIT_CA_CERT_FILE: '(required in local mode)',
-  AMBIT_CA_KEY_FILE: '(required in local mode)',
+  LOCAL_XDS_PATH: '(this or XDS_ADDRESS)',
+  XDS_ADDRESS: '(this or LOCAL_XDS_PATH) controller host:port, e.g. 127.0.0.1:15010',
+  CA_ADDRESS: '(none: sign with AMBIT_CA_*) CA service host:port',
+  AUTH_TOKEN: '(required with CA_ADDRESS) token file path or token',
+  CLUSTER_ID: 'Kubernetes',
+  AMBIT_CA_CERT_FILE: '(required without CA_ADDRESS)',
+  AMBIT_CA_KEY_FILE: '(required without CA_ADDRESS)',
   SECRET_TTL: '24h',
   AMBIT_ADMIN_ADDR: '127.0.0.1:15000',
   AMBIT_METRICS_ADDR: '0.0.0.0:15020',
@@ -70,13 +82,24 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
   };
   const duration = (name: string, fallbackMs: number) => r.parsed(name, fallbackMs, parseDurationMs);
   const localConfigPath = r.optional('LOCAL_XDS_PATH');
-  if (!localConfigPath)
-    r.errors.push('LOCAL_XDS_PATH: is required (the workloads/services/policies YAML file)');
+  const xdsAddress = r.optional('XDS_ADDRESS');
+  if (!localConfigPath === !xdsAddress) {
+    r.errors.push(
+      'LOCAL_XDS_PATH, XDS_ADDRESS: set exactly one (a config file, or the controller to get config from)',
+    );
+  }
+  if (xdsAddress && !parseHostPort(xdsAddress).ok)
+    r.errors.push(`XDS_ADDRESS: "${xdsAddress}" is not host:port`);
+  const caAddress = r.optional('CA_ADDRESS');
+  if (caAddress && !parseHostPort(caAddress).ok) r.errors.push(`CA_ADDRESS: "${caAddress}" is not host:port`);
+  const authToken = r.optional('AUTH_TOKEN');
+  if (caAddress && !authToken)
+    r.errors.push('AUTH_TOKEN: is required with CA_ADDRESS (a token file or the token)');
   const caCertPath = r.optional('AMBIT_CA_CERT_FILE');
   const caKeyPath = r.optional('AMBIT_CA_KEY_FILE');
-  if (!caCertPath || !caKeyPath) {
+  if (!caAddress && (!caCertPath || !caKeyPath)) {
     r.errors.push(
-      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required (the CA that signs workload certificates)',
+      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required without CA_ADDRESS (the CA that signs workload certificates)',
     );
   }
   const socks5 = parseSocks5(r.optional('AMBIT_SOCKS5') ?? '', r.errors);
@@ -95,6 +118,10 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
     network: r.string('NETWORK', ''),
     localConfigPath: localConfigPath ?? '',
+    xdsAddress: xdsAddress ?? '',
+    caAddress: caAddress ?? '',
+    authToken: authToken ?? '',
+    clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
     caCertPath: caCertPath ?? '',
     caKeyPath: caKeyPath ?? '',
     certTtlMs: duration('SECRET_TTL', DEFAULT_CERT_TTL_MS),
@@ -131,5 +158,11 @@ function parseSocks5(raw: string, errors: string[]): Socks5Listener[] {
 
 /** The config as the admin port shows it: file paths, no key material. */
 export function redactedConfig(c: ZtunnelConfig): Record<string, unknown> {
-  return { ...c, caKeyPath: c.caKeyPath ? '<redacted>' : '' };
+  // A token given inline is a secret; a path to it is not.
+  const inlineToken = c.authToken !== '' && !c.authToken.includes('/');
+  return {
+    ...c,
+    caKeyPath: c.caKeyPath ? '<redacted>' : '',
+    authToken: inlineToken ? '<redacted>' : c.authToken,
+  };
 }

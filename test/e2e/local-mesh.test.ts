@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,18 +124,13 @@ test('an unknown name is refused with SOCKS "host unreachable"', async () => {
   assert.match(r.stderr, /unreachable|\(4\)/i);
 });
 
-test('editing mesh.yaml changes the mesh within a second: a policy change denies ratings', async () => {
-  const file = join(dir, 'mesh.yaml');
+test('editing the Kubernetes YAML changes the mesh within a second: a policy change denies ratings', async () => {
+  const file = join(dir, 'kube', 'mesh.yaml');
   const yaml = await readFile(file, 'utf8');
-  await writeFile(
-    file,
-    yaml.replace(
-      'rules: [[[{namespaces: [{Exact: default}]}]]]',
-      'rules: [[[{namespaces: [{Exact: nobody}]}]]]',
-    ),
-  );
+  assert.ok(yaml.includes('namespaces: [default]'));
+  await writeFile(file, yaml.replace('namespaces: [default]', 'namespaces: [nobody]'));
   let r = await curl('http://ratings:9080/');
-  for (let i = 0; i < 20 && r.code === 0; i++) {
+  for (let i = 0; i < 30 && r.code === 0; i++) {
     await new Promise((res) => setTimeout(res, 100));
     r = await curl('http://ratings:9080/');
   }
@@ -143,7 +139,67 @@ test('editing mesh.yaml changes the mesh within a second: a policy change denies
   // Other services are unaffected.
   assert.equal((await curl('http://details:9080/')).code, 0);
   await writeFile(file, yaml);
+  for (let i = 0; i < 30 && r.code !== 0; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    r = await curl('http://ratings:9080/');
+  }
+  assert.equal(r.code, 0, 'ratings not reachable again after the policy was restored');
 });
+
+test('with the controller down, traffic keeps flowing; when it is back, a new pod becomes reachable', async () => {
+  const pid = Number((await readFile(join(dir, 'controller.pid'), 'utf8')).trim());
+  process.kill(pid, 'SIGKILL');
+  // The agents keep serving with their last config.
+  for (let i = 0; i < 5; i++) assert.equal((await curl('http://reviews:9080/')).code, 0);
+  // The launcher restarts the controller, as a Deployment would.
+  await waitUntil(async () => {
+    const now = Number((await readFile(join(dir, 'controller.pid'), 'utf8')).trim());
+    return (
+      now !== pid &&
+      (await fetch(`http://${prefix}.0.100:15014/ready`).then(
+        (x) => x.ok,
+        () => false,
+      ))
+    );
+  }, 15_000);
+  // A new pod, its server and its Service appear: reachable through the mesh by name.
+  const ip = `${prefix}.2.9`;
+  const server = createHttpServer((_req, res) => res.end('hello from newapp\n'));
+  await new Promise<void>((r) => server.listen(9080, ip, r));
+  try {
+    await writeFile(
+      join(dir, 'kube', 'newapp.yaml'),
+      `apiVersion: v1
+kind: Pod
+metadata: {name: newapp-1, namespace: default, labels: {app: newapp}}
+spec: {nodeName: node-2, serviceAccountName: newapp, containers: [{name: newapp, image: newapp}]}
+status: {phase: Running, podIP: ${ip}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: newapp, namespace: default}
+spec: {selector: {app: newapp}, clusterIP: ${prefix}.100.9, ports: [{name: http, port: 9080}]}
+`,
+    );
+    let r = await curl('http://newapp:9080/');
+    for (let i = 0; i < 50 && r.code !== 0; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      r = await curl('http://newapp:9080/');
+    }
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello from newapp\n');
+  } finally {
+    server.close();
+  }
+});
+
+async function waitUntil(cond: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 test('SIGTERM drains and stops the whole mesh', async () => {
   mesh.kill('SIGTERM');

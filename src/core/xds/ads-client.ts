@@ -175,12 +175,13 @@ export class AdsClient {
 /** A plain object as `google.protobuf.Struct` (proto-loader's object form). */
 function toStruct(obj: Record<string, unknown>): unknown {
   const value = (v: unknown): unknown => {
-    if (v === null || v === undefined) return { null_value: 'NULL_VALUE' };
-    if (typeof v === 'string') return { string_value: v };
-    if (typeof v === 'number') return { number_value: v };
-    if (typeof v === 'boolean') return { bool_value: v };
-    if (Array.isArray(v)) return { list_value: { values: v.map(value) } };
-    return { struct_value: toStruct(v as Record<string, unknown>) };
+    // Well-known types come from protobufjs's built-ins, whose field names are camelCase.
+    if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+    if (typeof v === 'string') return { stringValue: v };
+    if (typeof v === 'number') return { numberValue: v };
+    if (typeof v === 'boolean') return { boolValue: v };
+    if (Array.isArray(v)) return { listValue: { values: v.map(value) } };
+    return { structValue: toStruct(v as Record<string, unknown>) };
   };
   return { fields: Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, value(v)])) };
 }

@@ -28,6 +28,10 @@ test('defaults', () => {
     trustDomain: 'cluster.local',
     network: '',
     localConfigPath: '/etc/ambit/mesh.yaml',
+    xdsAddress: '',
+    caAddress: '',
+    authToken: '',
+    clusterId: 'Kubernetes',
     caCertPath: '/etc/ambit/ca-cert.pem',
     caKeyPath: '/etc/ambit/ca-key.pem',
     certTtlMs: DEFAULT_CERT_TTL_MS,
@@ -130,20 +134,38 @@ test('AMBIT_SOCKS5: each bad entry is reported, good ones are kept apart', () =>
 
 const singleErrors: { name: string; env: Record<string, string>; error: string | RegExp }[] = [
   {
-    name: 'missing LOCAL_XDS_PATH',
+    name: 'neither LOCAL_XDS_PATH nor XDS_ADDRESS',
     env: { AMBIT_CA_CERT_FILE: 'c', AMBIT_CA_KEY_FILE: 'k' },
-    error: 'LOCAL_XDS_PATH: is required (the workloads/services/policies YAML file)',
+    error:
+      'LOCAL_XDS_PATH, XDS_ADDRESS: set exactly one (a config file, or the controller to get config from)',
   },
   {
     name: 'empty LOCAL_XDS_PATH',
     env: { ...REQUIRED, LOCAL_XDS_PATH: '' },
-    error: 'LOCAL_XDS_PATH: is required (the workloads/services/policies YAML file)',
+    error:
+      'LOCAL_XDS_PATH, XDS_ADDRESS: set exactly one (a config file, or the controller to get config from)',
+  },
+  {
+    name: 'both LOCAL_XDS_PATH and XDS_ADDRESS',
+    env: { ...REQUIRED, XDS_ADDRESS: '127.0.0.1:15010' },
+    error:
+      'LOCAL_XDS_PATH, XDS_ADDRESS: set exactly one (a config file, or the controller to get config from)',
+  },
+  {
+    name: 'bad XDS_ADDRESS',
+    env: { XDS_ADDRESS: 'controller', AMBIT_CA_CERT_FILE: 'c', AMBIT_CA_KEY_FILE: 'k' },
+    error: 'XDS_ADDRESS: "controller" is not host:port',
+  },
+  {
+    name: 'CA_ADDRESS without AUTH_TOKEN',
+    env: { LOCAL_XDS_PATH: 'x', CA_ADDRESS: '127.0.0.1:15010' },
+    error: 'AUTH_TOKEN: is required with CA_ADDRESS (a token file or the token)',
   },
   {
     name: 'missing CA key',
     env: { LOCAL_XDS_PATH: 'x', AMBIT_CA_CERT_FILE: 'c' },
     error:
-      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required (the CA that signs workload certificates)',
+      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required without CA_ADDRESS (the CA that signs workload certificates)',
   },
   {
     name: 'bad SECRET_TTL',
@@ -198,14 +220,14 @@ test('all errors are reported at once', () => {
     'AMBIT_METRICS_ADDR',
     'AMBIT_SOCKS5',
     'CONNECTION_TERMINATION_DEADLINE',
-    'LOCAL_XDS_PATH',
+    'LOCAL_XDS_PATH, XDS_ADDRESS',
     'LOG_LEVEL',
   ]);
   assert.match(byVariable.get('AMBIT_CONNECT_TIMEOUT')!, /"-5s" is not a duration/);
   assert.match(byVariable.get('AMBIT_METRICS_ADDR')!, /"\[::1\]" is not host:port/);
   assert.match(byVariable.get('AMBIT_SOCKS5')!, /"127.0.0.1=default\/a" is not host:port=workload/);
   assert.match(byVariable.get('CONNECTION_TERMINATION_DEADLINE')!, /"forever" is not a duration/);
-  assert.match(byVariable.get('LOCAL_XDS_PATH')!, /is required/);
+  assert.match(byVariable.get('LOCAL_XDS_PATH, XDS_ADDRESS')!, /set exactly one/);
   assert.match(byVariable.get('LOG_LEVEL')!, /"loud" is not one of/);
 });
 

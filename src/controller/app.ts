@@ -1,0 +1,242 @@
+/**
+ * The controller (local mode): reads a directory of Kubernetes YAML, translates it into Istio's
+ * workload resources, serves them over Delta ADS, and runs the CA service — all on one gRPC port.
+ */
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Counter, Gauge } from 'prom-client';
+import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
+import { HttpEndpoint, send } from '../core/http-endpoint.ts';
+import { CertificateAuthority } from '../core/identity/ca.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { createRegistry } from '../core/metrics.ts';
+import { caServiceDefinition } from '../core/proto/ca-service.ts';
+import { TypeUrl } from '../core/proto/load.ts';
+import { DeltaAdsServer, type ServedResource } from '../core/xds/ads-server.ts';
+import { adsDefinitions } from '../core/xds/envoy-protos.ts';
+import type { MeshConfig } from '../core/xds/model.ts';
+import {
+  authorizationResourceName,
+  encodeAuthorization,
+  encodeService,
+  encodeWorkload,
+  serviceResourceName,
+  workloadResourceName,
+} from '../core/xds/workload-proto.ts';
+import { caServiceHandlers } from './ca/ca-service.ts';
+import { FileTokenAuthority } from './ca/tokens.ts';
+import type { ControllerConfig } from './config.ts';
+import { watchKubeDir } from './files/file-source.ts';
+import { translate } from './translate/workloads.ts';
+
+export interface ControllerDeps {
+  readonly log?: Logger;
+  readonly processMetrics?: boolean;
+}
+
+export interface ControllerBound {
+  /** The gRPC address actually bound (xDS and CA). */
+  readonly grpc: { readonly host: string; readonly port: number };
+  readonly admin: AddressInfo;
+  /** The mesh as last translated. */
+  mesh(): MeshConfig;
+  /** Resolves after the first push of the first snapshot. */
+  readonly ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startController(
+  config: ControllerConfig,
+  deps: ControllerDeps = {},
+): Promise<ControllerBound> {
+  const log = deps.log ?? createLogger('controller', config.logLevel);
+  const ca = await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain);
+  const registry = createRegistry('controller', deps.processMetrics ?? false);
+  const rejected = new Counter({
+    name: 'ambit_config_rejected_total',
+    help: 'Kubernetes objects (or parts of them) skipped as invalid, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const pushes = new Counter({
+    name: 'ambit_xds_pushes_total',
+    help: 'Config versions pushed',
+    registers: [registry],
+  });
+  const nacks = new Counter({
+    name: 'ambit_xds_nacks_total',
+    help: 'Responses rejected by a subscriber',
+    labelNames: ['type_url'],
+    registers: [registry],
+  });
+  const caRequests = new Counter({
+    name: 'ambit_ca_requests_total',
+    help: 'CreateCertificate calls by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+
+  let mesh: MeshConfig = { workloads: [], services: [], policies: [] };
+  const ads = new DeltaAdsServer({
+    log: log.child({ scope: 'xds' }),
+    types: [TypeUrl.Address, TypeUrl.Authorization],
+    onNack: (_id, typeUrl) => nacks.inc({ type_url: typeUrl }),
+  });
+  new Gauge({
+    name: 'ambit_xds_subscribers',
+    help: 'Connected xDS subscribers',
+    registers: [registry],
+    collect() {
+      this.set(ads.subscriberInfo().length);
+    },
+  });
+
+  const grpcServer = new Server();
+  grpcServer.addService(adsDefinitions().service, ads.handlers());
+  grpcServer.addService(
+    caServiceDefinition(),
+    caServiceHandlers({
+      ca,
+      tokens: new FileTokenAuthority(config.tokensPath),
+      mesh: () => mesh,
+      log: log.child({ scope: 'ca' }),
+      defaultTtlMs: config.defaultCertTtlMs,
+      maxTtlMs: config.maxCertTtlMs,
+      onResult: (outcome) => caRequests.inc({ outcome }),
+    }),
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(
+      `${config.grpcAddr.host}:${config.grpcAddr.port}`,
+      ServerCredentials.createInsecure(),
+      (err, p) =>
+        err
+          ? reject(
+              new AmbitError(
+                ErrorCode.BindFailed,
+                `cannot bind gRPC ${config.grpcAddr.host}:${config.grpcAddr.port}`,
+                { cause: err },
+              ),
+            )
+          : resolve(p),
+    ),
+  );
+
+  let pushed = false;
+  let resolveReady!: () => void;
+  const ready = new Promise<void>((r) => (resolveReady = r));
+  let timer: NodeJS.Timeout | undefined;
+  const publish = (next: MeshConfig) => {
+    mesh = next;
+    ads.set(
+      TypeUrl.Address,
+      new Map([
+        ...next.workloads.map((w) => [workloadResourceName(w), served(encodeWorkload(w))] as const),
+        ...next.services.map((s) => [serviceResourceName(s), served(encodeService(s))] as const),
+      ]),
+    );
+    ads.set(
+      TypeUrl.Authorization,
+      new Map(
+        next.policies.map((p) => [authorizationResourceName(p), served(encodeAuthorization(p))] as const),
+      ),
+    );
+    pushes.inc();
+    pushed = true;
+    log.info(
+      { workloads: next.workloads.length, services: next.services.length, policies: next.policies.length },
+      'config pushed',
+    );
+    resolveReady();
+  };
+
+  const source = watchKubeDir(config.configDir, {
+    debounceMs: config.debounceMs,
+    onSnapshot: (snapshot, problems) => {
+      const t = translate(snapshot, {
+        clusterId: config.clusterId,
+        trustDomain: config.trustDomain,
+        clusterDomain: config.clusterDomain,
+        rootNamespace: config.rootNamespace,
+      });
+      for (const p of [...problems, ...t.problems]) {
+        const fields = {
+          object: `${p.kind}/${p.namespace ? `${p.namespace}/` : ''}${p.name}`,
+          path: p.path,
+          error: p.message,
+          ...('file' in p ? { file: p.file, line: p.line } : {}),
+        };
+        // error: skipped (counted); warning: applied with a change the user must know; info: a
+        // kind the controller does not read.
+        if (p.severity === 'error') {
+          rejected.inc({ kind: p.kind || 'unknown' });
+          log.warn(fields, 'object skipped');
+        } else if (p.severity === 'warning') log.warn(fields, 'object applied with a change');
+        else log.debug(fields, 'object ignored');
+      }
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => publish(t.config), config.debounceMs);
+    },
+  });
+
+  const admin = await HttpEndpoint.start(
+    config.adminAddr,
+    {
+      '/metrics': async (_req, _url, res) => send(res, 200, await registry.metrics(), registry.contentType),
+      '/ready': (_req, _url, res) =>
+        pushed ? send(res, 200, 'ready\n') : send(res, 503, 'not ready: waiting for the first snapshot\n'),
+      '/debug/config_dump': (_req, _url, res) =>
+        send(
+          res,
+          200,
+          JSON.stringify(
+            {
+              workloads: mesh.workloads.map((w) => ({
+                ...w,
+                services: Object.fromEntries([...w.services].map(([k, v]) => [k, Object.fromEntries(v)])),
+              })),
+              services: mesh.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
+              policies: mesh.policies,
+              subscribers: ads.subscriberInfo(),
+            },
+            null,
+            2,
+          ) + '\n',
+          'application/json',
+        ),
+    },
+    log,
+  ).catch(async (err: unknown) => {
+    source.close();
+    grpcServer.forceShutdown();
+    throw new AmbitError(
+      ErrorCode.BindFailed,
+      `cannot bind admin ${config.adminAddr.host}:${config.adminAddr.port}: ${describeError(err)}`,
+      { cause: err },
+    );
+  });
+  log.info(
+    { grpc: `${config.grpcAddr.host}:${port}`, admin: admin.address(), dir: config.configDir },
+    'controller started',
+  );
+
+  return {
+    grpc: { host: config.grpcAddr.host, port },
+    admin: admin.address(),
+    mesh: () => mesh,
+    ready,
+    close: async () => {
+      if (timer) clearTimeout(timer);
+      source.close();
+      ads.close();
+      await new Promise<void>((r) => grpcServer.tryShutdown(() => r()));
+      await admin.close();
+    },
+  };
+}
+
+/** A resource with a deterministic version: the hash of its content. */
+function served(bytes: Uint8Array): ServedResource {
+  return { version: createHash('sha256').update(bytes).digest('hex').slice(0, 16), bytes };
+}

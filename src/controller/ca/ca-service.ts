@@ -1,0 +1,107 @@
+/**
+ * The CA service (`istio.v1.auth.IstioCertificateService/CreateCertificate`). A caller proves who it
+ * is with a bearer token; a node agent may obtain certificates only for identities of pods scheduled
+ * on its own node, named in `ImpersonatedIdentity` (reference/ztunnel.md §3.7). Every refusal is a
+ * gRPC status with a reason a person can act on.
+ */
+import {
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { CertificateAuthority } from '../../core/identity/ca.ts';
+import { formatSpiffe, parseSpiffe } from '../../core/identity/spiffe.ts';
+import type { Logger } from '../../core/log.ts';
+import type { CertificateRequest, CertificateResponse } from '../../core/proto/ca-service.ts';
+import { workloadSpiffe, type MeshConfig } from '../../core/xds/model.ts';
+
+/** Who a bearer token belongs to. */
+export interface TokenAuthority {
+  /** The node name of the agent the token was issued to; undefined if the token is not valid. */
+  nodeOf(token: string): Promise<string | undefined>;
+}
+
+export interface CaServiceOptions {
+  readonly ca: CertificateAuthority;
+  readonly tokens: TokenAuthority;
+  /** The current mesh, to see which pods run on which node. */
+  readonly mesh: () => MeshConfig;
+  readonly log: Logger;
+  /** Requested lifetimes are capped at this. */
+  readonly maxTtlMs: number;
+  readonly defaultTtlMs: number;
+  /** Called with the outcome of each request, for metrics. */
+  readonly onResult?: (outcome: 'issued' | 'unauthenticated' | 'denied' | 'invalid') => void;
+}
+
+type Refusal = { code: status; details: string; outcome: 'unauthenticated' | 'denied' | 'invalid' };
+
+export function caServiceHandlers(opts: CaServiceOptions): UntypedServiceImplementation {
+  return {
+    CreateCertificate: (
+      call: ServerUnaryCall<CertificateRequest, CertificateResponse>,
+      callback: sendUnaryData<CertificateResponse>,
+    ) => {
+      issue(opts, call).then(
+        (r) => {
+          if ('code' in r) {
+            opts.log.warn({ peer: call.getPeer(), error: r.details }, 'certificate refused');
+            opts.onResult?.(r.outcome);
+            callback({ code: r.code, details: r.details });
+          } else {
+            opts.onResult?.('issued');
+            callback(null, r);
+          }
+        },
+        (err: unknown) => callback({ code: status.INTERNAL, details: String(err) }),
+      );
+    },
+  };
+}
+
+async function issue(
+  opts: CaServiceOptions,
+  call: ServerUnaryCall<CertificateRequest, CertificateResponse>,
+): Promise<CertificateResponse | Refusal> {
+  const auth = call.metadata.get('authorization')[0];
+  const token = typeof auth === 'string' ? /^Bearer\s+(.+)$/i.exec(auth)?.[1] : undefined;
+  if (!token)
+    return {
+      code: status.UNAUTHENTICATED,
+      details: 'missing "authorization: Bearer <token>"',
+      outcome: 'unauthenticated',
+    };
+  const node = await opts.tokens.nodeOf(token);
+  if (!node)
+    return {
+      code: status.UNAUTHENTICATED,
+      details: 'the bearer token is not valid',
+      outcome: 'unauthenticated',
+    };
+  const wanted = call.request.metadata?.ImpersonatedIdentity;
+  if (typeof wanted !== 'string' || !wanted) {
+    return {
+      code: status.PERMISSION_DENIED,
+      details: `node ${node}: name the pod identity in metadata ImpersonatedIdentity`,
+      outcome: 'denied',
+    };
+  }
+  const parsed = parseSpiffe(wanted);
+  if (!parsed.ok) return { code: status.INVALID_ARGUMENT, details: parsed.error, outcome: 'invalid' };
+  const id = formatSpiffe(parsed.identity);
+  const onNode = opts.mesh().workloads.some((w) => w.node === node && workloadSpiffe(w) === id);
+  if (!onNode) {
+    return {
+      code: status.PERMISSION_DENIED,
+      details: `no pod with identity ${id} is scheduled on node ${node}`,
+      outcome: 'denied',
+    };
+  }
+  const requestedMs = (call.request.validity_duration ?? 0) * 1000;
+  const ttlMs = Math.min(requestedMs > 0 ? requestedMs : opts.defaultTtlMs, opts.maxTtlMs);
+  const r = await opts.ca.sign({ csrPem: call.request.csr, ttlMs, expected: parsed.identity });
+  if (!r.ok) return { code: status.INVALID_ARGUMENT, details: r.reason, outcome: 'invalid' };
+  opts.log.info({ node, identity: id, ttlMs }, 'certificate issued');
+  return { cert_chain: r.certChain };
+}

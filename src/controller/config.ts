@@ -1,0 +1,86 @@
+/**
+ * The controller's configuration, built once from the environment (flags are mapped onto the same
+ * names by the CLI) and validated before anything binds.
+ */
+import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
+import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
+import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
+
+export interface ControllerConfig {
+  /** Directory of Kubernetes YAML (local mode): Namespaces, Pods, Services, AuthorizationPolicies. */
+  readonly configDir: string;
+  /** Delta ADS and the CA service, plaintext (local/dev only). */
+  readonly grpcAddr: HostPort;
+  /** Metrics, readiness and debug endpoints. */
+  readonly adminAddr: HostPort;
+  readonly caCertPath: string;
+  readonly caKeyPath: string;
+  /** `<token> <node>` lines: which node agent a bearer token belongs to. */
+  readonly tokensPath: string;
+  readonly trustDomain: string;
+  readonly clusterId: string;
+  readonly clusterDomain: string;
+  readonly rootNamespace: string;
+  /** Changes within this window are pushed together. */
+  readonly debounceMs: number;
+  readonly defaultCertTtlMs: number;
+  readonly maxCertTtlMs: number;
+  readonly logLevel: LevelWithSilent;
+}
+
+/** Every variable the controller reads, with its default, for `--help` and the README. */
+export const CONTROLLER_ENV = {
+  AMBIT_CONFIG_DIR: '(required) directory of Kubernetes YAML',
+  AMBIT_GRPC_ADDR: '127.0.0.1:15010',
+  AMBIT_CONTROLLER_ADMIN_ADDR: '127.0.0.1:15014',
+  AMBIT_CA_CERT_FILE: '(required)',
+  AMBIT_CA_KEY_FILE: '(required)',
+  AMBIT_TOKENS_FILE: '(required) "<token> <node>" lines',
+  TRUST_DOMAIN: DEFAULT_TRUST_DOMAIN,
+  CLUSTER_ID: 'Kubernetes',
+  CLUSTER_DOMAIN: 'cluster.local',
+  ROOT_NAMESPACE: 'istio-system',
+  AMBIT_PUSH_DEBOUNCE: '100ms',
+  SECRET_TTL: '24h',
+  AMBIT_MAX_SECRET_TTL: '48h',
+  LOG_LEVEL: 'info',
+} as const;
+
+export type ControllerConfigResult = { ok: true; config: ControllerConfig } | { ok: false; errors: string[] };
+
+export function buildControllerConfig(
+  env: Readonly<Record<string, string | undefined>>,
+): ControllerConfigResult {
+  const r = new EnvReader(env);
+  const required = (name: string, what: string) => {
+    const v = r.optional(name);
+    if (!v) r.errors.push(`${name}: is required (${what})`);
+    return v ?? '';
+  };
+  const addr = (name: string, fallback: string): HostPort => {
+    const f = parseHostPort(fallback);
+    if (!f.ok) throw new Error(`bad built-in default ${fallback}`);
+    return r.parsed(name, f.value, parseHostPort);
+  };
+  const rawLevel = r.string('LOG_LEVEL', 'info');
+  if (!isLogLevel(rawLevel))
+    r.errors.push(`LOG_LEVEL: "${rawLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  const config: ControllerConfig = {
+    configDir: required('AMBIT_CONFIG_DIR', 'the directory of Kubernetes YAML to serve'),
+    grpcAddr: addr('AMBIT_GRPC_ADDR', '127.0.0.1:15010'),
+    adminAddr: addr('AMBIT_CONTROLLER_ADMIN_ADDR', '127.0.0.1:15014'),
+    caCertPath: required('AMBIT_CA_CERT_FILE', 'the CA certificate PEM'),
+    caKeyPath: required('AMBIT_CA_KEY_FILE', 'the CA private key PEM'),
+    tokensPath: required('AMBIT_TOKENS_FILE', 'node agent tokens, "<token> <node>" per line'),
+    trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
+    clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
+    clusterDomain: r.string('CLUSTER_DOMAIN', 'cluster.local'),
+    rootNamespace: r.string('ROOT_NAMESPACE', 'istio-system'),
+    debounceMs: r.parsed('AMBIT_PUSH_DEBOUNCE', 100, parseDurationMs),
+    defaultCertTtlMs: r.parsed('SECRET_TTL', DEFAULT_CERT_TTL_MS, parseDurationMs),
+    maxCertTtlMs: r.parsed('AMBIT_MAX_SECRET_TTL', 2 * DEFAULT_CERT_TTL_MS, parseDurationMs),
+    logLevel: isLogLevel(rawLevel) ? rawLevel : 'info',
+  };
+  return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
+}

@@ -1,0 +1,550 @@
+/**
+ * Decodes Kubernetes YAML (many documents per file, `kind: List` expanded) into the controller's
+ * plain kube types, the same objects a cluster would hold. Pure: text in, objects and problems out.
+ *
+ * Every problem carries its file, line, object and field path. A bad object is skipped and the rest
+ * kept, so one typo does not hide a whole directory. Fields we do not read are ignored, as the API
+ * server's informers would hand them to us, except inside an AuthorizationPolicy's spec: a misspelt
+ * security field (say `notPrincipal`) silently widening a policy is worse than a rejection, and the
+ * API server's strict field validation would refuse it too.
+ */
+import { isScalar, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
+import { join, YamlDecoder } from '../../core/xds/yaml-decoder.ts';
+import type {
+  AuthorizationPolicy,
+  AuthzCondition,
+  AuthzOperation,
+  AuthzRule,
+  AuthzSource,
+  ContainerPort,
+  KubeSnapshot,
+  Namespace,
+  OwnerReference,
+  Pod,
+  PolicyTargetRef,
+  Service,
+  ServiceAccount,
+  ServicePort,
+  StringMap,
+} from '../translate/kube-types.ts';
+
+export interface KubeYamlProblem {
+  /** `error`: the object (or document) was skipped; `info`: a kind we do not read was ignored. */
+  readonly severity: 'error' | 'info';
+  readonly file: string;
+  /** 1-based line in the file, 0 when unknown. */
+  readonly line: number;
+  /** The object's kind, namespace and name, each empty when it could not be read. */
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+  /** Field path within the object, e.g. `spec.ports[0].targetPort`; empty for the whole object. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export type KubeObject =
+  | { readonly kind: 'Namespace'; readonly value: Namespace }
+  | { readonly kind: 'Pod'; readonly value: Pod }
+  | { readonly kind: 'Service'; readonly value: Service }
+  | { readonly kind: 'ServiceAccount'; readonly value: ServiceAccount }
+  | { readonly kind: 'AuthorizationPolicy'; readonly value: AuthorizationPolicy };
+
+/** One decoded object and where it came from. */
+export interface DecodedObject {
+  readonly file: string;
+  readonly line: number;
+  readonly object: KubeObject;
+}
+
+export interface DecodeResult {
+  readonly objects: readonly DecodedObject[];
+  readonly problems: readonly KubeYamlProblem[];
+}
+
+/** `file:line: Kind ns/name: path: message`, for logs and `ambit analyze`. */
+export function formatKubeYamlProblem(p: KubeYamlProblem): string {
+  const obj = p.kind ? ` ${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name}:` : '';
+  return `${p.file}:${p.line}:${obj} ${p.path ? `${p.path}: ` : ''}${p.message}`;
+}
+
+const DEFAULT_NAMESPACE = 'default';
+const ISTIO_SECURITY = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
+/** Kinds the controller will read later (DESIGN.md §4): ignoring them is worth a clearer note. */
+const LATER_KINDS = [
+  'EndpointSlice',
+  'VirtualService',
+  'DestinationRule',
+  'ServiceEntry',
+  'PeerAuthentication',
+  'Gateway',
+  'HTTPRoute',
+];
+
+/** Decodes every document of one file. */
+export function decodeKubeYaml(text: string, file: string): DecodeResult {
+  const lines = new LineCounter();
+  const parsed = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const docs = Array.isArray(parsed) ? parsed : [];
+  const objects: DecodedObject[] = [];
+  const problems: KubeYamlProblem[] = [];
+  const none = { kind: '', namespace: '', name: '' };
+  for (const doc of docs) {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        problems.push({
+          severity: 'error',
+          file,
+          line: lines.linePos(e.pos[0]).line,
+          ...none,
+          path: '',
+          message: `YAML syntax: ${e.message.split('\n')[0]!}`,
+        });
+      }
+      continue;
+    }
+    const root = (doc.contents as YamlNode | null) ?? undefined;
+    if (root === undefined || (isScalar(root) && root.value === null)) continue; // an empty document
+    decodeTopLevel(root, file, lines, objects, problems);
+  }
+  return { objects, problems };
+}
+
+function decodeTopLevel(
+  root: YamlNode,
+  file: string,
+  lines: LineCounter,
+  objects: DecodedObject[],
+  problems: KubeYamlProblem[],
+): void {
+  const d = new YamlDecoder(lines);
+  const top = fields(d, root, '');
+  const kind = d.string(top.get('kind'), 'kind');
+  if (d.errors.length === 0 && (kind === 'List' || (kind.endsWith('List') && top.has('items')))) {
+    const items = d.list(top.get('items'), 'items');
+    if (d.errors.length === 0) {
+      for (const item of items) decodeObject(item, file, lines, objects, problems);
+      return;
+    }
+  }
+  if (d.errors.length > 0) {
+    problems.push(...d.errors.map((e) => problem(file, { kind: '', namespace: '', name: '' }, e)));
+    return;
+  }
+  decodeObject(root, file, lines, objects, problems);
+}
+
+interface ObjectId {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+function problem(
+  file: string,
+  id: ObjectId,
+  e: { path: string; line: number; message: string },
+  severity: 'error' | 'info' = 'error',
+): KubeYamlProblem {
+  return { severity, file, line: e.line, ...id, path: e.path, message: e.message };
+}
+
+function decodeObject(
+  node: YamlNode,
+  file: string,
+  lines: LineCounter,
+  objects: DecodedObject[],
+  problems: KubeYamlProblem[],
+): void {
+  const d = new YamlDecoder(lines);
+  const line = node.range ? lines.linePos(node.range[0]).line : 0;
+  const top = fields(d, node, '');
+  const meta = fields(d, top.get('metadata'), 'metadata');
+  const apiVersion = d.string(top.get('apiVersion'), 'apiVersion');
+  const kind = d.string(top.get('kind'), 'kind');
+  const name = d.string(meta.get('name'), 'metadata.name');
+  const id = { kind, namespace: d.string(meta.get('namespace'), 'metadata.namespace'), name };
+  if (d.errors.length > 0) {
+    problems.push(...d.errors.map((e) => problem(file, id, e)));
+    return;
+  }
+  if (!apiVersion || !kind) {
+    problems.push(problem(file, id, { path: '', line, message: 'apiVersion and kind are required' }));
+    return;
+  }
+  const decoded = decodeKind(d, apiVersion, kind, top, meta);
+  if (decoded === 'unknown') {
+    const later = LATER_KINDS.includes(kind) ? ' yet' : '';
+    problems.push(
+      problem(
+        file,
+        id,
+        { path: '', line, message: `${apiVersion} ${kind} is not read by the controller${later}; ignored` },
+        'info',
+      ),
+    );
+    return;
+  }
+  if (!name) d.error(top.get('metadata') ?? node, 'metadata.name', 'is required');
+  if (d.errors.length > 0 || decoded === undefined) {
+    const ns = kind === 'Namespace' ? '' : id.namespace || DEFAULT_NAMESPACE;
+    problems.push(...d.errors.map((e) => problem(file, { ...id, namespace: ns }, e)));
+    return;
+  }
+  objects.push({ file, line, object: decoded });
+}
+
+function decodeKind(
+  d: YamlDecoder,
+  apiVersion: string,
+  kind: string,
+  top: Map<string, YamlNode>,
+  meta: Map<string, YamlNode>,
+): KubeObject | 'unknown' | undefined {
+  const name = d.string(meta.get('name'), 'metadata.name');
+  const namespace = d.string(meta.get('namespace'), 'metadata.namespace') || DEFAULT_NAMESPACE;
+  const labels = stringMap(d, meta.get('labels'), 'metadata.labels');
+  const annotations = stringMap(d, meta.get('annotations'), 'metadata.annotations');
+  if (apiVersion === 'v1') {
+    switch (kind) {
+      case 'Namespace':
+        return { kind, value: { name, labels } };
+      case 'ServiceAccount':
+        return { kind, value: { namespace, name } };
+      case 'Pod':
+        return { kind, value: pod(d, top, meta, { namespace, name, labels, annotations }) };
+      case 'Service':
+        return { kind, value: service(d, top, { namespace, name, labels }) };
+    }
+  }
+  if (ISTIO_SECURITY.includes(apiVersion) && kind === 'AuthorizationPolicy') {
+    return { kind, value: authorizationPolicy(d, top.get('spec'), { namespace, name, annotations }) };
+  }
+  return 'unknown';
+}
+
+function pod(
+  d: YamlDecoder,
+  top: Map<string, YamlNode>,
+  meta: Map<string, YamlNode>,
+  base: { namespace: string; name: string; labels: StringMap; annotations: StringMap },
+): Pod {
+  const spec = fields(d, top.get('spec'), 'spec');
+  const status = fields(d, top.get('status'), 'status');
+  const ownerReferences = d
+    .list(meta.get('ownerReferences'), 'metadata.ownerReferences')
+    .map((n, i): OwnerReference => {
+      const p = join('metadata.ownerReferences', i);
+      const f = fields(d, n, p);
+      return {
+        apiVersion: d.string(f.get('apiVersion'), join(p, 'apiVersion')),
+        kind: d.requiredString(f.get('kind'), join(p, 'kind'), n),
+        name: d.requiredString(f.get('name'), join(p, 'name'), n),
+        controller: d.bool(f.get('controller'), join(p, 'controller'), false),
+      };
+    });
+  const containerPorts: ContainerPort[] = [];
+  d.list(spec.get('containers'), 'spec.containers').forEach((c, i) => {
+    const cp = join('spec.containers', i);
+    const cf = fields(d, c, cp);
+    d.list(cf.get('ports'), join(cp, 'ports')).forEach((n, j) => {
+      const p = join(join(cp, 'ports'), j);
+      const f = fields(d, n, p);
+      containerPorts.push({
+        name: d.string(f.get('name'), join(p, 'name')),
+        containerPort: integer(d, f.get('containerPort'), join(p, 'containerPort'), n),
+        protocol: d.string(f.get('protocol'), join(p, 'protocol'), 'TCP'),
+      });
+    });
+  });
+  // status.podIPs is authoritative when present (dual stack); status.podIP is its first entry.
+  const podIPs = d.list(status.get('podIPs'), 'status.podIPs').map((n, i) => {
+    const p = join('status.podIPs', i);
+    return d.requiredString(fields(d, n, p).get('ip'), join(p, 'ip'), n);
+  });
+  const podIP = d.string(status.get('podIP'), 'status.podIP');
+  if (podIPs.length === 0 && podIP) podIPs.push(podIP);
+  let ready: boolean | undefined;
+  d.list(status.get('conditions'), 'status.conditions').forEach((n, i) => {
+    const p = join('status.conditions', i);
+    const f = fields(d, n, p);
+    if (d.string(f.get('type'), join(p, 'type')) === 'Ready')
+      ready = d.string(f.get('status'), join(p, 'status')) === 'True';
+  });
+  return {
+    ...base,
+    uid: d.string(meta.get('uid'), 'metadata.uid'),
+    nodeName: d.string(spec.get('nodeName'), 'spec.nodeName'),
+    // `serviceAccount` is the deprecated alias the API server still fills in.
+    serviceAccountName:
+      d.string(spec.get('serviceAccountName'), 'spec.serviceAccountName') ||
+      d.string(spec.get('serviceAccount'), 'spec.serviceAccount'),
+    podIPs,
+    phase: d.string(status.get('phase'), 'status.phase') || undefined,
+    ready,
+    ownerReferences,
+    hostNetwork: d.bool(spec.get('hostNetwork'), 'spec.hostNetwork', false),
+    containerPorts,
+  };
+}
+
+function service(
+  d: YamlDecoder,
+  top: Map<string, YamlNode>,
+  base: { namespace: string; name: string; labels: StringMap },
+): Service {
+  const spec = fields(d, top.get('spec'), 'spec');
+  const clusterIPs = stringList(d, spec.get('clusterIPs'), 'spec.clusterIPs');
+  const clusterIP = d.string(spec.get('clusterIP'), 'spec.clusterIP');
+  if (clusterIPs.length === 0 && clusterIP) clusterIPs.push(clusterIP);
+  const ports = d.list(spec.get('ports'), 'spec.ports').map((n, i): ServicePort => {
+    const p = join('spec.ports', i);
+    const f = fields(d, n, p);
+    return {
+      name: d.string(f.get('name'), join(p, 'name')),
+      port: integer(d, f.get('port'), join(p, 'port'), n),
+      targetPort: intOrString(d, f.get('targetPort'), join(p, 'targetPort')),
+      protocol: d.string(f.get('protocol'), join(p, 'protocol'), 'TCP'),
+      appProtocol: d.string(f.get('appProtocol'), join(p, 'appProtocol')),
+    };
+  });
+  return {
+    ...base,
+    type: d.string(spec.get('type'), 'spec.type', 'ClusterIP'),
+    selector: stringMap(d, spec.get('selector'), 'spec.selector'),
+    clusterIPs,
+    ports,
+  };
+}
+
+const SPEC_FIELDS = ['selector', 'targetRef', 'targetRefs', 'action', 'provider', 'rules'];
+const SOURCE_FIELDS = [
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+  'serviceAccounts',
+  'notServiceAccounts',
+  'ipBlocks',
+  'notIpBlocks',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+] as const;
+const OPERATION_FIELDS = [
+  'hosts',
+  'notHosts',
+  'ports',
+  'notPorts',
+  'methods',
+  'notMethods',
+  'paths',
+  'notPaths',
+] as const;
+
+function authorizationPolicy(
+  d: YamlDecoder,
+  node: YamlNode | undefined,
+  base: { namespace: string; name: string; annotations: StringMap },
+): AuthorizationPolicy {
+  const spec = strictFields(d, node, 'spec', SPEC_FIELDS);
+  const selectorNode = spec.get('selector');
+  const selector = isNull(selectorNode)
+    ? undefined
+    : stringMap(
+        d,
+        strictFields(d, selectorNode, 'spec.selector', ['matchLabels']).get('matchLabels'),
+        'spec.selector.matchLabels',
+      );
+  const targetRefs = [
+    ...(isNull(spec.get('targetRef')) ? [] : [targetRef(d, spec.get('targetRef'), 'spec.targetRef')]),
+    ...d
+      .list(spec.get('targetRefs'), 'spec.targetRefs')
+      .map((n, i) => targetRef(d, n, join('spec.targetRefs', i))),
+  ];
+  // The provider only matters to CUSTOM, which ztunnel does not enforce; check its shape only.
+  strictFields(d, spec.get('provider'), 'spec.provider', ['name']);
+  const rules = d.list(spec.get('rules'), 'spec.rules').map((n, i): AuthzRule => {
+    const p = join('spec.rules', i);
+    const f = strictFields(d, n, p, ['from', 'to', 'when']);
+    return {
+      from: d.list(f.get('from'), join(p, 'from')).map((e, j) => {
+        const ep = join(join(p, 'from'), j);
+        const s = strictFields(d, e, ep, ['source']).get('source');
+        return isNull(s) ? undefined : source(d, s, join(ep, 'source'));
+      }),
+      to: d.list(f.get('to'), join(p, 'to')).map((e, j) => {
+        const ep = join(join(p, 'to'), j);
+        const o = strictFields(d, e, ep, ['operation']).get('operation');
+        return isNull(o) ? undefined : operation(d, o, join(ep, 'operation'));
+      }),
+      when: d.list(f.get('when'), join(p, 'when')).map((e, j): AuthzCondition => {
+        const ep = join(join(p, 'when'), j);
+        const c = strictFields(d, e, ep, ['key', 'values', 'notValues']);
+        return {
+          key: d.string(c.get('key'), join(ep, 'key')),
+          values: stringList(d, c.get('values'), join(ep, 'values')),
+          notValues: stringList(d, c.get('notValues'), join(ep, 'notValues')),
+        };
+      }),
+    };
+  });
+  return {
+    ...base,
+    selector,
+    targetRefs,
+    action: d.string(spec.get('action'), 'spec.action'),
+    rules,
+  };
+}
+
+function targetRef(d: YamlDecoder, node: YamlNode | undefined, path: string): PolicyTargetRef {
+  const f = strictFields(d, node, path, ['group', 'kind', 'name', 'namespace']);
+  return {
+    group: d.string(f.get('group'), join(path, 'group')),
+    kind: d.requiredString(f.get('kind'), join(path, 'kind'), node),
+    name: d.requiredString(f.get('name'), join(path, 'name'), node),
+    namespace: d.string(f.get('namespace'), join(path, 'namespace')),
+  };
+}
+
+function source(d: YamlDecoder, node: YamlNode, path: string): AuthzSource {
+  const f = strictFields(d, node, path, SOURCE_FIELDS);
+  const out = Object.fromEntries(
+    SOURCE_FIELDS.map((k) => [k, stringList(d, f.get(k), join(path, k))] as const),
+  );
+  return out as Record<(typeof SOURCE_FIELDS)[number], string[]>;
+}
+
+function operation(d: YamlDecoder, node: YamlNode, path: string): AuthzOperation {
+  const f = strictFields(d, node, path, OPERATION_FIELDS);
+  const out = Object.fromEntries(
+    OPERATION_FIELDS.map((k) => [k, stringList(d, f.get(k), join(path, k))] as const),
+  );
+  return out as Record<(typeof OPERATION_FIELDS)[number], string[]>;
+}
+
+// ---- small readers on top of YamlDecoder ----
+
+function isNull(node: YamlNode | undefined): node is undefined {
+  return node === undefined || (isScalar(node) && node.value === null);
+}
+
+/** A mapping whose unknown keys are ignored; absent or null is an empty mapping. */
+function fields(d: YamlDecoder, node: YamlNode | undefined, path: string): Map<string, YamlNode> {
+  return new Map(d.entries(node, path).map(([k, v]) => [k, v]));
+}
+
+/** A mapping whose unknown keys are errors; absent or null is an empty mapping. */
+function strictFields(
+  d: YamlDecoder,
+  node: YamlNode | undefined,
+  path: string,
+  known: readonly string[],
+): Map<string, YamlNode> {
+  if (isNull(node)) return new Map<string, YamlNode>();
+  return d.map(node, path, known) ?? new Map<string, YamlNode>();
+}
+
+/** Labels, annotations, selectors: string values only, as the API server requires. */
+function stringMap(d: YamlDecoder, node: YamlNode | undefined, path: string): StringMap {
+  return Object.fromEntries(d.entries(node, path).map(([k, v]) => [k, d.string(v, join(path, k))]));
+}
+
+/** A list of strings; integers are accepted and kept as text (Istio's ports are strings). */
+function stringList(d: YamlDecoder, node: YamlNode | undefined, path: string): string[] {
+  return d.list(node, path).map((n, i) => {
+    if (isScalar(n) && typeof n.value === 'number' && Number.isInteger(n.value)) return String(n.value);
+    return d.string(n, join(path, i));
+  });
+}
+
+/** A required integer; its range is the translation's business. */
+function integer(d: YamlDecoder, node: YamlNode | undefined, path: string, parent: YamlNode): number {
+  if (node === undefined) {
+    d.error(parent, path, 'is required');
+    return 0;
+  }
+  return d.integer(node, path, -(2 ** 31), 2 ** 31 - 1, 0);
+}
+
+/** Kubernetes IntOrString; a string of digits is taken as the number it spells. */
+function intOrString(d: YamlDecoder, node: YamlNode | undefined, path: string): number | string | undefined {
+  if (isNull(node)) return undefined;
+  const v = isScalar(node) ? node.value : undefined;
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v === 'string') return /^\d+$/.test(v) ? Number(v) : v;
+  d.error(node, path, 'must be an integer or a port name');
+  return undefined;
+}
+
+// ---- merging files into one snapshot ----
+
+/**
+ * The objects of many files as one snapshot. The first definition of an object (by kind, namespace
+ * and name, in the order given) wins; later ones are reported and skipped.
+ */
+export function buildSnapshot(objects: readonly DecodedObject[]): {
+  snapshot: KubeSnapshot;
+  problems: KubeYamlProblem[];
+} {
+  const seen = new Map<string, DecodedObject>();
+  const problems: KubeYamlProblem[] = [];
+  const out = {
+    namespaces: [] as Namespace[],
+    pods: [] as Pod[],
+    services: [] as Service[],
+    serviceAccounts: [] as ServiceAccount[],
+    authorizationPolicies: [] as AuthorizationPolicy[],
+  };
+  for (const o of objects) {
+    const { kind } = o.object;
+    const namespace = kind === 'Namespace' ? '' : o.object.value.namespace;
+    const name = o.object.value.name;
+    const key = `${kind}/${namespace}/${name}`;
+    const first = seen.get(key);
+    if (first) {
+      problems.push({
+        severity: 'error',
+        file: o.file,
+        line: o.line,
+        kind,
+        namespace,
+        name,
+        path: '',
+        message: `already defined at ${first.file}:${first.line}; this definition is ignored`,
+      });
+      continue;
+    }
+    seen.set(key, o);
+    switch (o.object.kind) {
+      case 'Namespace':
+        out.namespaces.push(o.object.value);
+        break;
+      case 'Pod':
+        out.pods.push(o.object.value);
+        break;
+      case 'Service':
+        out.services.push(o.object.value);
+        break;
+      case 'ServiceAccount':
+        out.serviceAccounts.push(o.object.value);
+        break;
+      case 'AuthorizationPolicy':
+        out.authorizationPolicies.push(o.object.value);
+        break;
+    }
+  }
+  return { snapshot: out, problems };
+}
+
+/** One file's text as a snapshot. */
+export function decodeKubeSnapshot(
+  text: string,
+  file: string,
+): { snapshot: KubeSnapshot; problems: KubeYamlProblem[] } {
+  const decoded = decodeKubeYaml(text, file);
+  const built = buildSnapshot(decoded.objects);
+  return { snapshot: built.snapshot, problems: [...decoded.problems, ...built.problems] };
+}

@@ -1,0 +1,140 @@
+/**
+ * The controller in-process: Kubernetes YAML from a directory → Delta ADS to our agent-side client,
+ * and the CA service's authorization (own-node pod allowed, other-node pod refused, bad token refused).
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startController, type ControllerBound } from '../../src/controller/app.ts';
+import { CertificateAuthority } from '../../src/core/identity/ca.ts';
+import { GrpcCaProvider } from '../../src/core/identity/ca-client.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { TypeUrl } from '../../src/core/proto/load.ts';
+import { AdsClient } from '../../src/core/xds/ads-client.ts';
+import {
+  decodeAddress,
+  decodeAuthorization,
+  type AddressResource,
+} from '../../src/core/xds/workload-proto.ts';
+import { waitFor } from '../fakes/mesh.ts';
+
+const fixtures = fileURLToPath(new URL('../fixtures/kube/', import.meta.url));
+let dir: string;
+let controller: ControllerBound;
+let target: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ambit-controller-'));
+  await cp(fixtures, join(dir, 'kube'), { recursive: true });
+  const ca = await CertificateAuthority.createSelfSigned('cluster.local');
+  await writeFile(join(dir, 'ca-cert.pem'), ca.rootCertPem);
+  await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem);
+  await writeFile(join(dir, 'tokens'), 'token-one node-1\ntoken-two node-2\n');
+  controller = await startController(
+    {
+      configDir: join(dir, 'kube'),
+      grpcAddr: { host: '127.0.0.1', port: 0 },
+      adminAddr: { host: '127.0.0.1', port: 0 },
+      caCertPath: join(dir, 'ca-cert.pem'),
+      caKeyPath: join(dir, 'ca-key.pem'),
+      tokensPath: join(dir, 'tokens'),
+      trustDomain: 'cluster.local',
+      clusterId: 'Kubernetes',
+      clusterDomain: 'cluster.local',
+      rootNamespace: 'istio-system',
+      debounceMs: 50,
+      defaultCertTtlMs: 3600_000,
+      maxCertTtlMs: 7200_000,
+      logLevel: 'silent',
+    },
+    { log: silentLogger() },
+  );
+  await controller.ready;
+  target = `127.0.0.1:${controller.grpc.port}`;
+});
+after(async () => {
+  await controller.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ca = (token: string) =>
+  new GrpcCaProvider({
+    target,
+    credentials: credentials.createInsecure(),
+    token: () => token,
+    clusterId: 'Kubernetes',
+    ttlMs: 3600_000,
+    timeoutMs: 3000,
+  });
+const id = (sa: string) => ({ trustDomain: 'cluster.local', namespace: 'default', serviceAccount: sa });
+
+test('a node agent gets a certificate for a pod on its own node', async () => {
+  const p = ca('token-one');
+  try {
+    const cert = await p.fetch(id('curl'));
+    assert.equal(cert.identity.serviceAccount, 'curl');
+    assert.ok(cert.notAfterMs - cert.notBeforeMs <= 3600_000 + 60_000);
+  } finally {
+    p.close();
+  }
+});
+
+test('a node agent is refused a pod identity that runs only on another node', async () => {
+  const p = ca('token-two');
+  try {
+    await assert.rejects(
+      p.fetch(id('curl')),
+      /no pod with identity spiffe:\/\/cluster.local\/ns\/default\/sa\/curl is scheduled on node node-2/,
+    );
+  } finally {
+    p.close();
+  }
+});
+
+test('an unknown token is refused', async () => {
+  const p = ca('stolen');
+  try {
+    await assert.rejects(p.fetch(id('curl')), /the bearer token is not valid/);
+  } finally {
+    p.close();
+  }
+});
+
+test('agents receive the translated workloads over Delta ADS, and changes to the directory', async () => {
+  let addresses: ReadonlyMap<string, unknown> = new Map();
+  let policies: ReadonlyMap<string, unknown> = new Map();
+  const client = new AdsClient({
+    target,
+    credentials: credentials.createInsecure(),
+    node: { id: 'test-agent' },
+    types: [
+      { typeUrl: TypeUrl.Address, decode: decodeAddress },
+      { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
+    ],
+    onResources: (t, m) => (t === TypeUrl.Address ? (addresses = m) : (policies = m)),
+    log: silentLogger(),
+  });
+  client.start();
+  try {
+    await waitFor(() => client.isSynced(), 3000);
+    const expected = controller.mesh();
+    const workloads = [...addresses.values()].filter((a) => (a as AddressResource).kind === 'workload');
+    assert.equal(workloads.length, expected.workloads.length);
+    assert.ok(workloads.length >= 3);
+    assert.equal(policies.size, expected.policies.length);
+    // A new pod appears in the directory: it arrives, with HBONE because the namespace is enrolled.
+    await writeFile(
+      join(dir, 'kube', 'extra.yaml'),
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: extra, namespace: default}\nspec: {nodeName: node-2}\nstatus: {phase: Running, podIP: 127.0.2.77}\n',
+    );
+    await waitFor(() => addresses.has('Kubernetes//Pod/default/extra'), 3000);
+    const extra = addresses.get('Kubernetes//Pod/default/extra') as AddressResource;
+    assert.equal(extra.kind === 'workload' && extra.workload.tunnelProtocol, 'HBONE');
+  } finally {
+    client.close();
+  }
+});
