@@ -10,6 +10,7 @@ import {
   PolicyAction,
   PolicyScope,
   TunnelProtocol,
+  EMPTY_MATCH,
   WorkloadType,
   type Authorization,
   type Cidr,
@@ -373,21 +374,6 @@ const L7_SOURCE_FIELDS = [
 const L7_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 const WAYPOINT_HINT =
   'ztunnel enforces L4 only: to enforce HTTP attributes, deploy a waypoint and attach the policy to it with targetRefs';
-
-const EMPTY_MATCH: Match = {
-  namespaces: [],
-  notNamespaces: [],
-  serviceAccounts: [],
-  notServiceAccounts: [],
-  principals: [],
-  notPrincipals: [],
-  sourceIps: [],
-  notSourceIps: [],
-  destinationIps: [],
-  notDestinationIps: [],
-  destinationPorts: [],
-  notDestinationPorts: [],
-};
 
 /**
  * Follows istiod's convertAuthorizationPolicy (ambient/authorization.go):

@@ -96,6 +96,22 @@ export interface Match {
   readonly notDestinationPorts: readonly number[];
 }
 
+/** A match with no conditions, to build others from (on its own it never matches). */
+export const EMPTY_MATCH: Match = {
+  namespaces: [],
+  notNamespaces: [],
+  serviceAccounts: [],
+  notServiceAccounts: [],
+  principals: [],
+  notPrincipals: [],
+  sourceIps: [],
+  notSourceIps: [],
+  destinationIps: [],
+  notDestinationIps: [],
+  destinationPorts: [],
+  notDestinationPorts: [],
+};
+
 /** A clause matches if any of its matches does. */
 export type Clause = readonly Match[];
 /** A rule matches if all of its clauses do. */

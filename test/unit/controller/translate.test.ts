@@ -1,3 +1,4 @@
+import { EMPTY_MATCH } from '../../../src/core/xds/model.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type {
@@ -103,20 +104,7 @@ const src = (s: Partial<AuthzSource>): AuthzSource => ({ ...NO_SOURCE, ...s });
 const op = (o: Partial<AuthzOperation>): AuthzOperation => ({ ...NO_OPERATION, ...o });
 const rule = (r: Partial<AuthzRule>): AuthzRule => ({ from: [], to: [], when: [], ...r });
 
-const EMPTY: Match = {
-  namespaces: [],
-  notNamespaces: [],
-  serviceAccounts: [],
-  notServiceAccounts: [],
-  principals: [],
-  notPrincipals: [],
-  sourceIps: [],
-  notSourceIps: [],
-  destinationIps: [],
-  notDestinationIps: [],
-  destinationPorts: [],
-  notDestinationPorts: [],
-};
+const EMPTY: Match = EMPTY_MATCH;
 const m = (fields: Partial<Match>): Match => ({ ...EMPTY, ...fields });
 
 function snapshot(over: Partial<KubeSnapshot>): KubeSnapshot {

@@ -1,3 +1,4 @@
+import { EMPTY_MATCH } from '../../../src/core/xds/model.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Identity } from '../../../src/core/identity/spiffe.ts';
@@ -26,18 +27,7 @@ function conn(over: Partial<L4Connection> = {}): L4Connection {
 
 function match(fields: Partial<Match>): Match {
   return {
-    namespaces: [],
-    notNamespaces: [],
-    serviceAccounts: [],
-    notServiceAccounts: [],
-    principals: [],
-    notPrincipals: [],
-    sourceIps: [],
-    notSourceIps: [],
-    destinationIps: [],
-    notDestinationIps: [],
-    destinationPorts: [],
-    notDestinationPorts: [],
+    ...EMPTY_MATCH,
     ...fields,
   };
 }

@@ -1,3 +1,4 @@
+import { EMPTY_MATCH } from '../../../src/core/xds/model.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeLocalConfig } from '../../../src/core/xds/local-config.ts';
@@ -19,20 +20,7 @@ function decodeErrors(text: string): DecodeError[] {
   return r.errors;
 }
 
-const emptyMatch: Match = {
-  namespaces: [],
-  notNamespaces: [],
-  serviceAccounts: [],
-  notServiceAccounts: [],
-  principals: [],
-  notPrincipals: [],
-  sourceIps: [],
-  notSourceIps: [],
-  destinationIps: [],
-  notDestinationIps: [],
-  destinationPorts: [],
-  notDestinationPorts: [],
-};
+const emptyMatch: Match = EMPTY_MATCH;
 
 const FULL = doc(
   'workloads:',
