@@ -22,11 +22,20 @@ const YAML_FILE = /\.ya?ml$/;
  * the same object wins (the first). An unreadable directory or file is a problem, not a throw.
  */
 export async function loadKubeDir(dir: string): Promise<KubeDirResult> {
-  return (await readDir(dir)).result;
+  return (await readDir(dir, new Map())).result;
 }
 
-/** The result plus the raw texts, so the watcher can tell a real change from a touch. */
-async function readDir(dir: string): Promise<{ result: KubeDirResult; fingerprint: string }> {
+type DecodeCache = Map<string, { text: string; decoded: ReturnType<typeof decodeKubeYaml> }>;
+
+/**
+ * The result plus the raw texts, so the watcher can tell a real change from a touch. `cache` keeps
+ * each file's decoding by content: after a change only the changed files are parsed again (YAML
+ * parsing is most of the cost: about 1.5 s for a 10,000-object file on these machines).
+ */
+async function readDir(
+  dir: string,
+  cache: DecodeCache,
+): Promise<{ result: KubeDirResult; fingerprint: string }> {
   const problems: KubeYamlProblem[] = [];
   const unreadable = (file: string, err: unknown): KubeYamlProblem => ({
     severity: 'error',
@@ -63,10 +72,14 @@ async function readDir(dir: string): Promise<{ result: KubeDirResult; fingerprin
       continue;
     }
     texts.push(`${name}\0${text}`);
-    const decoded = decodeKubeYaml(text, file);
+    const cached = cache.get(file);
+    const decoded = cached?.text === text ? cached.decoded : decodeKubeYaml(text, file);
+    cache.set(file, { text, decoded });
     objects.push(...decoded.objects);
     problems.push(...decoded.problems);
   }
+  const seen = new Set(names.map((n) => join(dir, n)));
+  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
   const built = buildSnapshot(objects);
   problems.push(...built.problems);
   return { result: { snapshot: built.snapshot, problems }, fingerprint: texts.join('\0\0') };
@@ -98,6 +111,7 @@ export function watchKubeDir(dir: string, options: WatchKubeDirOptions): KubeDir
   let reading = false;
   let again = false;
   let last: string | undefined;
+  const cache: DecodeCache = new Map();
 
   const reload = async (): Promise<void> => {
     if (reading) {
@@ -108,7 +122,7 @@ export function watchKubeDir(dir: string, options: WatchKubeDirOptions): KubeDir
     try {
       do {
         again = false;
-        const { result, fingerprint } = await readDir(dir);
+        const { result, fingerprint } = await readDir(dir, cache);
         if (closed) return;
         if (fingerprint === last) continue;
         last = fingerprint;

@@ -80,13 +80,19 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
     if (p.selector !== undefined) push(selectorPolicies, p.namespace, p);
   }
   const services: Service[] = [];
-  // Services that translated, by namespace, for pods to join by selector.
-  const selecting = new Map<string, KubeService[]>();
+  // Services that translated, by namespace and by one of their selector's labels: a pod can only be
+  // selected by a service whose every selector label it carries, so its own labels find the
+  // candidates (10k pods × 1k services no longer means 10M selector checks).
+  const selecting = new Map<string, Map<string, KubeService[]>>();
   for (const s of snapshot.services) {
     const svc = service(s, options, problems);
     if (svc === undefined) continue;
     services.push(svc);
-    if (Object.keys(s.selector).length > 0) push(selecting, s.namespace, s);
+    const first = Object.entries(s.selector)[0];
+    if (first === undefined) continue;
+    let byLabel = selecting.get(s.namespace);
+    if (!byLabel) selecting.set(s.namespace, (byLabel = new Map<string, KubeService[]>()));
+    push(byLabel, labelKey(first[0], first[1]), s);
   }
   const namespaces = new Map(snapshot.namespaces.map((n) => [n.name, n]));
   const rootPolicies = selectorPolicies.get(options.rootNamespace) ?? [];
@@ -98,7 +104,7 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
         : [...(selectorPolicies.get(pod.namespace) ?? []), ...rootPolicies];
     const w = workload(pod, {
       namespace: namespaces.get(pod.namespace),
-      services: selecting.get(pod.namespace) ?? [],
+      services: candidateServices(selecting.get(pod.namespace), pod),
       policies: podPolicies,
       options,
       problems,
@@ -109,6 +115,21 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
   services.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.hostname, b.hostname));
   policies.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
   return { config: { workloads, services, policies }, problems };
+}
+
+function labelKey(k: string, v: string): string {
+  return `${k}\u0000${v}`;
+}
+
+/** Services whose indexed selector label the pod carries (the full selector is checked later). */
+function candidateServices(byLabel: Map<string, KubeService[]> | undefined, pod: Pod): KubeService[] {
+  if (!byLabel) return [];
+  const out: KubeService[] = [];
+  for (const [k, v] of Object.entries(pod.labels)) {
+    const list = byLabel.get(labelKey(k, v));
+    if (list) out.push(...list);
+  }
+  return out;
 }
 
 function push<T>(m: Map<string, T[]>, key: string, value: T): void {
@@ -129,7 +150,7 @@ function serviceHostname(s: { name: string; namespace: string }, options: Transl
 
 interface PodContext {
   readonly namespace: Namespace | undefined;
-  /** Valid Services with a selector in the pod's namespace. */
+  /** Valid Services with a selector in the pod's namespace that may select it. */
   readonly services: readonly KubeService[];
   /** Valid selector-scoped policies in the pod's namespace and the root namespace. */
   readonly policies: readonly AuthorizationPolicy[];
