@@ -28,6 +28,9 @@ import { caServiceHandlers } from './ca/ca-service.ts';
 import { FileTokenAuthority } from './ca/tokens.ts';
 import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
+import type { KubeYamlProblem } from './files/kube-yaml.ts';
+import { watchKube, type KubeProblem } from './kube/source.ts';
+import type { KubeSnapshot } from './translate/kube-types.ts';
 import { translate } from './translate/workloads.ts';
 
 export interface ControllerDeps {
@@ -151,34 +154,44 @@ export async function startController(
     resolveReady();
   };
 
-  const source = watchKubeDir(config.configDir, {
-    debounceMs: config.debounceMs,
-    onSnapshot: (snapshot, problems) => {
-      const t = translate(snapshot, {
-        clusterId: config.clusterId,
-        trustDomain: config.trustDomain,
-        clusterDomain: config.clusterDomain,
-        rootNamespace: config.rootNamespace,
-      });
-      for (const p of [...problems, ...t.problems]) {
-        const fields = {
-          object: `${p.kind}/${p.namespace ? `${p.namespace}/` : ''}${p.name}`,
-          path: p.path,
-          error: p.message,
-          ...('file' in p ? { file: p.file, line: p.line } : {}),
-        };
-        // error: skipped (counted); warning: applied with a change the user must know; info: a
-        // kind the controller does not read.
-        if (p.severity === 'error') {
-          rejected.inc({ kind: p.kind || 'unknown' });
-          log.warn(fields, 'object skipped');
-        } else if (p.severity === 'warning') log.warn(fields, 'object applied with a change');
-        else log.debug(fields, 'object ignored');
-      }
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => publish(t.config), config.debounceMs);
-    },
-  });
+  const onSnapshot = (snapshot: KubeSnapshot, problems: readonly (KubeProblem | KubeYamlProblem)[]) => {
+    const t = translate(snapshot, {
+      clusterId: config.clusterId,
+      trustDomain: config.trustDomain,
+      clusterDomain: config.clusterDomain,
+      rootNamespace: config.rootNamespace,
+    });
+    for (const p of [...problems, ...t.problems]) {
+      const fields = {
+        object: `${p.kind}/${p.namespace ? `${p.namespace}/` : ''}${p.name}`,
+        path: p.path,
+        error: p.message,
+        ...('file' in p && 'line' in p ? { file: p.file, line: p.line } : {}),
+      };
+      // error: skipped (counted); warning: applied with a change the user must know; info: a
+      // kind the controller does not read.
+      if (p.severity === 'error') {
+        rejected.inc({ kind: p.kind || 'unknown' });
+        log.warn(fields, 'object skipped');
+      } else if (p.severity === 'warning') log.warn(fields, 'object applied with a change');
+      else log.debug(fields, 'object ignored');
+    }
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => publish(t.config), config.debounceMs);
+  };
+  // A directory of YAML (local mode) or the API server through client-node informers.
+  let source: { close(): void };
+  try {
+    source = config.configDir
+      ? watchKubeDir(config.configDir, { debounceMs: config.debounceMs, onSnapshot })
+      : watchKube(
+          { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
+          { debounceMs: config.debounceMs, log, onSnapshot },
+        );
+  } catch (err) {
+    grpcServer.forceShutdown();
+    throw err;
+  }
 
   const admin = await HttpEndpoint.start(
     config.adminAddr,
@@ -217,7 +230,11 @@ export async function startController(
     );
   });
   log.info(
-    { grpc: `${config.grpcAddr.host}:${port}`, admin: admin.address(), dir: config.configDir },
+    {
+      grpc: `${config.grpcAddr.host}:${port}`,
+      admin: admin.address(),
+      source: config.configDir || (config.inCluster ? 'in-cluster' : config.kubeconfigPath),
+    },
     'controller started',
   );
 

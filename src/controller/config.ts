@@ -8,8 +8,12 @@ import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
 import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
 
 export interface ControllerConfig {
-  /** Directory of Kubernetes YAML (local mode): Namespaces, Pods, Services, AuthorizationPolicies. */
+  /** Directory of Kubernetes YAML (local mode); '' to watch an API server instead. */
   readonly configDir: string;
+  /** kubeconfig of the API server to watch; '' with `inCluster` or a config directory. */
+  readonly kubeconfigPath: string;
+  /** Use the pod's service account (KUBERNETES_SERVICE_HOST is set). */
+  readonly inCluster: boolean;
   /** Delta ADS and the CA service, plaintext (local/dev only). */
   readonly grpcAddr: HostPort;
   /** Metrics, readiness and debug endpoints. */
@@ -31,7 +35,9 @@ export interface ControllerConfig {
 
 /** Every variable the controller reads, with its default, for `--help` and the README. */
 export const CONTROLLER_ENV = {
-  AMBIT_CONFIG_DIR: '(required) directory of Kubernetes YAML',
+  AMBIT_CONFIG_DIR: '(one source) directory of Kubernetes YAML',
+  KUBECONFIG: '(one source) kubeconfig of the API server to watch',
+  KUBERNETES_SERVICE_HOST: '(one source) set inside a pod: watch the cluster with the pod service account',
   AMBIT_GRPC_ADDR: '127.0.0.1:15010',
   AMBIT_CONTROLLER_ADMIN_ADDR: '127.0.0.1:15014',
   AMBIT_CA_CERT_FILE: '(required)',
@@ -67,7 +73,10 @@ export function buildControllerConfig(
   if (!isLogLevel(rawLevel))
     r.errors.push(`LOG_LEVEL: "${rawLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
   const config: ControllerConfig = {
-    configDir: required('AMBIT_CONFIG_DIR', 'the directory of Kubernetes YAML to serve'),
+    configDir: r.optional('AMBIT_CONFIG_DIR') ?? '',
+    kubeconfigPath: r.optional('KUBECONFIG') ?? '',
+    inCluster:
+      !r.optional('AMBIT_CONFIG_DIR') && !r.optional('KUBECONFIG') && !!r.optional('KUBERNETES_SERVICE_HOST'),
     grpcAddr: addr('AMBIT_GRPC_ADDR', '127.0.0.1:15010'),
     adminAddr: addr('AMBIT_CONTROLLER_ADMIN_ADDR', '127.0.0.1:15014'),
     caCertPath: required('AMBIT_CA_CERT_FILE', 'the CA certificate PEM'),
@@ -82,5 +91,11 @@ export function buildControllerConfig(
     maxCertTtlMs: r.parsed('AMBIT_MAX_SECRET_TTL', 2 * DEFAULT_CERT_TTL_MS, parseDurationMs),
     logLevel: isLogLevel(rawLevel) ? rawLevel : 'info',
   };
+  if (!config.configDir && !config.kubeconfigPath && !config.inCluster) {
+    r.errors.push(
+      'AMBIT_CONFIG_DIR, KUBECONFIG: set one (a directory of Kubernetes YAML, or the API server to watch; in a pod the service account is used)',
+    );
+  }
+  if (config.configDir && config.kubeconfigPath) r.errors.push('AMBIT_CONFIG_DIR, KUBECONFIG: set only one');
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }

@@ -20,6 +20,7 @@ import {
   decodeAuthorization,
   type AddressResource,
 } from '../../src/core/xds/workload-proto.ts';
+import { FakeKubeApiServer } from '../fakes/kube-api-server.ts';
 import { waitFor } from '../fakes/mesh.ts';
 
 const fixtures = fileURLToPath(new URL('../fixtures/kube/', import.meta.url));
@@ -37,6 +38,8 @@ before(async () => {
   controller = await startController(
     {
       configDir: join(dir, 'kube'),
+      kubeconfigPath: '',
+      inCluster: false,
       grpcAddr: { host: '127.0.0.1', port: 0 },
       adminAddr: { host: '127.0.0.1', port: 0 },
       caCertPath: join(dir, 'ca-cert.pem'),
@@ -136,5 +139,69 @@ test('agents receive the translated workloads over Delta ADS, and changes to the
     assert.equal(extra.kind === 'workload' && extra.workload.tunnelProtocol, 'HBONE');
   } finally {
     client.close();
+  }
+});
+
+test('the controller watches an API server through client-node informers and serves what it holds', async () => {
+  const api = await FakeKubeApiServer.start();
+  const kubeconfig = await api.writeKubeconfig(join(dir, 'kubeconfig'));
+  api.add('Namespace', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } },
+  });
+  api.add('Pod', {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'cart-1', namespace: 'shop', labels: { app: 'cart' } },
+    spec: { nodeName: 'node-1', serviceAccountName: 'cart', containers: [{ name: 'c', image: 'i' }] },
+    status: { phase: 'Running', podIP: '10.1.0.5' },
+  });
+  const kubeController = await startController(
+    {
+      configDir: '',
+      kubeconfigPath: kubeconfig,
+      inCluster: false,
+      grpcAddr: { host: '127.0.0.1', port: 0 },
+      adminAddr: { host: '127.0.0.1', port: 0 },
+      caCertPath: join(dir, 'ca-cert.pem'),
+      caKeyPath: join(dir, 'ca-key.pem'),
+      tokensPath: join(dir, 'tokens'),
+      trustDomain: 'cluster.local',
+      clusterId: 'Kubernetes',
+      clusterDomain: 'cluster.local',
+      rootNamespace: 'istio-system',
+      debounceMs: 50,
+      defaultCertTtlMs: 3600_000,
+      maxCertTtlMs: 7200_000,
+      logLevel: 'silent',
+    },
+    { log: silentLogger() },
+  );
+  const addresses = new Map<string, unknown>();
+  const client = new AdsClient({
+    target: `127.0.0.1:${kubeController.grpc.port}`,
+    credentials: credentials.createInsecure(),
+    node: { id: 'kube-agent' },
+    types: [{ typeUrl: TypeUrl.Address, decode: decodeAddress }],
+    onResources: (_t, m) => {
+      addresses.clear();
+      for (const [k, v] of m) addresses.set(k, v);
+    },
+    log: silentLogger(),
+  });
+  try {
+    await kubeController.ready;
+    client.start();
+    await waitFor(() => addresses.has('Kubernetes//Pod/shop/cart-1'), 5000);
+    const cart = addresses.get('Kubernetes//Pod/shop/cart-1') as AddressResource;
+    assert.equal(cart.kind === 'workload' && cart.workload.tunnelProtocol, 'HBONE');
+    // A pod deleted in the cluster disappears from every agent.
+    api.delete('Pod', { metadata: { name: 'cart-1', namespace: 'shop' } });
+    await waitFor(() => !addresses.has('Kubernetes//Pod/shop/cart-1'), 5000);
+  } finally {
+    client.close();
+    await kubeController.close();
+    await api.stop();
   }
 });

@@ -8,7 +8,7 @@
  * security field (say `notPrincipal`) silently widening a policy is worse than a rejection, and the
  * API server's strict field validation would refuse it too.
  */
-import { isScalar, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
+import { Document, isScalar, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { join, YamlDecoder } from '../../core/xds/yaml-decoder.ts';
 import type {
   AuthorizationPolicy,
@@ -107,6 +107,23 @@ export function decodeKubeYaml(text: string, file: string): DecodeResult {
     if (root === undefined || (isScalar(root) && root.value === null)) continue; // an empty document
     decodeTopLevel(root, file, lines, objects, problems);
   }
+  return { objects, problems };
+}
+
+/**
+ * Decodes one object as the API server serves it (parsed JSON), with the same decoder as YAML so both
+ * sources report the same problems. `source` takes the place of the file name; `line` is always 0.
+ */
+export function decodeKubeObject(obj: unknown, source: string): DecodeResult {
+  // By default a value reached twice becomes a YAML alias, which the decoder does not follow;
+  // parsed JSON never shares values, but a caller's object might.
+  const root = new Document(obj, { aliasDuplicateObjects: false }).contents;
+  const objects: DecodedObject[] = [];
+  const problems: KubeYamlProblem[] = [];
+  if (root === null) {
+    const id = { kind: '', namespace: '', name: '' };
+    problems.push(problem(source, id, { path: '', line: 0, message: 'must be an object' }));
+  } else decodeObject(root, source, new LineCounter(), objects, problems);
   return { objects, problems };
 }
 

@@ -1,0 +1,545 @@
+/**
+ * A Kubernetes API server stand-in that speaks the real list/watch protocol over plain HTTP, so the
+ * real `@kubernetes/client-node` informers are what the tests exercise (no real API server can run
+ * on the test machines).
+ *
+ * What it implements, as kube-apiserver does:
+ * - one global, monotonically increasing resourceVersion (etcd's revision), stamped on every write;
+ * - LIST → `{apiVersion, kind: <Kind>List, metadata: {resourceVersion}, items}`, items without their
+ *   own apiVersion/kind (the real server omits them too), in namespace/name order;
+ * - WATCH (`watch=true|1`) → newline-delimited `{type, object}` events after `resourceVersion`
+ *   (none or "0": synthetic ADDED events for what exists, then changes), from a bounded history
+ *   per resource; an older resourceVersion gets an `ERROR` event carrying a `Status` with
+ *   `code: 410, reason: "Expired"` and the stream ends, which is what makes informers relist;
+ * - BOOKMARK events every `bookmarkIntervalMs` on watches that asked (`allowWatchBookmarks`);
+ * - `timeoutSeconds` on watches; an optional bearer-token check (401 `Status` otherwise);
+ * - `POST /apis/authentication.k8s.io/v1/tokenreviews` answered from `tokenReviews`.
+ *
+ * Not implemented: label/field selectors, pagination (`limit` is ignored: everything comes in one
+ * page, which clients must accept), writes over HTTP (tests write through the hooks).
+ */
+import { writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+type Json = Record<string, unknown>;
+
+interface ResourceDef {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly namespaced: boolean;
+}
+
+/** The resources the fake serves, by kind. */
+export const FAKE_RESOURCES = {
+  Namespace: { group: '', version: 'v1', plural: 'namespaces', namespaced: false },
+  Pod: { group: '', version: 'v1', plural: 'pods', namespaced: true },
+  Service: { group: '', version: 'v1', plural: 'services', namespaced: true },
+  ServiceAccount: { group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true },
+  AuthorizationPolicy: {
+    group: 'security.istio.io',
+    version: 'v1',
+    plural: 'authorizationpolicies',
+    namespaced: true,
+  },
+} as const satisfies Record<string, ResourceDef>;
+export type FakeKind = keyof typeof FAKE_RESOURCES;
+const KINDS = Object.keys(FAKE_RESOURCES) as FakeKind[];
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: Readonly<Record<string, string>>;
+  /** A LIST or a WATCH of one of the served resources (false for anything else). */
+  readonly verb: 'list' | 'watch' | 'get' | 'create' | 'other';
+  readonly kind: FakeKind | undefined;
+  /** The watch was refused with an ERROR 410 Expired event. */
+  readonly expired: boolean;
+}
+
+export interface TokenReviewUser {
+  readonly username: string;
+  readonly uid?: string;
+  readonly groups: readonly string[];
+  readonly extra?: Readonly<Record<string, readonly string[]>>;
+}
+
+export interface FakeKubeApiServerOptions {
+  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  readonly token?: string;
+  /** Events kept per resource for watch resumption; older resourceVersions get 410. */
+  readonly maxHistoryPerKind?: number;
+  /** Period of BOOKMARK events on watches that allow them; 0 disables the timer. */
+  readonly bookmarkIntervalMs?: number;
+  /** Kinds answered with 404, as when a CRD is not installed. */
+  readonly unserved?: readonly FakeKind[];
+}
+
+interface HistoryEvent {
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  readonly rv: number;
+  readonly object: Json;
+}
+
+interface OpenWatch {
+  readonly kind: FakeKind;
+  readonly namespace: string | undefined;
+  readonly bookmarks: boolean;
+  readonly res: ServerResponse;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class FakeKubeApiServer {
+  /** Every request received, in order. */
+  readonly requests: RecordedRequest[] = [];
+  /** TokenReview answers, by token. Unknown tokens are reported unauthenticated. */
+  readonly tokenReviews = new Map<string, TokenReviewUser>();
+  readonly token: string | undefined;
+  private readonly maxHistory: number;
+  private readonly unserved: Set<FakeKind>;
+  private readonly objects = new Map<FakeKind, Map<string, Json>>(KINDS.map((k) => [k, new Map()]));
+  private readonly history = new Map<FakeKind, HistoryEvent[]>(KINDS.map((k) => [k, []]));
+  /** Per kind: every event with a resourceVersion above this is still in `history`. */
+  private readonly retainedAfter = new Map<FakeKind, number>(KINDS.map((k) => [k, 0]));
+  private readonly watches = new Set<OpenWatch>();
+  private rv = 1;
+  private uid = 0;
+  private server: Server;
+  private bookmarkTimer: NodeJS.Timeout | undefined;
+  private readonly bookmarkIntervalMs: number;
+  private portNumber = 0;
+
+  private constructor(options: FakeKubeApiServerOptions) {
+    this.token = options.token;
+    this.maxHistory = options.maxHistoryPerKind ?? 1000;
+    this.unserved = new Set(options.unserved ?? []);
+    this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 0;
+    this.server = this.createHttpServer();
+  }
+
+  static async start(options: FakeKubeApiServerOptions = {}): Promise<FakeKubeApiServer> {
+    const fake = new FakeKubeApiServer(options);
+    await fake.listen(0);
+    return fake;
+  }
+
+  get port(): number {
+    return this.portNumber;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.portNumber}`;
+  }
+
+  /** The current (global) resourceVersion. */
+  get resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  /** Watches currently open, optionally of one kind. */
+  openWatches(kind?: FakeKind): number {
+    return [...this.watches].filter((w) => kind === undefined || w.kind === kind).length;
+  }
+
+  /** Writes a kubeconfig pointing at this server with a token user; returns its path. */
+  async writeKubeconfig(path: string, token = this.token ?? 'test-token'): Promise<string> {
+    const config = {
+      apiVersion: 'v1',
+      kind: 'Config',
+      // client-node refuses a plain-HTTP server unless TLS verification is explicitly off.
+      clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'fake', user: { token } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake' } }],
+      'current-context': 'fake',
+    };
+    await writeFile(path, JSON.stringify(config, null, 2) + '\n'); // JSON is YAML
+    return path;
+  }
+
+  // ---- test hooks: writes ----
+
+  /** Creates an object (it must not exist); returns the stored copy with its resourceVersion. */
+  add(kind: FakeKind, obj: Json): Json {
+    const stored = this.prepare(kind, obj);
+    const key = keyOf(stored);
+    if (this.objects.get(kind)!.has(key)) throw new Error(`${kind} ${key} already exists`);
+    const meta = stored.metadata as Json;
+    meta.uid ??= `uid-${++this.uid}`;
+    meta.creationTimestamp ??= new Date().toISOString();
+    return this.write(kind, 'ADDED', stored);
+  }
+
+  /** Replaces an object (it must exist). */
+  update(kind: FakeKind, obj: Json): Json {
+    const stored = this.prepare(kind, obj);
+    const old = this.objects.get(kind)!.get(keyOf(stored));
+    if (!old) throw new Error(`${kind} ${keyOf(stored)} does not exist`);
+    const meta = stored.metadata as Json;
+    const oldMeta = old.metadata as Json;
+    meta.uid = oldMeta.uid;
+    meta.creationTimestamp = oldMeta.creationTimestamp;
+    return this.write(kind, 'MODIFIED', stored);
+  }
+
+  /** Deletes an object named by `obj.metadata` (namespace defaults to `default` for namespaced kinds). */
+  delete(kind: FakeKind, obj: { metadata: { name: string; namespace?: string } }): void {
+    const key = keyOf(this.prepare(kind, obj));
+    const old = this.objects.get(kind)!.get(key);
+    if (!old) throw new Error(`${kind} ${key} does not exist`);
+    this.objects.get(kind)!.delete(key);
+    // The DELETED event carries the object's last state at the deletion's resourceVersion.
+    const gone = clone(old);
+    (gone.metadata as Json).resourceVersion = String(++this.rv);
+    this.record(kind, 'DELETED', gone);
+  }
+
+  /** A copy of a stored object, or undefined. */
+  get(kind: FakeKind, name: string, namespace?: string): Json | undefined {
+    const ns = FAKE_RESOURCES[kind].namespaced ? (namespace ?? 'default') : '';
+    const obj = this.objects.get(kind)!.get(`${ns}/${name}`);
+    return obj && clone(obj);
+  }
+
+  // ---- test hooks: faults ----
+
+  /**
+   * Forgets all watch history, as etcd compaction does, and advances the resourceVersion (as any
+   * write elsewhere in the cluster would), so every watch resumed from an older resourceVersion
+   * gets 410 Expired.
+   */
+  compactHistory(): void {
+    this.rv++;
+    for (const kind of KINDS) {
+      this.history.set(kind, []);
+      this.retainedAfter.set(kind, this.rv);
+    }
+  }
+
+  /** Ends every open watch cleanly (the API server's own watch timeout, a load balancer's idle cut). */
+  dropWatches(): void {
+    for (const w of this.watches) this.endWatch(w);
+  }
+
+  /** Sends a BOOKMARK now on every open watch that allows them. */
+  sendBookmarks(): void {
+    for (const w of this.watches) if (w.bookmarks) this.bookmark(w);
+  }
+
+  /** Stops listening and cuts every connection (a crash); objects and history survive. */
+  async stop(): Promise<void> {
+    if (this.bookmarkTimer) clearInterval(this.bookmarkTimer);
+    this.bookmarkTimer = undefined;
+    for (const w of this.watches) if (w.timer) clearTimeout(w.timer);
+    this.watches.clear();
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  /** Listens again on the same port after `stop()`. */
+  async restart(): Promise<void> {
+    this.server = this.createHttpServer();
+    await this.listen(this.portNumber);
+  }
+
+  async close(): Promise<void> {
+    if (this.server.listening) await this.stop();
+  }
+
+  // ---- storage ----
+
+  /** A deep copy with apiVersion, kind and a defaulted namespace filled in. */
+  private prepare(kind: FakeKind, obj: Json): Json {
+    const def = FAKE_RESOURCES[kind];
+    const copy = clone(obj);
+    const meta = (copy.metadata && typeof copy.metadata === 'object' ? copy.metadata : {}) as Json;
+    copy.metadata = meta;
+    copy.apiVersion = apiVersionOf(def);
+    copy.kind = kind;
+    if (def.namespaced) meta.namespace ??= 'default';
+    else delete meta.namespace;
+    if (typeof meta.name !== 'string' || meta.name === '') throw new Error(`${kind} needs metadata.name`);
+    return copy;
+  }
+
+  private write(kind: FakeKind, type: 'ADDED' | 'MODIFIED', stored: Json): Json {
+    (stored.metadata as Json).resourceVersion = String(++this.rv);
+    this.objects.get(kind)!.set(keyOf(stored), stored);
+    this.record(kind, type, stored);
+    return clone(stored);
+  }
+
+  private record(kind: FakeKind, type: HistoryEvent['type'], object: Json): void {
+    const event: HistoryEvent = { type, rv: this.rv, object: clone(object) };
+    const history = this.history.get(kind)!;
+    history.push(event);
+    while (history.length > this.maxHistory) this.retainedAfter.set(kind, history.shift()!.rv);
+    for (const w of this.watches) if (w.kind === kind) this.send(w, event);
+  }
+
+  // ---- HTTP ----
+
+  private createHttpServer(): Server {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) status(res, 500, 'InternalError', String(err));
+        else res.destroy();
+      });
+    });
+    // Long-lived watches must not be cut by Node's own request timeouts.
+    server.requestTimeout = 0;
+    server.keepAliveTimeout = 60_000;
+    return server;
+  }
+
+  private async listen(port: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.portNumber = (this.server.address() as AddressInfo).port;
+    if (this.bookmarkIntervalMs > 0) {
+      this.bookmarkTimer = setInterval(() => this.sendBookmarks(), this.bookmarkIntervalMs);
+      this.bookmarkTimer.unref();
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const query = Object.fromEntries(url.searchParams);
+    const route = parsePath(url.pathname);
+    const method = req.method ?? 'GET';
+    const watching = query.watch === 'true' || query.watch === '1';
+    const verb: RecordedRequest['verb'] =
+      route?.kind === undefined
+        ? route?.tokenReview && method === 'POST'
+          ? 'create'
+          : 'other'
+        : route.name !== undefined
+          ? 'get'
+          : watching
+            ? 'watch'
+            : 'list';
+    const entry = { method, path: url.pathname, query, verb, kind: route?.kind, expired: false };
+    this.requests.push(entry);
+
+    if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) {
+      return status(res, 401, 'Unauthorized', 'Unauthorized');
+    }
+    if (route?.tokenReview && method === 'POST') return this.tokenReview(req, res);
+    if (route?.kind === undefined || this.unserved.has(route.kind)) {
+      return status(res, 404, 'NotFound', `the server could not find the requested resource`);
+    }
+    if (method !== 'GET') return status(res, 405, 'MethodNotAllowed', `${method} is not supported here`);
+    const { kind, namespace, name } = route;
+    if (name !== undefined) {
+      const obj = this.objects.get(kind)!.get(`${namespace ?? ''}/${name}`);
+      if (!obj) return status(res, 404, 'NotFound', `${FAKE_RESOURCES[kind].plural} "${name}" not found`);
+      return json(res, 200, obj);
+    }
+    if (!watching) return this.list(res, kind, namespace);
+    const expired = this.watch(req, res, kind, namespace, query);
+    if (expired) this.requests[this.requests.indexOf(entry)] = { ...entry, expired: true };
+  }
+
+  private list(res: ServerResponse, kind: FakeKind, namespace: string | undefined): void {
+    const def = FAKE_RESOURCES[kind];
+    const items = this.matching(kind, namespace).map((o) => {
+      const { apiVersion: _a, kind: _k, ...rest } = o;
+      return rest;
+    });
+    json(res, 200, {
+      apiVersion: apiVersionOf(def),
+      kind: `${kind}List`,
+      metadata: { resourceVersion: String(this.rv) },
+      items,
+    });
+  }
+
+  /** Returns true when the watch was refused as expired. */
+  private watch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: FakeKind,
+    namespace: string | undefined,
+    query: Record<string, string>,
+  ): boolean {
+    const rvParam = query.resourceVersion ?? '';
+    const from = rvParam === '' || rvParam === '0' ? undefined : Number(rvParam);
+    if (from !== undefined && !Number.isSafeInteger(from)) {
+      status(res, 400, 'BadRequest', `invalid resourceVersion "${rvParam}"`);
+      return false;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
+    res.flushHeaders();
+    const bookmarks = query.allowWatchBookmarks === 'true' || query.allowWatchBookmarks === '1';
+    const w: OpenWatch = { kind, namespace, bookmarks, res, timer: undefined };
+    const after = this.retainedAfter.get(kind)!;
+    if (from !== undefined && from < after) {
+      // What kube-apiserver sends for a compacted resourceVersion: 200, one ERROR event, end.
+      const expired = {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: `too old resource version: ${from} (${after})`,
+        reason: 'Expired',
+        code: 410,
+      };
+      res.end(JSON.stringify({ type: 'ERROR', object: expired }) + '\n');
+      return true;
+    }
+    if (from === undefined) {
+      for (const o of this.matching(kind, namespace)) this.write1(w, { type: 'ADDED', object: o });
+    } else {
+      for (const e of this.history.get(kind)!) if (e.rv > from) this.send(w, e);
+    }
+    this.watches.add(w);
+    const timeoutSeconds = Number(query.timeoutSeconds ?? '0');
+    if (timeoutSeconds > 0) w.timer = setTimeout(() => this.endWatch(w), timeoutSeconds * 1000);
+    req.on('close', () => {
+      if (w.timer) clearTimeout(w.timer);
+      this.watches.delete(w);
+    });
+    return false;
+  }
+
+  private endWatch(w: OpenWatch): void {
+    if (w.timer) clearTimeout(w.timer);
+    this.watches.delete(w);
+    w.res.end();
+  }
+
+  private send(w: OpenWatch, e: HistoryEvent): void {
+    const meta = e.object.metadata as Json;
+    if (w.namespace !== undefined && meta.namespace !== w.namespace) return;
+    this.write1(w, { type: e.type, object: e.object });
+  }
+
+  private bookmark(w: OpenWatch): void {
+    const def = FAKE_RESOURCES[w.kind];
+    const object = {
+      kind: w.kind,
+      apiVersion: apiVersionOf(def),
+      metadata: { resourceVersion: this.resourceVersion },
+    };
+    this.write1(w, { type: 'BOOKMARK', object });
+  }
+
+  private write1(w: OpenWatch, event: { type: string; object: Json }): void {
+    if (!w.res.writableEnded) w.res.write(JSON.stringify(event) + '\n');
+  }
+
+  private matching(kind: FakeKind, namespace: string | undefined): Json[] {
+    return [...this.objects.get(kind)!.entries()]
+      .filter(([key]) => namespace === undefined || key.startsWith(`${namespace}/`))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, o]) => clone(o));
+  }
+
+  private async tokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let body: Json;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json;
+    } catch {
+      return status(res, 400, 'BadRequest', 'request body is not JSON');
+    }
+    const spec = (body.spec && typeof body.spec === 'object' ? body.spec : {}) as Json;
+    const user = typeof spec.token === 'string' ? this.tokenReviews.get(spec.token) : undefined;
+    const audiences = Array.isArray(spec.audiences) ? spec.audiences : [];
+    json(res, 201, {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenReview',
+      metadata: { creationTimestamp: null },
+      spec,
+      status: user
+        ? {
+            authenticated: true,
+            user: {
+              username: user.username,
+              ...(user.uid ? { uid: user.uid } : {}),
+              groups: user.groups,
+              ...(user.extra ? { extra: user.extra } : {}),
+            },
+            audiences,
+          }
+        : { authenticated: false, user: {}, error: 'invalid bearer token' },
+    });
+  }
+}
+
+interface Route {
+  readonly kind: FakeKind | undefined;
+  readonly namespace: string | undefined;
+  readonly name: string | undefined;
+  readonly tokenReview: boolean;
+}
+
+/** `/api/v1[/namespaces/<ns>]/<plural>[/<name>]` and `/apis/<group>/<version>/...` as the client builds them. */
+function parsePath(pathname: string): Route | undefined {
+  const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  let group: string;
+  let version: string;
+  let rest: string[];
+  if (parts[0] === 'api' && parts.length >= 2) [group, version, rest] = ['', parts[1]!, parts.slice(2)];
+  else if (parts[0] === 'apis' && parts.length >= 3)
+    [group, version, rest] = [parts[1]!, parts[2]!, parts.slice(3)];
+  else return undefined;
+  if (group === 'authentication.k8s.io' && version === 'v1' && rest.join('/') === 'tokenreviews') {
+    return { kind: undefined, namespace: undefined, name: undefined, tokenReview: true };
+  }
+  let namespace: string | undefined;
+  // `namespaces/<ns>/<plural>...` is a namespaced path; `namespaces[/<name>]` is the Namespace kind.
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    namespace = rest[1];
+    rest = rest.slice(2);
+  }
+  if (rest.length < 1 || rest.length > 2) return undefined;
+  const kind = KINDS.find((k) => {
+    const d: ResourceDef = FAKE_RESOURCES[k];
+    return d.group === group && d.version === version && d.plural === rest[0];
+  });
+  if (kind === undefined || (namespace !== undefined && !FAKE_RESOURCES[kind].namespaced)) return undefined;
+  const name = rest[1];
+  // A GET of one namespaced object needs its namespace; cluster-scoped objects have none.
+  if (name !== undefined && FAKE_RESOURCES[kind].namespaced && namespace === undefined) return undefined;
+  return { kind, namespace: namespace ?? (name !== undefined ? '' : undefined), name, tokenReview: false };
+}
+
+function apiVersionOf(def: ResourceDef): string {
+  return def.group ? `${def.group}/${def.version}` : def.version;
+}
+
+function keyOf(obj: Json): string {
+  const meta = obj.metadata as Json;
+  return `${typeof meta.namespace === 'string' ? meta.namespace : ''}/${meta.name as string}`;
+}
+
+function clone(obj: Json): Json {
+  return structuredClone(obj);
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** A `Status` error body, as every kube-apiserver error response carries. */
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  json(res, code, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    code,
+  });
+}

@@ -1,0 +1,387 @@
+/**
+ * The cluster source against a fake API server that speaks the real list/watch protocol, so the
+ * real `@kubernetes/client-node` informers do the listing, watching, resuming and relisting:
+ * initial list, adds, updates, deletes, 410 Expired after compaction, a server crash and restart,
+ * a malformed object, a kind that is not served, and the translation of what it reads.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { silentLogger } from '../../src/core/log.ts';
+import { TunnelProtocol } from '../../src/core/xds/model.ts';
+import { loadKubeDir } from '../../src/controller/files/file-source.ts';
+import { watchKube, type KubeProblem, type KubeWatch } from '../../src/controller/kube/source.ts';
+import type { KubeSnapshot } from '../../src/controller/translate/kube-types.ts';
+import { translate } from '../../src/controller/translate/workloads.ts';
+import { captureLogger } from '../fakes/capture-log.ts';
+import { FakeKubeApiServer, type FakeKind, type RecordedRequest } from '../fakes/kube-api-server.ts';
+import { waitFor } from '../fakes/mesh.ts';
+
+const fixtures = fileURLToPath(new URL('../fixtures/kube/', import.meta.url));
+const TOKEN = 'controller-token';
+const WAIT_MS = 15_000;
+const KINDS: readonly FakeKind[] = ['Namespace', 'Pod', 'Service', 'ServiceAccount', 'AuthorizationPolicy'];
+
+let dir: string;
+let fake: FakeKubeApiServer;
+let kubeconfig: string;
+let source: KubeWatch;
+const seen: { snapshot: KubeSnapshot; problems: readonly KubeProblem[] }[] = [];
+const capture = captureLogger('debug');
+
+const latest = () => seen.at(-1)!;
+const podNames = () => latest().snapshot.pods.map((p) => `${p.namespace}/${p.name}`);
+
+/** Seeds the fake with the fixture YAML the file-source tests use, `kind: List` expanded. */
+async function seedFromFixtures(server: FakeKubeApiServer): Promise<void> {
+  for (const file of (await readdir(fixtures)).sort()) {
+    for (const doc of parseAllDocuments(await readFile(join(fixtures, file), 'utf8'))) {
+      const obj = doc.toJS() as Record<string, unknown> | null;
+      if (!obj) continue;
+      const items = obj.kind === 'List' ? (obj.items as Record<string, unknown>[]) : [obj];
+      for (const item of items) server.add(item.kind as FakeKind, item);
+    }
+  }
+}
+
+function pod(namespace: string, name: string, ip: string, extra: Record<string, unknown> = {}) {
+  return {
+    metadata: { name, namespace, labels: { app: name } },
+    spec: { nodeName: 'node-1', containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] },
+    status: { phase: 'Running', podIP: ip },
+    ...extra,
+  };
+}
+
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Requests after index `from` of one verb and kind. */
+function requestsAfter(from: number, verb: RecordedRequest['verb'], kind: FakeKind): RecordedRequest[] {
+  return fake.requests.slice(from).filter((r) => r.verb === verb && r.kind === kind);
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ambit-kube-source-'));
+  fake = await FakeKubeApiServer.start({ token: TOKEN });
+  kubeconfig = await fake.writeKubeconfig(join(dir, 'kubeconfig'));
+  await seedFromFixtures(fake);
+  source = watchKube(
+    { path: kubeconfig },
+    {
+      debounceMs: 20,
+      log: capture.log,
+      onSnapshot: (snapshot, problems) => seen.push({ snapshot, problems }),
+    },
+  );
+  await within(source.ready, WAIT_MS, 'the first snapshot');
+});
+
+after(async () => {
+  source.close();
+  await fake.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('the initial list gives the snapshot the same objects give from YAML', async () => {
+  assert.equal(seen.length, 1, 'one snapshot once every kind has listed');
+  const fromFiles = (await loadKubeDir(fixtures)).snapshot;
+  const { snapshot, problems } = latest();
+  assert.deepEqual(problems, []);
+  // The API server assigns uids; the YAML has none.
+  assert.ok(snapshot.pods.every((p) => p.uid.startsWith('uid-')));
+  const sorted = <T extends { namespace?: string; name: string }>(xs: readonly T[]) =>
+    [...xs].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  assert.deepEqual(
+    { ...snapshot, pods: sorted(snapshot.pods.map((p) => ({ ...p, uid: '' }))) },
+    {
+      namespaces: sorted(fromFiles.namespaces),
+      pods: sorted(fromFiles.pods),
+      services: sorted(fromFiles.services),
+      serviceAccounts: sorted(fromFiles.serviceAccounts),
+      authorizationPolicies: sorted(fromFiles.authorizationPolicies),
+    },
+  );
+  // One cluster-wide LIST and WATCH per kind, through the real client with the kubeconfig's token.
+  for (const kind of KINDS) {
+    assert.equal(requestsAfter(0, 'list', kind).length, 1, `${kind} listed once`);
+    assert.ok(requestsAfter(0, 'watch', kind).length >= 1, `${kind} watched`);
+  }
+});
+
+test('pods in an ambient namespace translate to HBONE workloads, others to plain ones', async () => {
+  fake.add('Namespace', { metadata: { name: 'legacy' } });
+  fake.add('Pod', pod('legacy', 'old-app', '10.9.0.1'));
+  await waitFor(
+    () => podNames().includes('legacy/old-app'),
+    WAIT_MS,
+    () => podNames().join(', '),
+  );
+  const { config, problems } = translate(latest().snapshot, {
+    clusterId: 'Kubernetes',
+    trustDomain: 'cluster.local',
+    clusterDomain: 'cluster.local',
+    rootNamespace: 'istio-system',
+  });
+  assert.deepEqual(
+    problems.filter((p) => p.severity === 'error'),
+    [],
+  );
+  const byName = new Map(config.workloads.map((w) => [`${w.namespace}/${w.name}`, w]));
+  assert.equal(byName.get('default/reviews-v1-7f99cc4496-gdxfn')?.tunnelProtocol, TunnelProtocol.Hbone);
+  assert.equal(byName.get('default/curl-6d9c7b7b5d-x2x7k')?.tunnelProtocol, TunnelProtocol.Hbone);
+  assert.equal(byName.get('legacy/old-app')?.tunnelProtocol, TunnelProtocol.None);
+  assert.ok(config.policies.some((p) => p.name === 'reviews-from-curl'));
+});
+
+test('an added pod, a labelled namespace and a deleted service show up in the next snapshots', async () => {
+  fake.add('Pod', pod('default', 'ratings', '127.0.3.1'));
+  await waitFor(
+    () => podNames().includes('default/ratings'),
+    WAIT_MS,
+    () => podNames().join(', '),
+  );
+
+  const ns = fake.get('Namespace', 'legacy')!;
+  fake.update('Namespace', {
+    ...ns,
+    metadata: { name: 'legacy', labels: { 'istio.io/dataplane-mode': 'ambient' } },
+  });
+  const legacyLabels = () => latest().snapshot.namespaces.find((n) => n.name === 'legacy')?.labels;
+  await waitFor(
+    () => legacyLabels()?.['istio.io/dataplane-mode'] === 'ambient',
+    WAIT_MS,
+    () => JSON.stringify(legacyLabels()),
+  );
+
+  const before = latest().snapshot.services.length;
+  fake.delete('Service', { metadata: { name: 'reviews', namespace: 'default' } });
+  await waitFor(() => !latest().snapshot.services.some((s) => s.name === 'reviews'), WAIT_MS);
+  assert.equal(latest().snapshot.services.length, before - 1);
+});
+
+test('after history is compacted, a dropped watch gets 410 Expired and the informer relists', async () => {
+  const mark = fake.requests.length;
+  const snapshots = seen.length;
+  fake.compactHistory();
+  fake.dropWatches();
+  // Written while no watch is open: only the relist can deliver it.
+  fake.add('Pod', pod('default', 'after-compaction', '127.0.3.2'));
+  await waitFor(
+    () => podNames().includes('default/after-compaction'),
+    WAIT_MS,
+    () => podNames().join(', '),
+  );
+  for (const kind of KINDS) {
+    // Every kind: a resumed watch refused with 410, then a LIST, then a watch from the new version.
+    await waitFor(
+      () => {
+        const expired = fake.requests.findIndex((r, i) => i >= mark && r.kind === kind && r.expired);
+        return expired >= 0 && requestsAfter(expired, 'list', kind).length === 1;
+      },
+      WAIT_MS,
+      () => `${kind}: ${JSON.stringify(fake.requests.slice(mark).filter((r) => r.kind === kind))}`,
+    );
+  }
+  // Relists of unchanged kinds produce no snapshot of their own.
+  await waitFor(
+    () => fake.openWatches() === KINDS.length,
+    WAIT_MS,
+    () => `${fake.openWatches()} watches`,
+  );
+  assert.equal(seen.length, snapshots + 1, 'one new snapshot, for the new pod');
+  assert.ok(podNames().includes('default/ratings'));
+});
+
+test('after the API server crashes and restarts, the informers resume and see later changes', async () => {
+  const logMark = capture.lines.length;
+  const failures = () =>
+    new Set(
+      capture.lines
+        .slice(logMark)
+        .filter((l) => l.msg === 'list/watch failed; retrying')
+        .map((l) => l.kind),
+    );
+  const mark = fake.requests.length;
+  await fake.stop();
+  // Every informer must have noticed before the server comes back.
+  await waitFor(
+    () => failures().size === KINDS.length,
+    WAIT_MS,
+    () => [...failures()].join(', '),
+  );
+  fake.add('Pod', pod('default', 'during-outage', '127.0.3.3'));
+  await fake.restart();
+  fake.add('Pod', pod('default', 'after-restart', '127.0.3.4'));
+  await waitFor(
+    () => podNames().includes('default/during-outage') && podNames().includes('default/after-restart'),
+    WAIT_MS,
+    () => podNames().join(', '),
+  );
+  // Resumed from the last resourceVersion: the history covered the outage, so no relist.
+  assert.deepEqual(requestsAfter(mark, 'list', 'Pod'), []);
+  assert.ok(requestsAfter(mark, 'watch', 'Pod').every((r) => Number(r.query.resourceVersion) > 0));
+  assert.ok(podNames().includes('default/ratings'));
+});
+
+test('a malformed object is a problem naming it and its field; the rest are kept, relist or not', async () => {
+  const bad = pod('default', 'bad-ports', '127.0.3.5');
+  fake.add('Pod', { ...bad, spec: { containers: [{ name: 'app', ports: { http: 8080 } }] } });
+  const problem = () => latest().problems.find((p) => p.name === 'bad-ports');
+  await waitFor(() => problem() !== undefined, WAIT_MS);
+  assert.deepEqual(problem(), {
+    severity: 'error',
+    kind: 'Pod',
+    namespace: 'default',
+    name: 'bad-ports',
+    path: 'spec.containers[0].ports',
+    message: 'must be a list',
+  });
+  assert.ok(!podNames().includes('default/bad-ports'));
+  assert.ok(podNames().includes('default/after-restart'));
+
+  // The same object in a LIST (not a watch event) must not fail the whole list either.
+  const mark = fake.requests.length;
+  fake.compactHistory();
+  fake.dropWatches();
+  fake.add('Pod', pod('default', 'after-second-compaction', '127.0.3.6'));
+  await waitFor(
+    () => podNames().includes('default/after-second-compaction'),
+    WAIT_MS,
+    () => podNames().join(', '),
+  );
+  assert.equal(requestsAfter(mark, 'list', 'Pod').length, 1);
+  assert.ok(problem() !== undefined);
+  assert.ok(podNames().includes('default/reviews-v1-7f99cc4496-gdxfn'));
+});
+
+test('a kind the API server does not serve (no CRD) counts as empty; the rest still arrive', async () => {
+  const bare = await FakeKubeApiServer.start({ unserved: ['AuthorizationPolicy'] });
+  const { log, lines } = captureLogger('debug');
+  const got: KubeSnapshot[] = [];
+  const w = watchKube(
+    { path: await bare.writeKubeconfig(join(dir, 'bare-kubeconfig')) },
+    { debounceMs: 10, log, onSnapshot: (s) => got.push(s) },
+  );
+  try {
+    bare.add('Namespace', { metadata: { name: 'default' } });
+    await within(w.ready, WAIT_MS, 'the first snapshot');
+    await waitFor(() => got.at(-1)?.namespaces.length === 1, WAIT_MS);
+    assert.deepEqual(got.at(-1)!.authorizationPolicies, []);
+    assert.ok(lines.some((l) => l.kind === 'AuthorizationPolicy' && String(l.msg).includes('CRD')));
+  } finally {
+    w.close();
+    await bare.close();
+  }
+});
+
+test('a refused token is logged with a hint and never snapshots; close() rejects ready', async () => {
+  const { log, lines } = captureLogger('debug');
+  let calls = 0;
+  const w = watchKube(
+    { path: await fake.writeKubeconfig(join(dir, 'bad-kubeconfig'), 'wrong-token') },
+    { debounceMs: 10, log, onSnapshot: () => calls++ },
+  );
+  try {
+    const refused = () => lines.filter((l) => l.msg === 'list/watch failed; retrying');
+    await waitFor(() => refused().length === KINDS.length, WAIT_MS);
+    assert.match(String(refused()[0]!.error), /HTTP 401.*RBAC/);
+  } finally {
+    w.close();
+  }
+  await assert.rejects(w.ready, { code: 'AMBIT_SHUTDOWN' });
+  assert.equal(calls, 0);
+});
+
+test('an unusable kubeconfig is refused up front, saying what to check', async () => {
+  const options = { log: silentLogger(), onSnapshot: () => undefined };
+  assert.throws(() => watchKube({ path: join(dir, 'missing') }, options), {
+    code: 'AMBIT_CONFIG_READ',
+    message: /readable kubeconfig/,
+  });
+  const plain = join(dir, 'plain-http-kubeconfig');
+  await writeFile(
+    plain,
+    JSON.stringify({
+      clusters: [{ name: 'c', cluster: { server: fake.url } }],
+      users: [{ name: 'u', user: { token: TOKEN } }],
+      contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'x',
+    }),
+  );
+  assert.throws(() => watchKube({ path: plain }, options), {
+    code: 'AMBIT_CONFIG_INVALID',
+    message: /plain HTTP.*insecure-skip-tls-verify/,
+  });
+});
+
+test('close() ends every watch and no snapshot follows', async () => {
+  let calls = 0;
+  const w = watchKube(
+    { path: kubeconfig },
+    { debounceMs: 10, log: silentLogger(), onSnapshot: () => calls++ },
+  );
+  try {
+    await within(w.ready, WAIT_MS, 'the first snapshot');
+    const watches = () => `${fake.openWatches()} watches`;
+    await waitFor(() => fake.openWatches() === 2 * KINDS.length, WAIT_MS, watches);
+    w.close();
+    await waitFor(() => fake.openWatches() === KINDS.length, WAIT_MS, watches);
+    fake.add('Pod', pod('default', 'after-close', '127.0.3.7'));
+    await waitFor(() => podNames().includes('default/after-close'), WAIT_MS);
+    assert.equal(calls, 1);
+  } finally {
+    w.close();
+  }
+});
+
+test('the fake sends bookmarks when asked and answers TokenReviews', async () => {
+  fake.tokenReviews.set('pod-token', {
+    username: 'system:serviceaccount:default:curl',
+    groups: ['system:serviceaccounts'],
+  });
+  const review = async (token: string) => {
+    const rsp = await fetch(`${fake.url}/apis/authentication.k8s.io/v1/tokenreviews`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }),
+    });
+    assert.equal(rsp.status, 201);
+    return ((await rsp.json()) as { status: { authenticated: boolean; user: { username?: string } } }).status;
+  };
+  assert.deepEqual(await review('pod-token'), {
+    authenticated: true,
+    user: { username: 'system:serviceaccount:default:curl', groups: ['system:serviceaccounts'] },
+    audiences: [],
+  });
+  assert.equal((await review('nope')).authenticated, false);
+
+  const abort = new AbortController();
+  const rsp = await fetch(
+    `${fake.url}/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion=${fake.resourceVersion}`,
+    { headers: { authorization: `Bearer ${TOKEN}` }, signal: abort.signal },
+  );
+  const reader = (rsp.body as ReadableStream<Uint8Array>).getReader();
+  fake.sendBookmarks();
+  const { value } = await reader.read();
+  abort.abort();
+  const event = JSON.parse(new TextDecoder().decode(value).split('\n')[0]!) as {
+    type: string;
+    object: { metadata: { resourceVersion: string } };
+  };
+  assert.equal(event.type, 'BOOKMARK');
+  assert.equal(event.object.metadata.resourceVersion, fake.resourceVersion);
+});
