@@ -30,6 +30,7 @@ import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
 import type { KubeYamlProblem } from './files/kube-yaml.ts';
 import { watchKube, type KubeProblem } from './kube/source.ts';
+import { TokenReviewAuthority } from './kube/token-review.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
 import { translate } from './translate/workloads.ts';
 
@@ -101,7 +102,18 @@ export async function startController(
     caServiceDefinition(),
     caServiceHandlers({
       ca,
-      tokens: new FileTokenAuthority(config.tokensPath),
+      tokens: config.tokensPath
+        ? new FileTokenAuthority(config.tokensPath)
+        : new TokenReviewAuthority(
+            { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
+            {
+              agentServiceAccounts: config.agentServiceAccounts,
+              audiences: config.tokenAudiences,
+              nodeOfPod: (ns, name) =>
+                mesh.workloads.find((w) => w.uid === `${config.clusterId}//Pod/${ns}/${name}`)?.node,
+              log: log.child({ scope: 'ca' }),
+            },
+          ),
       mesh: () => mesh,
       log: log.child({ scope: 'ca' }),
       defaultTtlMs: config.defaultCertTtlMs,

@@ -20,8 +20,12 @@ export interface ControllerConfig {
   readonly adminAddr: HostPort;
   readonly caCertPath: string;
   readonly caKeyPath: string;
-  /** `<token> <node>` lines: which node agent a bearer token belongs to. */
+  /** `<token> <node>` lines: which node agent a bearer token belongs to; '' to ask TokenReview. */
   readonly tokensPath: string;
+  /** With TokenReview: `namespace/name` of the node agents' service accounts. */
+  readonly agentServiceAccounts: readonly string[];
+  /** With TokenReview: audiences agent tokens must carry. */
+  readonly tokenAudiences: readonly string[];
   readonly trustDomain: string;
   readonly clusterId: string;
   readonly clusterDomain: string;
@@ -42,7 +46,9 @@ export const CONTROLLER_ENV = {
   AMBIT_CONTROLLER_ADMIN_ADDR: '127.0.0.1:15014',
   AMBIT_CA_CERT_FILE: '(required)',
   AMBIT_CA_KEY_FILE: '(required)',
-  AMBIT_TOKENS_FILE: '(required) "<token> <node>" lines',
+  AMBIT_TOKENS_FILE: '(required with AMBIT_CONFIG_DIR) "<token> <node>" lines; otherwise TokenReview',
+  AMBIT_AGENT_SERVICE_ACCOUNTS: 'istio-system/ztunnel',
+  AMBIT_TOKEN_AUDIENCES: 'istio-ca',
   TRUST_DOMAIN: DEFAULT_TRUST_DOMAIN,
   CLUSTER_ID: 'Kubernetes',
   CLUSTER_DOMAIN: 'cluster.local',
@@ -81,7 +87,17 @@ export function buildControllerConfig(
     adminAddr: addr('AMBIT_CONTROLLER_ADMIN_ADDR', '127.0.0.1:15014'),
     caCertPath: required('AMBIT_CA_CERT_FILE', 'the CA certificate PEM'),
     caKeyPath: required('AMBIT_CA_KEY_FILE', 'the CA private key PEM'),
-    tokensPath: required('AMBIT_TOKENS_FILE', 'node agent tokens, "<token> <node>" per line'),
+    tokensPath: r.optional('AMBIT_TOKENS_FILE') ?? '',
+    agentServiceAccounts: r
+      .string('AMBIT_AGENT_SERVICE_ACCOUNTS', 'istio-system/ztunnel')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+    tokenAudiences: r
+      .string('AMBIT_TOKEN_AUDIENCES', 'istio-ca')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
     trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
     clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
     clusterDomain: r.string('CLUSTER_DOMAIN', 'cluster.local'),
@@ -97,5 +113,10 @@ export function buildControllerConfig(
     );
   }
   if (config.configDir && config.kubeconfigPath) r.errors.push('AMBIT_CONFIG_DIR, KUBECONFIG: set only one');
+  if (config.configDir && !config.tokensPath) {
+    r.errors.push(
+      'AMBIT_TOKENS_FILE: is required with AMBIT_CONFIG_DIR (node agent tokens, "<token> <node>" per line)',
+    );
+  }
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }

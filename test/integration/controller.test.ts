@@ -45,6 +45,8 @@ before(async () => {
       caCertPath: join(dir, 'ca-cert.pem'),
       caKeyPath: join(dir, 'ca-key.pem'),
       tokensPath: join(dir, 'tokens'),
+      agentServiceAccounts: ['istio-system/ztunnel'],
+      tokenAudiences: [],
       trustDomain: 'cluster.local',
       clusterId: 'Kubernetes',
       clusterDomain: 'cluster.local',
@@ -142,7 +144,7 @@ test('agents receive the translated workloads over Delta ADS, and changes to the
   }
 });
 
-test('the controller watches an API server through client-node informers and serves what it holds', async () => {
+test('the controller watches an API server through client-node informers, serves what it holds, and checks agent tokens with TokenReview', async () => {
   const api = await FakeKubeApiServer.start();
   const kubeconfig = await api.writeKubeconfig(join(dir, 'kubeconfig'));
   api.add('Namespace', {
@@ -157,6 +159,32 @@ test('the controller watches an API server through client-node informers and ser
     spec: { nodeName: 'node-1', serviceAccountName: 'cart', containers: [{ name: 'c', image: 'i' }] },
     status: { phase: 'Running', podIP: '10.1.0.5' },
   });
+  // The agent's own pod, which a pod-bound token names.
+  api.add('Pod', {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'ztunnel-node-1', namespace: 'istio-system', labels: { app: 'ztunnel' } },
+    spec: { nodeName: 'node-1', serviceAccountName: 'ztunnel', containers: [{ name: 'c', image: 'i' }] },
+    status: { phase: 'Running', podIP: '10.1.0.2' },
+  });
+  // Agent tokens are checked with TokenReview: bound to a node, or to a pod whose node we know.
+  const agent = 'system:serviceaccount:istio-system:ztunnel';
+  api.tokenReviews.set('node-1-agent', {
+    username: agent,
+    groups: [],
+    extra: { 'authentication.kubernetes.io/node-name': ['node-1'] },
+  });
+  api.tokenReviews.set('pod-bound-agent', {
+    username: agent,
+    groups: [],
+    extra: { 'authentication.kubernetes.io/pod-name': ['ztunnel-node-1'] },
+  });
+  api.tokenReviews.set('node-2-agent', {
+    username: agent,
+    groups: [],
+    extra: { 'authentication.kubernetes.io/node-name': ['node-2'] },
+  });
+  api.tokenReviews.set('some-app', { username: 'system:serviceaccount:shop:cart', groups: [] });
   const kubeController = await startController(
     {
       configDir: '',
@@ -166,7 +194,9 @@ test('the controller watches an API server through client-node informers and ser
       adminAddr: { host: '127.0.0.1', port: 0 },
       caCertPath: join(dir, 'ca-cert.pem'),
       caKeyPath: join(dir, 'ca-key.pem'),
-      tokensPath: join(dir, 'tokens'),
+      tokensPath: '',
+      agentServiceAccounts: ['istio-system/ztunnel'],
+      tokenAudiences: [],
       trustDomain: 'cluster.local',
       clusterId: 'Kubernetes',
       clusterDomain: 'cluster.local',
@@ -194,8 +224,30 @@ test('the controller watches an API server through client-node informers and ser
     await kubeController.ready;
     client.start();
     await waitFor(() => addresses.has('Kubernetes//Pod/shop/cart-1'), 5000);
-    const cart = addresses.get('Kubernetes//Pod/shop/cart-1') as AddressResource;
-    assert.equal(cart.kind === 'workload' && cart.workload.tunnelProtocol, 'HBONE');
+    const cartPod = addresses.get('Kubernetes//Pod/shop/cart-1') as AddressResource;
+    assert.equal(cartPod.kind === 'workload' && cartPod.workload.tunnelProtocol, 'HBONE');
+    // The CA: the node-1 agent may have cart's identity; node-2's agent and an app token may not.
+    const cart = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'cart' };
+    const caAt = (token: string) =>
+      new GrpcCaProvider({
+        target: `127.0.0.1:${kubeController.grpc.port}`,
+        credentials: credentials.createInsecure(),
+        token: () => token,
+        clusterId: 'Kubernetes',
+        ttlMs: 3600_000,
+        timeoutMs: 3000,
+      });
+    for (const token of ['node-1-agent', 'pod-bound-agent']) {
+      const p = caAt(token);
+      assert.equal((await p.fetch(cart)).identity.serviceAccount, 'cart');
+      p.close();
+    }
+    const other = caAt('node-2-agent');
+    await assert.rejects(other.fetch(cart), /is scheduled on node node-2/);
+    other.close();
+    const app = caAt('some-app');
+    await assert.rejects(app.fetch(cart), /the bearer token is not valid/);
+    app.close();
     // A pod deleted in the cluster disappears from every agent.
     api.delete('Pod', { metadata: { name: 'cart-1', namespace: 'shop' } });
     await waitFor(() => !addresses.has('Kubernetes//Pod/shop/cart-1'), 5000);

@@ -1,0 +1,84 @@
+/**
+ * Bearer tokens checked by the API server (TokenReview), as istiod does: the token must be valid,
+ * belong to a node agent's service account, and be bound to a pod (or node) so the controller knows
+ * which node the agent runs on. A node agent may then obtain only identities of pods on that node.
+ */
+import { AuthenticationV1Api } from '@kubernetes/client-node';
+import { describeError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { TokenAuthority } from '../ca/ca-service.ts';
+import { loadKubeConfig, type KubeConfigSource } from './source.ts';
+
+/** Extra fields the API server puts on a bound service account token's user (Kubernetes ≥ 1.30). */
+const NODE_NAME = 'authentication.kubernetes.io/node-name';
+const POD_NAME = 'authentication.kubernetes.io/pod-name';
+/** How long a verdict is reused: a CSR burst at start-up becomes one review per agent. */
+const CACHE_MS = 60_000;
+
+export interface TokenReviewOptions {
+  /** `namespace/name` of the service accounts node agents run as. */
+  readonly agentServiceAccounts: readonly string[];
+  /** Audiences the token must carry; empty accepts the API server's default. */
+  readonly audiences: readonly string[];
+  /** The node a pod runs on, for tokens bound to a pod but not to a node. */
+  readonly nodeOfPod: (namespace: string, name: string) => string | undefined;
+  readonly log: Logger;
+}
+
+export class TokenReviewAuthority implements TokenAuthority {
+  private readonly api: AuthenticationV1Api;
+  private readonly opts: TokenReviewOptions;
+  private readonly cache = new Map<string, { node: string | undefined; untilMs: number }>();
+
+  constructor(source: KubeConfigSource, opts: TokenReviewOptions) {
+    this.api = loadKubeConfig(source).makeApiClient(AuthenticationV1Api);
+    this.opts = opts;
+  }
+
+  async nodeOf(token: string): Promise<string | undefined> {
+    const hit = this.cache.get(token);
+    if (hit && hit.untilMs > Date.now()) return hit.node;
+    const node = await this.review(token);
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(token, { node, untilMs: Date.now() + CACHE_MS });
+    return node;
+  }
+
+  private async review(token: string): Promise<string | undefined> {
+    let status;
+    try {
+      const r = await this.api.createTokenReview({
+        body: {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenReview',
+          spec: { token, audiences: this.opts.audiences.length ? [...this.opts.audiences] : undefined },
+        },
+      });
+      status = r.status;
+    } catch (err) {
+      this.opts.log.warn(
+        { error: describeError(err) },
+        'TokenReview failed; is the controller allowed to create tokenreviews?',
+      );
+      return undefined;
+    }
+    if (!status?.authenticated || !status.user?.username) {
+      this.opts.log.info({ error: status?.error ?? 'not authenticated' }, 'token refused by the API server');
+      return undefined;
+    }
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user.username);
+    const sa = m ? `${m[1]}/${m[2]}` : undefined;
+    if (!sa || !this.opts.agentServiceAccounts.includes(sa)) {
+      this.opts.log.info({ user: status.user.username }, 'token is not a node agent service account');
+      return undefined;
+    }
+    const extra = status.user.extra ?? {};
+    const node = extra[NODE_NAME]?.[0];
+    if (node) return node;
+    const pod = extra[POD_NAME]?.[0];
+    const fromPod = pod && m ? this.opts.nodeOfPod(m[1]!, pod) : undefined;
+    if (!fromPod)
+      this.opts.log.info({ user: status.user.username, pod }, 'token is bound to no known node or pod');
+    return fromPod;
+  }
+}
