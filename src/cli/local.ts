@@ -67,6 +67,8 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   const main = fileURLToPath(new URL('./main.ts', import.meta.url));
   const controllerIp = `${opts.prefix}.0.100`;
   const controllerGrpc = `${controllerIp}:15010`;
+  // Agents use the TLS port, verifying the controller's certificate against the mesh root.
+  const controllerTls = `${controllerIp}:15012`;
   const controllerLog = join(dir, 'controller.log');
   let controller: ChildProcess | undefined;
   let stopping = false;
@@ -77,6 +79,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
         ...(process.env as Record<string, string>),
         AMBIT_CONFIG_DIR: kubeDir,
         AMBIT_GRPC_ADDR: controllerGrpc,
+        AMBIT_GRPC_TLS_ADDR: controllerTls,
         AMBIT_CONTROLLER_ADMIN_ADDR: `${controllerIp}:15014`,
         AMBIT_CA_CERT_FILE: caCert,
         AMBIT_CA_KEY_FILE: caKey,
@@ -123,8 +126,9 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       NODE_NAME: node.name,
-      XDS_ADDRESS: controllerGrpc,
-      CA_ADDRESS: controllerGrpc,
+      XDS_ADDRESS: controllerTls,
+      CA_ADDRESS: controllerTls,
+      XDS_ROOT_CA: caCert,
       AUTH_TOKEN: tokenFiles[node.name]!,
       AMBIT_ADMIN_ADDR: `${ip}:15000`,
       AMBIT_METRICS_ADDR: `${ip}:15020`,
@@ -200,7 +204,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     '',
     `  CA (trust domain cluster.local)  ${caCert}`,
     `  mesh (Kubernetes YAML, edit me)  ${meshFile}`,
-    `  controller    xDS + CA grpc://${controllerGrpc}  debug http://${controllerIp}:15014/debug/config_dump  log ${controllerLog}`,
+    `  controller    xDS + CA over TLS ${controllerTls} (plaintext ${controllerGrpc})  debug http://${controllerIp}:15014/debug/config_dump  log ${controllerLog}`,
     ...agents.map((a) => `  ${a.name.padEnd(6)} agent  admin ${a.admin}  metrics ${a.metrics}  log ${a.log}`),
     '',
     '  workloads:',

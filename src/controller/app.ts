@@ -42,6 +42,8 @@ export interface ControllerDeps {
 export interface ControllerBound {
   /** The gRPC address actually bound (xDS and CA). */
   readonly grpc: { readonly host: string; readonly port: number };
+  /** The TLS gRPC port, when enabled. */
+  readonly grpcTlsPort: number | undefined;
   readonly admin: AddressInfo;
   /** The mesh as last translated. */
   mesh(): MeshConfig;
@@ -121,6 +123,34 @@ export async function startController(
       onResult: (outcome) => caRequests.inc({ outcome }),
     }),
   );
+  let tlsPort: number | undefined;
+  if (config.grpcTlsAddr) {
+    // The control plane's own identity, with the DNS names agents dial and verify.
+    const serving = await ca.issueServing(
+      { trustDomain: config.trustDomain, namespace: 'istio-system', serviceAccount: 'istiod' },
+      config.servingDnsNames,
+      SERVING_CERT_TTL_MS,
+    );
+    const tls = config.grpcTlsAddr;
+    await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync(
+        `${tls.host}:${tls.port}`,
+        ServerCredentials.createSsl(
+          null,
+          [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }],
+          false,
+        ),
+        (err, p) =>
+          err
+            ? reject(
+                new AmbitError(ErrorCode.BindFailed, `cannot bind gRPC TLS ${tls.host}:${tls.port}`, {
+                  cause: err,
+                }),
+              )
+            : resolve(p),
+      ),
+    ).then((p) => (tlsPort = p));
+  }
   const port = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(
       `${config.grpcAddr.host}:${config.grpcAddr.port}`,
@@ -252,6 +282,7 @@ export async function startController(
 
   return {
     grpc: { host: config.grpcAddr.host, port },
+    grpcTlsPort: tlsPort,
     admin: admin.address(),
     mesh: () => mesh,
     ready,
@@ -264,6 +295,9 @@ export async function startController(
     },
   };
 }
+
+/** The control plane's serving certificate lives a year (renewed on restart). */
+const SERVING_CERT_TTL_MS = 365 * 24 * 3600_000;
 
 /** A resource with a deterministic version: the hash of its content. */
 function served(bytes: Uint8Array): ServedResource {

@@ -16,6 +16,10 @@ export interface ControllerConfig {
   readonly inCluster: boolean;
   /** Delta ADS and the CA service, plaintext (local/dev only). */
   readonly grpcAddr: HostPort;
+  /** The same services over TLS (15012), with a serving certificate from our CA; undefined: off. */
+  readonly grpcTlsAddr: HostPort | undefined;
+  /** DNS names on the TLS serving certificate (what agents verify, `ALT_XDS_HOSTNAME`). */
+  readonly servingDnsNames: readonly string[];
   /** Metrics, readiness and debug endpoints. */
   readonly adminAddr: HostPort;
   readonly caCertPath: string;
@@ -43,6 +47,8 @@ export const CONTROLLER_ENV = {
   KUBECONFIG: '(one source) kubeconfig of the API server to watch',
   KUBERNETES_SERVICE_HOST: '(one source) set inside a pod: watch the cluster with the pod service account',
   AMBIT_GRPC_ADDR: '127.0.0.1:15010',
+  AMBIT_GRPC_TLS_ADDR: '(off) e.g. 0.0.0.0:15012',
+  AMBIT_SERVING_DNS_NAMES: 'istiod.istio-system.svc,ambit-controller.istio-system.svc',
   AMBIT_CONTROLLER_ADMIN_ADDR: '127.0.0.1:15014',
   AMBIT_CA_CERT_FILE: '(required)',
   AMBIT_CA_KEY_FILE: '(required)',
@@ -84,6 +90,14 @@ export function buildControllerConfig(
     inCluster:
       !r.optional('AMBIT_CONFIG_DIR') && !r.optional('KUBECONFIG') && !!r.optional('KUBERNETES_SERVICE_HOST'),
     grpcAddr: addr('AMBIT_GRPC_ADDR', '127.0.0.1:15010'),
+    grpcTlsAddr: r.optional('AMBIT_GRPC_TLS_ADDR')
+      ? r.parsed('AMBIT_GRPC_TLS_ADDR', { host: '', port: 0 }, parseHostPort)
+      : undefined,
+    servingDnsNames: r
+      .string('AMBIT_SERVING_DNS_NAMES', 'istiod.istio-system.svc,ambit-controller.istio-system.svc')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
     adminAddr: addr('AMBIT_CONTROLLER_ADMIN_ADDR', '127.0.0.1:15014'),
     caCertPath: required('AMBIT_CA_CERT_FILE', 'the CA certificate PEM'),
     caKeyPath: required('AMBIT_CA_KEY_FILE', 'the CA private key PEM'),

@@ -84,12 +84,21 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     throw new AmbitError(ErrorCode.ConfigInvalid, `invalid local config:\n  ${initial.errors.join('\n  ')}`);
   }
   const token = () => readToken(config.authToken);
+  // TLS to the controller (15012) when a root is given: the server must present ALT_XDS_HOSTNAME.
+  const controlPlaneCredentials = () =>
+    config.xdsRootCaPath
+      ? credentials.createSsl(readFileSync(config.xdsRootCaPath))
+      : credentials.createInsecure();
+  const controlPlaneOptions: Record<string, string> = config.xdsRootCaPath
+    ? { 'grpc.ssl_target_name_override': config.xdsHostname, 'grpc.default_authority': config.xdsHostname }
+    : {};
   const provider =
     deps.certificates ??
     (config.caAddress
       ? new GrpcCaProvider({
           target: config.caAddress,
-          credentials: credentials.createInsecure(),
+          credentials: controlPlaneCredentials(),
+          channelOptions: controlPlaneOptions,
           token,
           clusterId: config.clusterId,
           ttlMs: config.certTtlMs,
@@ -252,7 +261,8 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const ads = config.xdsAddress
     ? new AdsClient({
         target: config.xdsAddress,
-        credentials: credentials.createInsecure(),
+        credentials: controlPlaneCredentials(),
+        channelOptions: controlPlaneOptions,
         node: {
           id: `ztunnel~${config.nodeName}`,
           metadata: { NODE_NAME: config.nodeName, CLUSTER_ID: config.clusterId },

@@ -30,6 +30,10 @@ export interface ZtunnelConfig {
   readonly authToken: string;
   /** Sent to the CA as `clusterid`. */
   readonly clusterId: string;
+  /** Root certificate (PEM file) of the controller's TLS port; '' for plaintext. */
+  readonly xdsRootCaPath: string;
+  /** The name the controller's certificate must carry (we dial an address). */
+  readonly xdsHostname: string;
   /** The CA that signs local workloads' CSRs when there is no CA service. */
   readonly caCertPath: string;
   readonly caKeyPath: string;
@@ -56,6 +60,8 @@ export const ZTUNNEL_ENV = {
   CA_ADDRESS: '(none: sign with AMBIT_CA_*) CA service host:port',
   AUTH_TOKEN: '(required with CA_ADDRESS) token file path or token',
   CLUSTER_ID: 'Kubernetes',
+  XDS_ROOT_CA: "(plaintext) root certificate PEM of the controller's TLS port (xDS and CA)",
+  ALT_XDS_HOSTNAME: 'istiod.istio-system.svc',
   AMBIT_CA_CERT_FILE: '(required without CA_ADDRESS)',
   AMBIT_CA_KEY_FILE: '(required without CA_ADDRESS)',
   SECRET_TTL: '24h',
@@ -122,6 +128,8 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     caAddress: caAddress ?? '',
     authToken: authToken ?? '',
     clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
+    xdsRootCaPath: r.optional('XDS_ROOT_CA') ?? '',
+    xdsHostname: r.string('ALT_XDS_HOSTNAME', 'istiod.istio-system.svc'),
     caCertPath: caCertPath ?? '',
     caKeyPath: caKeyPath ?? '',
     certTtlMs: duration('SECRET_TTL', DEFAULT_CERT_TTL_MS),

@@ -100,6 +100,8 @@ export function agentConfig(prefix: string, node: string, dir: string, socks: bo
     caAddress: '',
     authToken: '',
     clusterId: 'Kubernetes',
+    xdsRootCaPath: '',
+    xdsHostname: 'istiod.istio-system.svc',
     caCertPath: join(dir, 'ca-cert.pem'),
     caKeyPath: join(dir, 'ca-key.pem'),
     certTtlMs: 3600_000,

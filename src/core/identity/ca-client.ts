@@ -33,6 +33,8 @@ export interface GrpcCaOptions {
   readonly ttlMs: number;
   /** Per-call deadline. */
   readonly timeoutMs: number;
+  /** gRPC channel options, e.g. the TLS name override for a server dialled by address. */
+  readonly channelOptions?: Readonly<Record<string, string | number>>;
 }
 
 type CaClient = Client & {
@@ -51,7 +53,7 @@ export class GrpcCaProvider implements CertificateProvider {
   constructor(opts: GrpcCaOptions) {
     this.opts = opts;
     const Ctor = makeGenericClientConstructor(caServiceDefinition(), 'IstioCertificateService');
-    this.client = new Ctor(opts.target, opts.credentials) as unknown as CaClient;
+    this.client = new Ctor(opts.target, opts.credentials, { ...opts.channelOptions }) as unknown as CaClient;
   }
 
   async fetch(identity: Identity): Promise<WorkloadCertificate> {

@@ -1,7 +1,7 @@
 import { createPrivateKey, randomBytes, X509Certificate as NodeX509 } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { AmbitError, ErrorCode } from '../errors.ts';
-import { DEFAULT_TRUST_DOMAIN, parseSpiffe, type Identity } from './spiffe.ts';
+import { DEFAULT_TRUST_DOMAIN, formatSpiffe, parseSpiffe, type Identity } from './spiffe.ts';
 import {
   derToPem,
   ECDSA_SHA256,
@@ -215,6 +215,39 @@ export class CertificateAuthority {
       return { ok: false, reason: `csr asks for ${uris[0]!}, which is not the caller's identity` };
     }
     const ttlMs = req.ttlMs && req.ttlMs > 0 ? req.ttlMs : DEFAULT_CERT_TTL_MS;
+    const leaf = await this.issue(csr.publicKey, [{ type: 'url', value: uris[0]! }], ttlMs);
+    return { ok: true, identity: id, certChain: [leaf, this.trustBundlePem] };
+  }
+
+  /**
+   * A serving certificate for the control plane itself (xDS and CA over TLS): a fresh P-256 key, the
+   * SPIFFE identity and the DNS names clients dial (e.g. `istiod.istio-system.svc`).
+   */
+  async issueServing(
+    identity: Identity,
+    dnsNames: readonly string[],
+    ttlMs: number,
+  ): Promise<{ keyPem: string; certChainPem: string }> {
+    const keys = await subtle.generateKey(P256_KEY, true, ['sign', 'verify']);
+    const leaf = await this.issue(
+      keys.publicKey,
+      [
+        { type: 'url', value: formatSpiffe(identity) },
+        ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
+      ],
+      ttlMs,
+    );
+    return {
+      keyPem: derToPem(await subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY'),
+      certChainPem: `${leaf.trim()}\n${this.rootCertPem.trim()}\n`,
+    };
+  }
+
+  private async issue(
+    publicKey: x509.PublicKey | CryptoKey,
+    names: { type: 'url' | 'dns'; value: string }[],
+    ttlMs: number,
+  ): Promise<string> {
     const now = this.nowMs();
     const notAfter = Math.min(now + ttlMs, this.root.notAfter.getTime());
     const leaf = await x509.X509CertificateGenerator.create({
@@ -223,7 +256,7 @@ export class CertificateAuthority {
       issuer: this.root.subject,
       notBefore: new Date(now - Math.min(MAX_BACKDATE_MS, ttlMs / 4)),
       notAfter: new Date(notAfter),
-      publicKey: csr.publicKey,
+      publicKey,
       signingKey: this.signer.key,
       signingAlgorithm: this.signer.algorithm,
       extensions: [
@@ -237,10 +270,10 @@ export class CertificateAuthority {
           x509.ExtendedKeyUsage.clientAuth,
         ]),
         await x509.AuthorityKeyIdentifierExtension.create(this.root, false),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uris[0]! }], true),
+        new x509.SubjectAlternativeNameExtension(names, true),
       ],
     });
-    return { ok: true, identity: id, certChain: [leaf.toString('pem'), this.trustBundlePem] };
+    return leaf.toString('pem');
   }
 }
 

@@ -27,6 +27,8 @@ export interface AdsClientOptions {
   readonly log: Logger;
   /** Call metadata, e.g. `authorization: Bearer <token>`. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** gRPC channel options, e.g. the TLS name override for a server dialled by address. */
+  readonly channelOptions?: Readonly<Record<string, string | number>>;
 }
 
 /** Reconnect delays (reference/ztunnel.md §3.1): 10 ms doubling to 15 s; reset by a good response. */
@@ -58,6 +60,7 @@ export class AdsClient {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.max_receive_message_length': 200 * 1024 * 1024,
+      ...opts.channelOptions,
     });
     for (const t of opts.types) this.state.set(t.typeUrl, new Map());
   }

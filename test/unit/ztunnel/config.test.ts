@@ -32,6 +32,8 @@ test('defaults', () => {
     caAddress: '',
     authToken: '',
     clusterId: 'Kubernetes',
+    xdsRootCaPath: '',
+    xdsHostname: 'istiod.istio-system.svc',
     caCertPath: '/etc/ambit/ca-cert.pem',
     caKeyPath: '/etc/ambit/ca-key.pem',
     certTtlMs: DEFAULT_CERT_TTL_MS,
