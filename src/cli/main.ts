@@ -1,11 +1,8 @@
 #!/usr/bin/env node
 /** `ambit`: one CLI for every program (DESIGN.md §1). */
 import { Command } from 'commander';
-import { runZtunnel } from '../ztunnel/main.ts';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
-import { runController } from '../controller/main.ts';
 import { CONTROLLER_ENV } from '../controller/config.ts';
-import { runLocalMesh } from './local.ts';
 
 const VERSION = '0.1.0';
 
@@ -58,6 +55,8 @@ program
       ...process.env,
       ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
     };
+    // Each program is loaded only when run: an agent does not carry the controller's Kubernetes client.
+    const { runZtunnel } = await import('../ztunnel/main.ts');
     process.exitCode = await runZtunnel(env);
   });
 
@@ -91,6 +90,7 @@ program
       ...process.env,
       ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
     };
+    const { runController } = await import('../controller/main.ts');
     process.exitCode = await runController(env);
   });
 
@@ -102,6 +102,7 @@ program
   .option('--socks-port <port>', 'SOCKS5 port on 127.0.0.1 for the client workload', '15080')
   .option('--reset', 'rewrite mesh.yaml from the built-in sample')
   .action(async (opts: { dir: string; prefix: string; socksPort: string; reset?: boolean }) => {
+    const { runLocalMesh } = await import('./local.ts');
     process.exitCode = await runLocalMesh({
       dir: opts.dir,
       prefix: opts.prefix,

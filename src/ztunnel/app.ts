@@ -3,8 +3,6 @@
  * of every local workload's address; SOCKS5 listeners for clients; admin, metrics and readiness.
  */
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
-import { credentials } from '@grpc/grpc-js';
 import { Counter } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
@@ -19,18 +17,8 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { evaluateL4 } from '../core/policy/l4.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
-import { GrpcCaProvider } from '../core/identity/ca-client.ts';
-import { TypeUrl } from '../core/proto/load.ts';
-import { AdsClient } from '../core/xds/ads-client.ts';
 import { loadLocalConfig, watchLocalConfig } from '../core/xds/file-source.ts';
-import { decodeAddress, decodeAuthorization, type AddressResource } from '../core/xds/workload-proto.ts';
-import {
-  workloadIdentity,
-  workloadSpiffe,
-  type Authorization,
-  type MeshConfig,
-  type Workload,
-} from '../core/xds/model.ts';
+import { workloadIdentity, workloadSpiffe, type MeshConfig, type Workload } from '../core/xds/model.ts';
 import { HttpEndpoint } from '../core/http-endpoint.ts';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
@@ -83,27 +71,11 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   if (!initial.ok) {
     throw new AmbitError(ErrorCode.ConfigInvalid, `invalid local config:\n  ${initial.errors.join('\n  ')}`);
   }
-  const token = () => readToken(config.authToken);
-  // TLS to the controller (15012) when a root is given: the server must present ALT_XDS_HOSTNAME.
-  const controlPlaneCredentials = () =>
-    config.xdsRootCaPath
-      ? credentials.createSsl(readFileSync(config.xdsRootCaPath))
-      : credentials.createInsecure();
-  const controlPlaneOptions: Record<string, string> = config.xdsRootCaPath
-    ? { 'grpc.ssl_target_name_override': config.xdsHostname, 'grpc.default_authority': config.xdsHostname }
-    : {};
-  const provider =
+  const controlPlane = config.xdsAddress || config.caAddress ? await import('./control-plane.ts') : undefined;
+  const provider: CertificateProvider =
     deps.certificates ??
-    (config.caAddress
-      ? new GrpcCaProvider({
-          target: config.caAddress,
-          credentials: controlPlaneCredentials(),
-          channelOptions: controlPlaneOptions,
-          token,
-          clusterId: config.clusterId,
-          ttlMs: config.certTtlMs,
-          timeoutMs: config.connectTimeoutMs,
-        })
+    (controlPlane && config.caAddress
+      ? controlPlane.caProvider(config)
       : new LocalCaProvider(
           await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
           config.certTtlMs,
@@ -255,36 +227,10 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
 
   let stopWatching: () => void = () => undefined;
 
-  // xDS: the Address and Authorization sets are kept whole and turned into one config per update.
-  let xdsAddresses: ReadonlyMap<string, unknown> = new Map();
-  let xdsPolicies: ReadonlyMap<string, unknown> = new Map();
-  const ads = config.xdsAddress
-    ? new AdsClient({
-        target: config.xdsAddress,
-        credentials: controlPlaneCredentials(),
-        channelOptions: controlPlaneOptions,
-        node: {
-          id: `ztunnel~${config.nodeName}`,
-          metadata: { NODE_NAME: config.nodeName, CLUSTER_ID: config.clusterId },
-        },
-        types: [
-          { typeUrl: TypeUrl.Address, decode: decodeAddress },
-          { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
-        ],
-        headers: config.authToken ? { authorization: `Bearer ${token()}`, clusterid: config.clusterId } : {},
-        log: log.child({ scope: 'xds' }),
-        onResources: (typeUrl, resources) => {
-          if (typeUrl === TypeUrl.Address) xdsAddresses = resources;
-          else xdsPolicies = resources;
-          const addresses = [...xdsAddresses.values()] as AddressResource[];
-          applyConfig({
-            workloads: addresses.flatMap((a) => (a.kind === 'workload' ? [a.workload] : [])),
-            services: addresses.flatMap((a) => (a.kind === 'service' ? [a.service] : [])),
-            policies: [...xdsPolicies.values()] as Authorization[],
-          });
-        },
-      })
-    : undefined;
+  const ads =
+    controlPlane && config.xdsAddress
+      ? controlPlane.xdsConfigClient(config, log.child({ scope: 'xds' }), (next) => applyConfig(next))
+      : undefined;
 
   const pending = () => {
     const out: string[] = [];
@@ -322,7 +268,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     // Destroyed connections finish their bookkeeping (metrics, access log) on the next ticks.
     await connections.waitIdle(BOOKKEEPING_GRACE_MS);
     secrets.close();
-    if (provider instanceof GrpcCaProvider) provider.close();
+    provider.close?.();
     await Promise.all(endpoints.map((e) => e.close()));
     log.info({ forcedClosed: left }, 'shut down');
     resolveDone();
@@ -408,14 +354,4 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     close,
     done,
   };
-}
-
-/** AUTH_TOKEN is a path to a token file (read on each use, so rotation works) or the token itself. */
-function readToken(value: string): string {
-  if (!value.includes('/')) return value;
-  try {
-    return readFileSync(value, 'utf8').trim();
-  } catch {
-    return '';
-  }
 }

@@ -10,6 +10,8 @@ import { formatSpiffe, type Identity } from './spiffe.ts';
 export interface CertificateProvider {
   /** Issues a fresh certificate for `identity`; rejects with a reason on failure. */
   fetch(identity: Identity): Promise<WorkloadCertificate>;
+  /** Releases connections to a CA service, if any. */
+  close?(): void;
 }
 
 /** Signs CSRs with a CA held in this process, through the same CSR path the CA service uses. */
