@@ -25,6 +25,8 @@ const NODES = [
   { name: 'node-2', octet: 2 },
 ] as const;
 const READY_TIMEOUT_MS = 30_000;
+/** Agents drain for up to 5 s (CONNECTION_TERMINATION_DEADLINE); after this they are killed. */
+const STOP_GRACE_MS = 10_000;
 
 export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   if (!/^127\.\d{1,3}$/.test(opts.prefix)) {
@@ -155,17 +157,8 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping: draining the node agents…\n');
-    controller?.kill('SIGTERM');
-    await Promise.all(
-      agents.map(
-        (a) =>
-          new Promise<void>((r) => {
-            if (a.child.exitCode !== null) return r();
-            a.child.once('exit', () => r());
-            a.child.kill('SIGTERM');
-          }),
-      ),
-    );
+    // Every child is waited for, and killed if it does not stop in time: nothing is left behind.
+    await Promise.all([...agents.map((a) => a.child), ...(controller ? [controller] : [])].map(stopChild));
     await apps.close();
     process.exit(code);
   };
@@ -243,4 +236,17 @@ async function waitReady(url: string, deadline: number): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves once the child has exited. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }

@@ -290,11 +290,20 @@ export async function startController(
       if (timer) clearTimeout(timer);
       source.close();
       ads.close();
-      await new Promise<void>((r) => grpcServer.tryShutdown(() => r()));
+      // Streams get a moment to end cleanly; then the server stops regardless, so a client that
+      // keeps a call open cannot hold the controller up.
+      await Promise.race([
+        new Promise<void>((r) => grpcServer.tryShutdown(() => r())),
+        new Promise<void>((r) => setTimeout(r, SHUTDOWN_GRACE_MS).unref()),
+      ]);
+      grpcServer.forceShutdown();
       await admin.close();
     },
   };
 }
+
+/** How long open gRPC calls may take to end at shutdown. */
+const SHUTDOWN_GRACE_MS = 2000;
 
 /** The control plane's serving certificate lives a year (renewed on restart). */
 const SERVING_CERT_TTL_MS = 365 * 24 * 3600_000;

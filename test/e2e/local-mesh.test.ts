@@ -202,9 +202,12 @@ async function waitUntil(cond: () => Promise<boolean>, timeoutMs: number): Promi
 }
 
 test('SIGTERM drains and stops the whole mesh', async () => {
+  const controllerPid = Number((await readFile(join(dir, 'controller.pid'), 'utf8')).trim());
   mesh.kill('SIGTERM');
   const code = await new Promise((r) => mesh.once('exit', r));
   assert.equal(code, 0);
+  // Nothing is left running: signal 0 to the controller's pid finds no process.
+  assert.throws(() => process.kill(controllerPid, 0), /ESRCH/);
   const r = await curl('http://reviews:9080/');
   assert.notEqual(r.code, 0);
 });
