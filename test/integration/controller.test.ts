@@ -10,6 +10,7 @@ import { credentials } from '@grpc/grpc-js';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startController, type ControllerBound } from '../../src/controller/app.ts';
+import type { ControllerConfig } from '../../src/controller/config.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { GrpcCaProvider } from '../../src/core/identity/ca-client.ts';
 import { silentLogger } from '../../src/core/log.ts';
@@ -36,29 +37,10 @@ before(async () => {
   await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem);
   await writeFile(join(dir, 'tokens'), 'token-one node-1\ntoken-two node-2\n');
   controller = await startController(
+    controllerConfig({ configDir: join(dir, 'kube'), tokensPath: join(dir, 'tokens') }),
     {
-      configDir: join(dir, 'kube'),
-      kubeconfigPath: '',
-      inCluster: false,
-      grpcAddr: { host: '127.0.0.1', port: 0 },
-      grpcTlsAddr: undefined,
-      servingDnsNames: ['istiod.istio-system.svc'],
-      adminAddr: { host: '127.0.0.1', port: 0 },
-      caCertPath: join(dir, 'ca-cert.pem'),
-      caKeyPath: join(dir, 'ca-key.pem'),
-      tokensPath: join(dir, 'tokens'),
-      agentServiceAccounts: ['istio-system/ztunnel'],
-      tokenAudiences: [],
-      trustDomain: 'cluster.local',
-      clusterId: 'Kubernetes',
-      clusterDomain: 'cluster.local',
-      rootNamespace: 'istio-system',
-      debounceMs: 50,
-      defaultCertTtlMs: 3600_000,
-      maxCertTtlMs: 7200_000,
-      logLevel: 'silent',
+      log: silentLogger(),
     },
-    { log: silentLogger() },
   );
   await controller.ready;
   target = `127.0.0.1:${controller.grpc.port}`;
@@ -67,6 +49,33 @@ after(async () => {
   await controller.close();
   await rm(dir, { recursive: true, force: true });
 });
+
+/** A controller config on port 0 with this test's CA; a source and token settings come from `over`. */
+function controllerConfig(over: Partial<ControllerConfig>): ControllerConfig {
+  return {
+    configDir: '',
+    kubeconfigPath: '',
+    inCluster: false,
+    grpcAddr: { host: '127.0.0.1', port: 0 },
+    grpcTlsAddr: undefined,
+    servingDnsNames: ['istiod.istio-system.svc'],
+    adminAddr: { host: '127.0.0.1', port: 0 },
+    caCertPath: join(dir, 'ca-cert.pem'),
+    caKeyPath: join(dir, 'ca-key.pem'),
+    tokensPath: '',
+    agentServiceAccounts: ['istio-system/ztunnel'],
+    tokenAudiences: [],
+    trustDomain: 'cluster.local',
+    clusterId: 'Kubernetes',
+    clusterDomain: 'cluster.local',
+    rootNamespace: 'istio-system',
+    debounceMs: 50,
+    defaultCertTtlMs: 3600_000,
+    maxCertTtlMs: 7200_000,
+    logLevel: 'silent',
+    ...over,
+  };
+}
 
 const ca = (token: string) =>
   new GrpcCaProvider({
@@ -187,31 +196,9 @@ test('the controller watches an API server through client-node informers, serves
     extra: { 'authentication.kubernetes.io/node-name': ['node-2'] },
   });
   api.tokenReviews.set('some-app', { username: 'system:serviceaccount:shop:cart', groups: [] });
-  const kubeController = await startController(
-    {
-      configDir: '',
-      kubeconfigPath: kubeconfig,
-      inCluster: false,
-      grpcAddr: { host: '127.0.0.1', port: 0 },
-      grpcTlsAddr: undefined,
-      servingDnsNames: ['istiod.istio-system.svc'],
-      adminAddr: { host: '127.0.0.1', port: 0 },
-      caCertPath: join(dir, 'ca-cert.pem'),
-      caKeyPath: join(dir, 'ca-key.pem'),
-      tokensPath: '',
-      agentServiceAccounts: ['istio-system/ztunnel'],
-      tokenAudiences: [],
-      trustDomain: 'cluster.local',
-      clusterId: 'Kubernetes',
-      clusterDomain: 'cluster.local',
-      rootNamespace: 'istio-system',
-      debounceMs: 50,
-      defaultCertTtlMs: 3600_000,
-      maxCertTtlMs: 7200_000,
-      logLevel: 'silent',
-    },
-    { log: silentLogger() },
-  );
+  const kubeController = await startController(controllerConfig({ kubeconfigPath: kubeconfig }), {
+    log: silentLogger(),
+  });
   const addresses = new Map<string, unknown>();
   const client = new AdsClient({
     target: `127.0.0.1:${kubeController.grpc.port}`,
