@@ -12,7 +12,7 @@ import { decodeAddress, decodeAuthorization } from '../../src/core/xds/workload-
 
 const [target = '', countText = '1'] = process.argv.slice(2);
 const count = Number(countText);
-const holds: Set<string>[] = [];
+const holds: ReadonlyMap<string, unknown>[] = [];
 const watching = new Map<string, true>();
 let synced = false;
 
@@ -30,7 +30,7 @@ const check = () => {
 };
 
 const clients = Array.from({ length: count }, (_, i) => {
-  holds[i] = new Set();
+  holds[i] = new Map();
   return new AdsClient({
     target,
     credentials: credentials.createInsecure(),
@@ -40,7 +40,8 @@ const clients = Array.from({ length: count }, (_, i) => {
       { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
     ],
     onResources: (typeUrl, resources) => {
-      if (typeUrl === TypeUrl.Address) holds[i] = new Set(resources.keys());
+      // The client's live map: looked up, never copied.
+      if (typeUrl === TypeUrl.Address) holds[i] = resources;
       check();
     },
     log: silentLogger(),

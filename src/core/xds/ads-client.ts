@@ -22,7 +22,10 @@ export interface AdsClientOptions {
   readonly node: { readonly id: string; readonly metadata?: Record<string, unknown> };
   /** Types subscribed, in this order (Address before Authorization, as ztunnel does). */
   readonly types: readonly AdsType[];
-  /** The whole current set of a type, after each response that changed it. */
+  /**
+   * The whole current set of a type, after each response that changed it. The map is the client's
+   * own and changes with later responses: read it now, copy what must be kept.
+   */
   readonly onResources: (typeUrl: string, resources: ReadonlyMap<string, unknown>) => void;
   readonly log: Logger;
   /** Call metadata, e.g. `authorization: Bearer <token>`. */
@@ -46,6 +49,8 @@ export class AdsClient {
   private readonly opts: AdsClientOptions;
   private readonly client: InstanceType<ReturnType<typeof adsDefinitions>['client']>;
   private readonly state = new Map<string, Map<string, Held>>();
+  /** name → value per type, kept in step with `state`; handed to `onResources` as is. */
+  private readonly values = new Map<string, Map<string, unknown>>();
   private readonly synced = new Set<string>();
   private call: ClientDuplexStream<DeltaRequest, DeltaResponse> | undefined;
   private delayMs: number = ADS_BACKOFF.initialMs;
@@ -62,7 +67,10 @@ export class AdsClient {
       'grpc.max_receive_message_length': 200 * 1024 * 1024,
       ...opts.channelOptions,
     });
-    for (const t of opts.types) this.state.set(t.typeUrl, new Map());
+    for (const t of opts.types) {
+      this.state.set(t.typeUrl, new Map());
+      this.values.set(t.typeUrl, new Map());
+    }
   }
 
   start(): void {
@@ -141,6 +149,7 @@ export class AdsClient {
     this.connected = true;
     this.delayMs = ADS_BACKOFF.initialMs;
     const held = this.state.get(type.typeUrl)!;
+    const values = this.values.get(type.typeUrl)!;
     const rejected: string[] = [];
     for (const r of res.resources ?? []) {
       if (!r.resource) {
@@ -148,8 +157,10 @@ export class AdsClient {
         continue;
       }
       const d = type.decode(r.resource.value);
-      if (d.ok) held.set(r.name, { version: r.version, value: d.value });
-      else {
+      if (d.ok) {
+        held.set(r.name, { version: r.version, value: d.value });
+        values.set(r.name, d.value);
+      } else {
         // The last good version stays in force, but is no longer claimed as held: after a
         // reconnect the server sends the resource again (reference/ztunnel.md §3.1).
         const old = held.get(r.name);
@@ -159,7 +170,10 @@ export class AdsClient {
         );
       }
     }
-    for (const name of res.removed_resources ?? []) held.delete(name);
+    for (const name of res.removed_resources ?? []) {
+      held.delete(name);
+      values.delete(name);
+    }
     if (rejected.length > 0) {
       const message = rejected.join('; ');
       this.opts.log.warn(
@@ -171,7 +185,8 @@ export class AdsClient {
       call.write({ type_url: type.typeUrl, response_nonce: res.nonce });
     }
     this.synced.add(type.typeUrl);
-    this.opts.onResources(type.typeUrl, new Map([...held].map(([name, h]) => [name, h.value])));
+    // The live map, not a copy: copying every resource on every response cost more than the update.
+    this.opts.onResources(type.typeUrl, values);
   }
 }
 
