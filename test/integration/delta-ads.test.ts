@@ -234,3 +234,39 @@ test('our client: applies resources, NACKs a bad one keeping the last good, and 
     client.close();
   }
 });
+
+test('after a full push, updates carry only the changes, for wildcard and named subscribers alike', async () => {
+  ads.set(
+    W,
+    new Map([
+      ['a', res('1', 'A')],
+      ['b', res('1', 'B')],
+      ['c', res('1', 'C')],
+    ]),
+  );
+  const wild = rawStream();
+  const named = rawStream();
+  try {
+    wild.call.write({ node: { id: 'wild' }, type_url: W, initial_resource_versions: { a: '1' } });
+    named.call.write({ node: { id: 'named' }, type_url: W, resource_names_subscribe: ['c'] });
+    assert.deepEqual(names(await wild.next()), ['b@1', 'c@1']);
+    assert.deepEqual(names(await named.next()), ['c@1']);
+    ads.set(
+      W,
+      new Map([
+        ['a', res('2', 'A2')],
+        ['c', res('2', 'C2')],
+        ['d', res('1', 'D')],
+      ]),
+    );
+    const w = await wild.next();
+    assert.deepEqual(names(w), ['a@2', 'c@2', 'd@1']);
+    assert.deepEqual(w.removed_resources, ['b']);
+    const n = await named.next();
+    assert.deepEqual(names(n), ['c@2']);
+    assert.deepEqual(n.removed_resources ?? [], []);
+  } finally {
+    wild.close();
+    named.close();
+  }
+});
