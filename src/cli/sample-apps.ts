@@ -183,61 +183,8 @@ export async function startSampleApps(prefix: string): Promise<{ close(): Promis
   };
 }
 
-/** The ztunnel LocalConfig YAML for the sample mesh. */
-export function sampleMeshYaml(prefix: string): string {
-  const lines = [
-    '# The local mesh: ztunnel LocalConfig (workloads, services, policies).',
-    '# Edit and save: both node agents reload it within a second; an invalid edit is rejected',
-    "# (see the agents' logs) and the last good config stays in force.",
-    'workloads:',
-  ];
-  for (const a of SAMPLE_APPS) {
-    lines.push(
-      `- uid: local//Pod/${a.namespace}/${a.name}`,
-      `  name: ${a.name}`,
-      `  namespace: ${a.namespace}`,
-      `  serviceAccount: ${a.serviceAccount}`,
-      `  workloadIps: [${podIp(prefix, a)}]`,
-      '  protocol: HBONE',
-      `  node: ${a.node}`,
-      `  workloadName: ${a.name}`,
-      `  workloadType: deployment`,
-      `  canonicalName: ${a.app}`,
-      `  canonicalRevision: ${a.version}`,
-    );
-    const svc = SAMPLE_SERVICES.find((s) => s.app === a.app);
-    if (svc)
-      lines.push('  services:', `    default/${a.app}.default.svc.cluster.local: {${svc.port}: ${a.port}}`);
-  }
-  lines.push('services:');
-  for (const s of SAMPLE_SERVICES) {
-    lines.push(
-      `- name: ${s.app}`,
-      '  namespace: default',
-      `  hostname: ${s.app}.default.svc.cluster.local`,
-      `  vips: [/${prefix}.100.${s.vip}]`,
-      `  ports: {${s.port}: ${s.port}}`,
-    );
-  }
-  lines.push(
-    'policies:',
-    '# Only workloads in the default namespace may reach ratings (an L4 AuthorizationPolicy).',
-    '- name: ratings-from-default',
-    '  namespace: default',
-    '  scope: WorkloadSelector',
-    '  action: Allow',
-    '  rules: [[[{namespaces: [{Exact: default}]}]]]',
-  );
-  // Attach the selector-scoped policy to ratings.
-  const out = lines.join('\n') + '\n';
-  return out.replace(
-    /(- uid: local\/\/Pod\/default\/ratings-v1\n(?:  .*\n)*?  canonicalRevision: v1\n)/,
-    '$1  authorizationPolicies: [default/ratings-from-default]\n',
-  );
-}
-
 /**
- * The same sample mesh as Kubernetes objects, for the controller: the `default` namespace enrolled
+ * The sample mesh as Kubernetes objects, for the controller: the `default` namespace enrolled
  * in ambient mode, a Pod (with its node and IP, as the API server would report them) and a
  * ServiceAccount per workload, a Service per app, and the ratings AuthorizationPolicy.
  */
