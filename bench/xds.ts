@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     const ca = await CertificateAuthority.createSelfSigned('cluster.local');
     await writeFile(join(dir, 'ca-cert.pem'), ca.rootCertPem);
     await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem);
-    await writeFile(join(dir, 'tokens'), 'unused node-0\n');
+    await writeFile(join(dir, 'tokens'), 'bench-token node-0\n');
     const results: CaseResult[] = [];
     for (const [i, c] of CASES.entries()) {
       process.stderr.write(`bench:xds: ${c.workloads} workloads, ${c.subscribers} subscribers…\n`);

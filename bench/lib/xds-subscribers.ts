@@ -35,6 +35,7 @@ const clients = Array.from({ length: count }, (_, i) => {
     target,
     credentials: credentials.createInsecure(),
     node: { id: `bench-agent-${i}` },
+    headers: () => ({ authorization: 'Bearer bench-token' }),
     types: [
       { typeUrl: TypeUrl.Address, decode: decodeAddress },
       { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },

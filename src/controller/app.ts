@@ -24,7 +24,7 @@ import {
   serviceResourceName,
   workloadResourceName,
 } from '../core/xds/workload-proto.ts';
-import { caServiceHandlers } from './ca/ca-service.ts';
+import { caServiceHandlers, type TokenAuthority } from './ca/ca-service.ts';
 import { FileTokenAuthority } from './ca/tokens.ts';
 import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
@@ -84,10 +84,29 @@ export async function startController(
   });
 
   let mesh: MeshConfig = { workloads: [], services: [], policies: [] };
+  const tokens: TokenAuthority = config.tokensPath
+    ? new FileTokenAuthority(config.tokensPath)
+    : new TokenReviewAuthority(
+        { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
+        {
+          agentServiceAccounts: config.agentServiceAccounts,
+          audiences: config.tokenAudiences,
+          nodeOfPod: (ns, name) =>
+            mesh.workloads.find((w) => w.uid === `${config.clusterId}//Pod/${ns}/${name}`)?.node,
+          log: log.child({ scope: 'ca' }),
+        },
+      );
   const ads = new DeltaAdsServer({
     log: log.child({ scope: 'xds' }),
     types: [TypeUrl.Address, TypeUrl.Authorization],
     onNack: (_id, typeUrl) => nacks.inc({ type_url: typeUrl }),
+    // Only node agents (a valid bearer token) may read the mesh.
+    authorize: async (md) => {
+      const auth = md.get('authorization')[0];
+      const token = typeof auth === 'string' ? /^Bearer\s+(.+)$/i.exec(auth)?.[1] : undefined;
+      if (!token) return 'missing "authorization: Bearer <token>"';
+      return (await tokens.nodeOf(token)) === undefined ? 'the bearer token is not valid' : undefined;
+    },
   });
   new Gauge({
     name: 'ambit_xds_subscribers',
@@ -104,18 +123,7 @@ export async function startController(
     caServiceDefinition(),
     caServiceHandlers({
       ca,
-      tokens: config.tokensPath
-        ? new FileTokenAuthority(config.tokensPath)
-        : new TokenReviewAuthority(
-            { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
-            {
-              agentServiceAccounts: config.agentServiceAccounts,
-              audiences: config.tokenAudiences,
-              nodeOfPod: (ns, name) =>
-                mesh.workloads.find((w) => w.uid === `${config.clusterId}//Pod/${ns}/${name}`)?.node,
-              log: log.child({ scope: 'ca' }),
-            },
-          ),
+      tokens,
       mesh: () => mesh,
       log: log.child({ scope: 'ca' }),
       defaultTtlMs: config.defaultCertTtlMs,
@@ -124,69 +132,79 @@ export async function startController(
     }),
   );
   let tlsPort: number | undefined;
-  if (config.grpcTlsAddr) {
-    // The control plane's own identity, with the DNS names agents dial and verify.
-    const serving = await ca.issueServing(
-      { trustDomain: config.trustDomain, namespace: 'istio-system', serviceAccount: 'istiod' },
-      config.servingDnsNames,
-      SERVING_CERT_TTL_MS,
-    );
-    const tls = config.grpcTlsAddr;
-    await new Promise<number>((resolve, reject) =>
-      grpcServer.bindAsync(
-        `${tls.host}:${tls.port}`,
-        ServerCredentials.createSsl(
-          null,
-          [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }],
-          false,
+  let port: number;
+  try {
+    if (config.grpcTlsAddr) {
+      // The control plane's own identity, with the DNS names agents dial and verify.
+      const serving = await ca.issueServing(
+        { trustDomain: config.trustDomain, namespace: 'istio-system', serviceAccount: 'istiod' },
+        config.servingDnsNames,
+        SERVING_CERT_TTL_MS,
+      );
+      const tls = config.grpcTlsAddr;
+      await new Promise<number>((resolve, reject) =>
+        grpcServer.bindAsync(
+          `${tls.host}:${tls.port}`,
+          ServerCredentials.createSsl(
+            null,
+            [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }],
+            false,
+          ),
+          (err, p) =>
+            err
+              ? reject(
+                  new AmbitError(ErrorCode.BindFailed, `cannot bind gRPC TLS ${tls.host}:${tls.port}`, {
+                    cause: err,
+                  }),
+                )
+              : resolve(p),
         ),
+      ).then((p) => (tlsPort = p));
+    }
+    port = await new Promise<number>((resolve, reject) =>
+      grpcServer.bindAsync(
+        `${config.grpcAddr.host}:${config.grpcAddr.port}`,
+        ServerCredentials.createInsecure(),
         (err, p) =>
           err
             ? reject(
-                new AmbitError(ErrorCode.BindFailed, `cannot bind gRPC TLS ${tls.host}:${tls.port}`, {
-                  cause: err,
-                }),
+                new AmbitError(
+                  ErrorCode.BindFailed,
+                  `cannot bind gRPC ${config.grpcAddr.host}:${config.grpcAddr.port}`,
+                  { cause: err },
+                ),
               )
             : resolve(p),
       ),
-    ).then((p) => (tlsPort = p));
+    );
+  } catch (err) {
+    // A port that did bind must not keep the process alive after a failed start.
+    grpcServer.forceShutdown();
+    throw err;
   }
-  const port = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(
-      `${config.grpcAddr.host}:${config.grpcAddr.port}`,
-      ServerCredentials.createInsecure(),
-      (err, p) =>
-        err
-          ? reject(
-              new AmbitError(
-                ErrorCode.BindFailed,
-                `cannot bind gRPC ${config.grpcAddr.host}:${config.grpcAddr.port}`,
-                { cause: err },
-              ),
-            )
-          : resolve(p),
-    ),
-  );
-
   let pushed = false;
   let resolveReady!: () => void;
   const ready = new Promise<void>((r) => (resolveReady = r));
   let timer: NodeJS.Timeout | undefined;
   const publish = (next: MeshConfig) => {
-    mesh = next;
-    ads.set(
-      TypeUrl.Address,
-      new Map([
+    // Everything is encoded before anything is served: a failure leaves the last config in force.
+    let addresses: Map<string, ServedResource>;
+    let policies: Map<string, ServedResource>;
+    try {
+      addresses = new Map([
         ...next.workloads.map((w) => [workloadResourceName(w), served(encodeWorkload(w))] as const),
         ...next.services.map((s) => [serviceResourceName(s), served(encodeService(s))] as const),
-      ]),
-    );
-    ads.set(
-      TypeUrl.Authorization,
-      new Map(
+      ]);
+      policies = new Map(
         next.policies.map((p) => [authorizationResourceName(p), served(encodeAuthorization(p))] as const),
-      ),
-    );
+      );
+    } catch (err) {
+      log.error({ error: describeError(err) }, 'config not pushed: encoding failed; the last config stays');
+      return;
+    }
+    ads.set(TypeUrl.Address, addresses);
+    ads.set(TypeUrl.Authorization, policies);
+    mesh = next;
     pushes.inc();
     pushed = true;
     log.info(

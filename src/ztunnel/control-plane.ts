@@ -65,6 +65,7 @@ export function xdsConfigClient(
   const c = channel(config);
   let addresses: ReadonlyMap<string, unknown> = new Map();
   let policies: ReadonlyMap<string, unknown> = new Map();
+  let scheduled = false;
   return new AdsClient({
     target: config.xdsAddress,
     credentials: c.credentials,
@@ -77,18 +78,26 @@ export function xdsConfigClient(
       { typeUrl: TypeUrl.Address, decode: decodeAddress },
       { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
     ],
-    headers: config.authToken
-      ? { authorization: `Bearer ${readToken(config.authToken)}`, clusterid: config.clusterId }
-      : {},
+    headers: (): Record<string, string> =>
+      config.authToken
+        ? { authorization: `Bearer ${readToken(config.authToken)}`, clusterid: config.clusterId }
+        : {},
     log,
     onResources: (typeUrl, resources) => {
       if (typeUrl === TypeUrl.Address) addresses = resources;
       else policies = resources;
-      const all = [...addresses.values()] as AddressResource[];
-      onConfig({
-        workloads: all.flatMap((a) => (a.kind === 'workload' ? [a.workload] : [])),
-        services: all.flatMap((a) => (a.kind === 'service' ? [a.service] : [])),
-        policies: [...policies.values()] as Authorization[],
+      // Address and Authorization arrive as separate responses; applying each alone would let the
+      // agent act (and close connections) on a half-updated mesh. One config per event-loop turn.
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        const all = [...addresses.values()] as AddressResource[];
+        onConfig({
+          workloads: all.flatMap((a) => (a.kind === 'workload' ? [a.workload] : [])),
+          services: all.flatMap((a) => (a.kind === 'service' ? [a.service] : [])),
+          policies: [...policies.values()] as Authorization[],
+        });
       });
     },
   });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startController, type ControllerBound } from '../../src/controller/app.ts';
@@ -16,6 +16,7 @@ import { GrpcCaProvider } from '../../src/core/identity/ca-client.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { TypeUrl } from '../../src/core/proto/load.ts';
 import { AdsClient } from '../../src/core/xds/ads-client.ts';
+import { adsDefinitions, type DeltaRequest, type DeltaResponse } from '../../src/core/xds/envoy-protos.ts';
 import {
   decodeAddress,
   decodeAuthorization,
@@ -127,6 +128,7 @@ test('agents receive the translated workloads over Delta ADS, and changes to the
     target,
     credentials: credentials.createInsecure(),
     node: { id: 'test-agent' },
+    headers: () => ({ authorization: 'Bearer token-one' }),
     types: [
       { typeUrl: TypeUrl.Address, decode: decodeAddress },
       { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
@@ -204,6 +206,7 @@ test('the controller watches an API server through client-node informers, serves
     target: `127.0.0.1:${kubeController.grpc.port}`,
     credentials: credentials.createInsecure(),
     node: { id: 'kube-agent' },
+    headers: () => ({ authorization: 'Bearer node-1-agent' }),
     types: [{ typeUrl: TypeUrl.Address, decode: decodeAddress }],
     onResources: (_t, m) => {
       addresses.clear();
@@ -246,5 +249,30 @@ test('the controller watches an API server through client-node informers, serves
     client.close();
     await kubeController.close();
     await api.stop();
+  }
+});
+
+test('xDS is only for node agents: a stream without a valid token is refused with UNAUTHENTICATED', async () => {
+  for (const headers of [{}, { authorization: 'Bearer stolen' }] as Record<string, string>[]) {
+    const client = new (adsDefinitions().client)(
+      `127.0.0.1:${controller.grpc.port}`,
+      credentials.createInsecure(),
+    );
+    const md = new Metadata();
+    for (const [k, v] of Object.entries(headers)) md.set(k, v);
+    const call = (
+      client as unknown as {
+        DeltaAggregatedResources(md: Metadata): ClientDuplexStream<DeltaRequest, DeltaResponse>;
+      }
+    ).DeltaAggregatedResources(md);
+    const got: DeltaResponse[] = [];
+    call.on('data', (r: DeltaResponse) => got.push(r));
+    const err = new Promise<{ code: number; details: string }>((r) => call.on('error', r));
+    call.write({ node: { id: 'intruder' }, type_url: TypeUrl.Address });
+    const e = await err;
+    assert.equal(e.code, 16);
+    assert.match(e.details, /bearer token|authorization/);
+    assert.equal(got.length, 0);
+    client.close();
   }
 });

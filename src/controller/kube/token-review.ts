@@ -14,6 +14,10 @@ const NODE_NAME = 'authentication.kubernetes.io/node-name';
 const POD_NAME = 'authentication.kubernetes.io/pod-name';
 /** How long a verdict is reused: a CSR burst at start-up becomes one review per agent. */
 const CACHE_MS = 60_000;
+/** Most tokens remembered; the oldest is dropped first. */
+const MAX_CACHED = 10_000;
+/** A TokenReview that takes longer than this counts as a refusal. */
+const REVIEW_TIMEOUT_MS = 5_000;
 
 export interface TokenReviewOptions {
   /** `namespace/name` of the service accounts node agents run as. */
@@ -28,7 +32,8 @@ export interface TokenReviewOptions {
 export class TokenReviewAuthority implements TokenAuthority {
   private readonly api: AuthenticationV1Api;
   private readonly opts: TokenReviewOptions;
-  private readonly cache = new Map<string, { node: string | undefined; untilMs: number }>();
+  private readonly cache = new Map<string, { node: string; untilMs: number }>();
+  private readonly inflight = new Map<string, Promise<string | undefined>>();
 
   constructor(source: KubeConfigSource, opts: TokenReviewOptions) {
     this.api = loadKubeConfig(source).makeApiClient(AuthenticationV1Api);
@@ -38,28 +43,54 @@ export class TokenReviewAuthority implements TokenAuthority {
   async nodeOf(token: string): Promise<string | undefined> {
     const hit = this.cache.get(token);
     if (hit && hit.untilMs > Date.now()) return hit.node;
-    const node = await this.review(token);
-    if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(token, { node, untilMs: Date.now() + CACHE_MS });
+    // One review per token at a time: a burst of CSRs from an agent starting up shares it.
+    let inflight = this.inflight.get(token);
+    if (!inflight) {
+      inflight = this.review(token).finally(() => this.inflight.delete(token));
+      this.inflight.set(token, inflight);
+    }
+    const node = await inflight;
+    // Only successes are cached: a refusal (or an API server hiccup) is asked again next time.
+    if (node !== undefined) {
+      if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(token, { node, untilMs: Date.now() + CACHE_MS });
+    }
     return node;
   }
 
   private async review(token: string): Promise<string | undefined> {
     let status;
     try {
-      const r = await this.api.createTokenReview({
+      const review = this.api.createTokenReview({
         body: {
           apiVersion: 'authentication.k8s.io/v1',
           kind: 'TokenReview',
           spec: { token, audiences: this.opts.audiences.length ? [...this.opts.audiences] : undefined },
         },
       });
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${REVIEW_TIMEOUT_MS} ms`)),
+          REVIEW_TIMEOUT_MS,
+        );
+      });
+      const r = await Promise.race([review, timeout]).finally(() => clearTimeout(timer));
       status = r.status;
     } catch (err) {
       this.opts.log.warn(
         { error: describeError(err) },
         'TokenReview failed; is the controller allowed to create tokenreviews?',
       );
+      return undefined;
+    }
+    // A client that asks for audiences must check that one came back (authenticators may ignore them).
+    if (
+      status?.authenticated &&
+      this.opts.audiences.length > 0 &&
+      !(status.audiences ?? []).some((a) => this.opts.audiences.includes(a))
+    ) {
+      this.opts.log.info({ audiences: status.audiences ?? [] }, 'token is not for our audience');
       return undefined;
     }
     if (!status?.authenticated || !status.user?.username) {

@@ -28,8 +28,8 @@ export interface AdsClientOptions {
    */
   readonly onResources: (typeUrl: string, resources: ReadonlyMap<string, unknown>) => void;
   readonly log: Logger;
-  /** Call metadata, e.g. `authorization: Bearer <token>`. */
-  readonly headers?: Readonly<Record<string, string>>;
+  /** Call metadata, e.g. `authorization: Bearer <token>`; asked for on every (re)connect, so a rotated token is used. */
+  readonly headers?: () => Readonly<Record<string, string>>;
   /** gRPC channel options, e.g. the TLS name override for a server dialled by address. */
   readonly channelOptions?: Readonly<Record<string, string | number>>;
 }
@@ -37,8 +37,12 @@ export interface AdsClientOptions {
 /** Reconnect delays (reference/ztunnel.md §3.1): 10 ms doubling to 15 s; reset by a good response. */
 export const ADS_BACKOFF = { initialMs: 10, maxMs: 15_000 } as const;
 
-/** The version recorded for a resource whose update we rejected. */
-const REJECTED = '';
+/**
+ * The version claimed for a resource whose update we rejected: it matches nothing the server has, so
+ * after a reconnect the server either sends the resource again or, if it is gone, removes it (an
+ * unclaimed name would never be removed, and a deleted workload would linger).
+ */
+const REJECTED = 'ambit:rejected';
 
 interface Held {
   readonly version: string;
@@ -97,7 +101,7 @@ export class AdsClient {
   private connect(): void {
     if (this.closed) return;
     const md = new Metadata();
-    for (const [k, v] of Object.entries(this.opts.headers ?? {})) md.set(k, v);
+    for (const [k, v] of Object.entries(this.opts.headers?.() ?? {})) md.set(k, v);
     const call = (
       this.client as unknown as {
         DeltaAggregatedResources(md: Metadata): ClientDuplexStream<DeltaRequest, DeltaResponse>;
@@ -127,11 +131,9 @@ export class AdsClient {
         node: { id: this.opts.node.id, metadata: toStruct(this.opts.node.metadata ?? {}) },
         type_url: t.typeUrl,
         resource_names_subscribe: [],
-        // What we hold, so the server resends only what changed. Rejected resources are not held,
-        // so they come again.
-        initial_resource_versions: Object.fromEntries(
-          [...held].filter(([, h]) => h.version !== REJECTED).map(([name, h]) => [name, h.version]),
-        ),
+        // What we hold, so the server resends only what changed (rejected ones claim a version
+        // that never matches).
+        initial_resource_versions: Object.fromEntries([...held].map(([name, h]) => [name, h.version])),
       });
     }
   }
@@ -161,8 +163,8 @@ export class AdsClient {
         held.set(r.name, { version: r.version, value: d.value });
         values.set(r.name, d.value);
       } else {
-        // The last good version stays in force, but is no longer claimed as held: after a
-        // reconnect the server sends the resource again (reference/ztunnel.md §3.1).
+        // The last good version stays in force, but its version is no longer claimed: after a
+        // reconnect the server sends the resource again or removes it (reference/ztunnel.md §3.1).
         const old = held.get(r.name);
         if (old) held.set(r.name, { version: REJECTED, value: old.value });
         rejected.push(

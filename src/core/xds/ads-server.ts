@@ -4,7 +4,12 @@
  * included. ACKs and NACKs are matched by nonce; a NACK is reported with the subscriber's id and
  * error. State-of-the-world ADS is refused with UNIMPLEMENTED.
  */
-import { status, type ServerDuplexStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  status,
+  type Metadata,
+  type ServerDuplexStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { DeltaRequest, DeltaResponse } from './envoy-protos.ts';
@@ -23,6 +28,8 @@ export interface AdsServerOptions {
   readonly onNack?: (subscriber: string, typeUrl: string, message: string) => void;
   /** A subscriber accepted a response. */
   readonly onAck?: (subscriber: string, typeUrl: string, nonce: string) => void;
+  /** Checks a stream's call metadata; resolves to a refusal reason, or undefined to allow it. */
+  readonly authorize?: (metadata: Metadata) => Promise<string | undefined>;
 }
 
 interface TypeState {
@@ -108,23 +115,37 @@ export class DeltaAdsServer {
 
   private serve(call: ServerDuplexStream<DeltaRequest, DeltaResponse>): void {
     let sub: Subscriber | undefined;
+    let ended = false;
     const peer = call.getPeer();
-    call.on('data', (req: DeltaRequest) => {
-      try {
-        sub ??= this.register(call, req.node?.id || peer);
-        this.handle(sub, req);
-      } catch (err) {
-        this.opts.log.warn(
-          { subscriber: sub?.id ?? peer, error: describeError(err) },
-          'xds request rejected',
-        );
-        // grpc-js ends a server stream with a status when the error is emitted on the call.
-        call.emit('error', { code: status.INVALID_ARGUMENT, details: describeError(err) });
-      }
-    });
     const done = () => {
       if (sub) this.subscribers.delete(sub);
     };
+    // grpc-js ends a server stream with a status when the error is emitted on the call; nothing
+    // more is read or written on it after that.
+    const reject = (code: status, details: string) => {
+      if (ended) return;
+      ended = true;
+      done();
+      this.opts.log.warn({ subscriber: sub?.id ?? peer, error: details }, 'xds stream rejected');
+      call.emit('error', { code, details });
+    };
+    // Requests wait for the stream's authorization and are handled in order after it.
+    const authorized = this.opts.authorize ? this.opts.authorize(call.metadata) : Promise.resolve(undefined);
+    call.on('data', (req: DeltaRequest) => {
+      void authorized.then(
+        (refusal) => {
+          if (ended) return;
+          if (refusal !== undefined) return reject(status.UNAUTHENTICATED, refusal);
+          try {
+            sub ??= this.register(call, req.node?.id || peer);
+            this.handle(sub, req);
+          } catch (err) {
+            reject(status.INVALID_ARGUMENT, describeError(err));
+          }
+        },
+        (err: unknown) => reject(status.INTERNAL, describeError(err)),
+      );
+    });
     call.on('end', () => {
       done();
       call.end();
@@ -158,7 +179,8 @@ export class DeltaAdsServer {
     }
     if (req.response_nonce) {
       t.pending.delete(req.response_nonce);
-      if (req.error_detail?.message !== undefined || (req.error_detail?.code ?? 0) !== 0) {
+      // Any error_detail at all is a NACK, even an empty one.
+      if (req.error_detail !== undefined && req.error_detail !== null) {
         const message = req.error_detail?.message ?? '';
         this.opts.log.warn(
           { subscriber: sub.id, typeUrl, nonce: req.response_nonce, error: message },
