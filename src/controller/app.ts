@@ -117,7 +117,12 @@ export async function startController(
     },
   });
 
-  const grpcServer = new Server();
+  // HTTP/2 keepalive finds dead agents (power loss, partition) so their streams and queued pushes go.
+  const grpcServer = new Server({
+    'grpc.keepalive_time_ms': GRPC_KEEPALIVE_MS,
+    'grpc.keepalive_timeout_ms': GRPC_KEEPALIVE_TIMEOUT_MS,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
   grpcServer.addService(adsDefinitions().service, ads.handlers());
   grpcServer.addService(
     caServiceDefinition(),
@@ -319,6 +324,10 @@ export async function startController(
     },
   };
 }
+
+/** Server-side PING to each agent, and how long an answer may take (as istiod). */
+const GRPC_KEEPALIVE_MS = 30_000;
+const GRPC_KEEPALIVE_TIMEOUT_MS = 10_000;
 
 /** How long open gRPC calls may take to end at shutdown. */
 const SHUTDOWN_GRACE_MS = 2000;
