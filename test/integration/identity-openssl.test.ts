@@ -119,6 +119,23 @@ test('CSRs made by openssl: one URI SAN is signed; two, none, a non-SPIFFE URI o
   assert.deepEqual(none, { ok: false, reason: 'csr must carry exactly one URI SAN, found 0' });
   const http = await ca.sign({ csrPem: csrWith('URI:https://example.com/') });
   assert.equal(http.ok, false);
+  const weakRsa = openssl(
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:1024',
+    '-nodes',
+    '-keyout',
+    'w.key',
+    '-subj',
+    '/',
+    '-addext',
+    'subjectAltName=critical,URI:spiffe://cluster.local/ns/a/sa/b',
+  );
+  assert.deepEqual(await ca.sign({ csrPem: weakRsa }), {
+    ok: false,
+    reason: 'csr RSA key of 1024 bits is too short (2048 at least)',
+  });
   const foreign = await ca.sign({ csrPem: csrWith('URI:spiffe://other.example/ns/a/sa/b') });
   assert.deepEqual(foreign, {
     ok: false,

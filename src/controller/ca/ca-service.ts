@@ -10,6 +10,7 @@ import {
   type ServerUnaryCall,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import { describeError } from '../../core/errors.ts';
 import type { CertificateAuthority } from '../../core/identity/ca.ts';
 import { formatSpiffe, parseSpiffe } from '../../core/identity/spiffe.ts';
 import type { Logger } from '../../core/log.ts';
@@ -54,7 +55,12 @@ export function caServiceHandlers(opts: CaServiceOptions): UntypedServiceImpleme
             callback(null, r);
           }
         },
-        (err: unknown) => callback({ code: status.INTERNAL, details: String(err) }),
+        (err: unknown) => {
+          // The reason stays in our log; an unauthenticated caller learns nothing from it.
+          opts.log.error({ peer: call.getPeer(), error: describeError(err) }, 'certificate request failed');
+          opts.onResult?.('invalid');
+          callback({ code: status.INTERNAL, details: 'internal error; see the controller log' });
+        },
       );
     },
   };

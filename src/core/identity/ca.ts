@@ -192,6 +192,10 @@ export class CertificateAuthority {
       return { ok: false, reason: 'csr is not a PEM PKCS#10 certificate request' };
     }
     if (!(await csr.verify())) return { ok: false, reason: 'csr signature does not verify' };
+    const weak = weakKeyReason(
+      csr.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number },
+    );
+    if (weak) return { ok: false, reason: weak };
     const san = csr.extensions.find((e) => e.type === SAN_OID) as
       x509.SubjectAlternativeNameExtension | undefined;
     const uris = san?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
@@ -275,6 +279,25 @@ export class CertificateAuthority {
     });
     return leaf.toString('pem');
   }
+}
+
+/** Keys a workload may be issued for: ECDSA P-256/P-384 (what ztunnel sends) or RSA of 2048 bits or more. */
+function weakKeyReason(alg: {
+  name: string;
+  namedCurve?: string;
+  modulusLength?: number;
+}): string | undefined {
+  if (alg.name === 'ECDSA') {
+    return alg.namedCurve === 'P-256' || alg.namedCurve === 'P-384'
+      ? undefined
+      : `csr key curve ${alg.namedCurve ?? 'unknown'} is not accepted (use P-256)`;
+  }
+  if (alg.name.startsWith('RSA')) {
+    return (alg.modulusLength ?? 0) >= 2048
+      ? undefined
+      : `csr RSA key of ${alg.modulusLength ?? 0} bits is too short (2048 at least)`;
+  }
+  return `csr key type ${alg.name} is not accepted (use ECDSA P-256)`;
 }
 
 function randomSerial(): string {
