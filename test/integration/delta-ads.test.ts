@@ -270,3 +270,47 @@ test('after a full push, updates carry only the changes, for wildcard and named 
     named.close();
   }
 });
+
+test('a wildcard subscriber that also names a resource stays wildcard; dropping * keeps only its names', async () => {
+  ads.set(
+    W,
+    new Map([
+      ['a', res('1', 'A')],
+      ['b', res('1', 'B')],
+    ]),
+  );
+  const s = rawStream();
+  try {
+    s.call.write({ node: { id: 'both' }, type_url: W });
+    const first = await s.next();
+    assert.deepEqual(names(first), ['a@1', 'b@1']);
+    s.call.write({ type_url: W, response_nonce: first.nonce, resource_names_subscribe: ['a'] });
+    // Still wildcard: a change to b arrives.
+    ads.set(
+      W,
+      new Map([
+        ['a', res('1', 'A')],
+        ['b', res('2', 'B2')],
+      ]),
+    );
+    let r = await s.next();
+    while ((r.resources ?? []).length === 0 && (r.removed_resources ?? []).length === 0) r = await s.next();
+    assert.deepEqual(names(r), ['b@2']);
+    // Dropping the wildcard: only a is followed from now on.
+    s.call.write({ type_url: W, response_nonce: r.nonce, resource_names_unsubscribe: ['*'] });
+    // A subscription change with nothing to send gets no response: wait until the server has read it.
+    await waitFor(() => ads.subscriberInfo().some((i) => i.id === 'both' && i.pending[W] === 0), 2000);
+    ads.set(
+      W,
+      new Map([
+        ['a', res('2', 'A2')],
+        ['b', res('3', 'B3')],
+      ]),
+    );
+    r = await s.next();
+    while ((r.resources ?? []).length === 0 && (r.removed_resources ?? []).length === 0) r = await s.next();
+    assert.deepEqual(names(r), ['a@2']);
+  } finally {
+    s.close();
+  }
+});

@@ -33,8 +33,10 @@ export interface AdsServerOptions {
 }
 
 interface TypeState {
-  /** Names the subscriber asked for; undefined means wildcard (everything). */
-  names: Set<string> | undefined;
+  /** Subscribed to everything (a first request with no names, or `*`). */
+  wildcard: boolean;
+  /** Names subscribed explicitly; they stay when wildcard is switched off. */
+  names: Set<string>;
   /** What the subscriber holds, as far as we know: name → version. */
   held: Map<string, string>;
   /** Nonces sent and not yet answered. */
@@ -170,7 +172,8 @@ export class DeltaAdsServer {
     if (!t) {
       // Resources the client already holds (after a reconnect): only what changed is resent.
       t = {
-        names: undefined,
+        wildcard: true,
+        names: new Set(),
         held: new Map(Object.entries(req.initial_resource_versions ?? {})),
         pending: new Set(),
         inStep: false,
@@ -195,15 +198,22 @@ export class DeltaAdsServer {
     const unsubscribe = req.resource_names_unsubscribe ?? [];
     let changed = false;
     if (subscribe.length > 0 || unsubscribe.length > 0) {
-      if (subscribe.includes('*')) t.names = undefined;
-      else if (subscribe.length > 0) {
-        t.names ??= new Set();
-        for (const n of subscribe) t.names.add(n);
+      // A first request that names resources (without `*`) is not a wildcard one; later named
+      // subscriptions add to a wildcard instead of replacing it.
+      if (first && !subscribe.includes('*')) t.wildcard = false;
+      for (const n of subscribe) {
+        if (n === '*') t.wildcard = true;
+        else t.names.add(n);
       }
-      if (unsubscribe.includes('*')) t.names = new Set(subscribe.filter((n) => n !== '*'));
       for (const n of unsubscribe) {
-        t.names?.delete(n);
-        t.held.delete(n);
+        if (n === '*') {
+          // The client drops what it no longer subscribes to; so do we, in our view of it.
+          t.wildcard = false;
+          for (const name of [...t.held.keys()]) if (!t.names.has(name)) t.held.delete(name);
+        } else {
+          t.names.delete(n);
+          t.held.delete(n);
+        }
       }
       changed = true;
       t.inStep = false;
@@ -214,7 +224,7 @@ export class DeltaAdsServer {
   /** Sends what the subscriber lacks or holds in an old version, and what it holds that is gone. */
   private push(sub: Subscriber, typeUrl: string, t: TypeState, always: boolean): void {
     const current = this.resources.get(typeUrl)!;
-    const wanted = (name: string) => t.names === undefined || t.names.has(name);
+    const wanted = (name: string) => t.wildcard || t.names.has(name);
     const resources: DeltaResponse['resources'] = [];
     for (const [name, r] of current) {
       if (!wanted(name) || t.held.get(name) === r.version) continue;
@@ -230,7 +240,7 @@ export class DeltaAdsServer {
       if (!current.has(name)) removed.push(name);
     }
     for (const name of removed) t.held.delete(name);
-    t.inStep = t.names === undefined;
+    t.inStep = t.wildcard;
     this.send(sub, typeUrl, t, resources, removed, always);
   }
 
