@@ -1,9 +1,31 @@
-/** IP addresses as strings ⇄ network-order bytes (pure). */
+/** IP addresses and CIDRs: parsing, and strings ⇄ network-order bytes (pure). */
 import { isIP } from 'node:net';
+
+/**
+ * 4, 6, or 0 for anything that is not an IP address. A zone id (`fe80::1%eth0`) is not accepted:
+ * mesh addresses never carry one.
+ */
+export function ipFamily(s: string): 0 | 4 | 6 {
+  return s.includes('%') ? 0 : (isIP(s) as 0 | 4 | 6);
+}
+
+/** `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`; a bare address is a host route. */
+export function parseCidr(v: string): { address: string; prefixLength: number } | undefined {
+  const slash = v.indexOf('/');
+  const address = slash >= 0 ? v.slice(0, slash) : v;
+  const family = ipFamily(address);
+  if (family === 0) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (slash < 0) return { address, prefixLength: max };
+  const len = v.slice(slash + 1);
+  const prefixLength = /^\d{1,3}$/.test(len) ? Number(len) : NaN;
+  if (!(prefixLength >= 0 && prefixLength <= max)) return undefined;
+  return { address, prefixLength };
+}
 
 /** 4 bytes for IPv4, 16 for IPv6; undefined for anything that is not an IP address. */
 export function ipToBytes(ip: string): Buffer | undefined {
-  const family = isIP(ip);
+  const family = ipFamily(ip);
   if (family === 4) return Buffer.from(ip.split('.').map(Number));
   if (family !== 6) return undefined;
   const v4tail = /:(\d+\.\d+\.\d+\.\d+)$/.exec(ip);

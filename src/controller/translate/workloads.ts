@@ -6,6 +6,7 @@
  * An invalid object is skipped with a problem naming it, the field path and the reason; everything
  * else is kept (DESIGN.md §4). Output is sorted so that equal snapshots give equal configs.
  */
+import { ipFamily, parseCidr } from '../../core/ip.ts';
 import {
   PolicyAction,
   PolicyScope,
@@ -650,30 +651,4 @@ function cidrs(
     else out.push(c);
   });
   return out;
-}
-
-/** `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`; a bare address is a host route. */
-export function parseCidr(v: string): Cidr | undefined {
-  const slash = v.indexOf('/');
-  const address = slash >= 0 ? v.slice(0, slash) : v;
-  const family = ipFamily(address);
-  if (family === 0) return undefined;
-  const max = family === 4 ? 32 : 128;
-  if (slash < 0) return { address, prefixLength: max };
-  const len = v.slice(slash + 1);
-  const prefixLength = /^\d{1,3}$/.test(len) ? Number(len) : NaN;
-  if (!(prefixLength >= 0 && prefixLength <= max)) return undefined;
-  return { address, prefixLength };
-}
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-/**
- * 4, 6 or 0 (not an address). Written here rather than taken from node:net so that the translation
- * imports nothing from Node; IPv6 syntax is checked by the WHATWG URL parser (no zone ids).
- */
-export function ipFamily(s: string): 0 | 4 | 6 {
-  if (IPV4.test(s)) return 4;
-  if (s.includes(':') && /^[0-9A-Fa-f:.]+$/.test(s) && URL.canParse(`http://[${s}]/`)) return 6;
-  return 0;
 }

@@ -2,7 +2,7 @@
  * L4 authorization as ztunnel evaluates it (reference/ztunnel.md §6). Pure: policies and connection
  * facts in, a decision out.
  */
-import { isIP } from 'node:net';
+import { ipToBytes } from '../ip.ts';
 import { formatSpiffe, type Identity } from '../identity/spiffe.ts';
 import { policyKey, type Authorization, type Cidr, type Match, type StringMatch } from '../xds/model.ts';
 
@@ -93,26 +93,9 @@ export function inCidr(ip: string, cidr: Cidr): boolean {
 
 const V4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
+/** The address as a number; an IPv4-mapped IPv6 address is taken as the IPv4 address it carries. */
 function ipToBigInt(ip: string): { value: bigint; bits: number } | undefined {
-  const v4mapped = V4_MAPPED.exec(ip);
-  if (v4mapped) ip = v4mapped[1]!;
-  const family = isIP(ip);
-  if (family === 4) {
-    return { value: ip.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n), bits: 32 };
-  }
-  if (family === 6) {
-    const [head = '', tail] = ip.split('::');
-    const parse = (s: string) =>
-      (s ? s.split(':') : []).flatMap((g) => (g.includes('.') ? v4groups(g) : [g]));
-    const h = parse(head);
-    const t = tail === undefined ? [] : parse(tail);
-    const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-    return { value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n), bits: 128 };
-  }
-  return undefined;
-}
-
-function v4groups(v4: string): string[] {
-  const o = v4.split('.').map(Number);
-  return [((o[0]! << 8) | o[1]!).toString(16), ((o[2]! << 8) | o[3]!).toString(16)];
+  const bytes = ipToBytes(V4_MAPPED.exec(ip)?.[1] ?? ip);
+  if (!bytes) return undefined;
+  return { value: bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n), bits: bytes.length * 8 };
 }

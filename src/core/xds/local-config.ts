@@ -3,6 +3,7 @@
  * camelCase, unknown fields rejected) into the internal model, with every error's path and line.
  */
 import { isIP } from 'node:net';
+import { parseCidr } from '../ip.ts';
 import { isScalar, type Node as YamlNode } from 'yaml';
 import { DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, parseSpiffe } from '../identity/spiffe.ts';
 import type { WorkloadType } from './model.ts';
@@ -298,14 +299,9 @@ function networkAddress(d: YamlDecoder, node: YamlNode, path: string): NetworkAd
 
 function cidr(d: YamlDecoder, node: YamlNode, path: string): Cidr {
   const v = d.string(node, path);
-  const [address = '', len] = v.split('/');
-  const family = isIP(address);
-  const max = family === 6 ? 128 : 32;
-  const prefixLength = len === undefined ? max : /^\d{1,3}$/.test(len) ? Number(len) : NaN;
-  if (!family || !Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > max) {
-    d.error(node, path, `"${v}" is not an IP address or CIDR`);
-  }
-  return { address, prefixLength };
+  const c = parseCidr(v);
+  if (!c) d.error(node, path, `"${v}" is not an IP address or CIDR`);
+  return c ?? { address: v, prefixLength: 0 };
 }
 
 function gateway(d: YamlDecoder, node: YamlNode | undefined, path: string): GatewayAddress | undefined {

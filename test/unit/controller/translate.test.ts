@@ -11,9 +11,8 @@ import type {
   Pod,
   Service as KubeService,
 } from '../../../src/controller/translate/kube-types.ts';
+import { ipFamily, parseCidr } from '../../../src/core/ip.ts';
 import {
-  ipFamily,
-  parseCidr,
   stringMatch,
   translate,
   type TranslateOptions,
