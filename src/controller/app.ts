@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
-import { HttpEndpoint, send } from '../core/http-endpoint.ts';
+import { HttpEndpoint, metricsHandler, send } from '../core/http-endpoint.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry } from '../core/metrics.ts';
@@ -15,7 +15,7 @@ import { caServiceDefinition } from '../core/proto/ca-service.ts';
 import { TypeUrl } from '../core/proto/load.ts';
 import { DeltaAdsServer, type ServedResource } from '../core/xds/ads-server.ts';
 import { adsDefinitions } from '../core/xds/envoy-protos.ts';
-import type { MeshConfig } from '../core/xds/model.ts';
+import { meshConfigJson, type MeshConfig } from '../core/xds/model.ts';
 import {
   authorizationResourceName,
   encodeAuthorization,
@@ -24,7 +24,7 @@ import {
   serviceResourceName,
   workloadResourceName,
 } from '../core/xds/workload-proto.ts';
-import { caServiceHandlers, type TokenAuthority } from './ca/ca-service.ts';
+import { bearerToken, caServiceHandlers, type TokenAuthority } from './ca/ca-service.ts';
 import { FileTokenAuthority } from './ca/tokens.ts';
 import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
@@ -102,8 +102,7 @@ export async function startController(
     onNack: (_id, typeUrl) => nacks.inc({ type_url: typeUrl }),
     // Only node agents (a valid bearer token) may read the mesh.
     authorize: async (md) => {
-      const auth = md.get('authorization')[0];
-      const token = typeof auth === 'string' ? /^Bearer\s+(.+)$/i.exec(auth)?.[1] : undefined;
+      const token = bearerToken(md);
       if (!token) return 'missing "authorization: Bearer <token>"';
       return (await tokens.nodeOf(token)) === undefined ? 'the bearer token is not valid' : undefined;
     },
@@ -261,26 +260,14 @@ export async function startController(
   const admin = await HttpEndpoint.start(
     config.adminAddr,
     {
-      '/metrics': async (_req, _url, res) => send(res, 200, await registry.metrics(), registry.contentType),
+      '/metrics': metricsHandler(registry),
       '/ready': (_req, _url, res) =>
         pushed ? send(res, 200, 'ready\n') : send(res, 503, 'not ready: waiting for the first snapshot\n'),
       '/debug/config_dump': (_req, _url, res) =>
         send(
           res,
           200,
-          JSON.stringify(
-            {
-              workloads: mesh.workloads.map((w) => ({
-                ...w,
-                services: Object.fromEntries([...w.services].map(([k, v]) => [k, Object.fromEntries(v)])),
-              })),
-              services: mesh.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
-              policies: mesh.policies,
-              subscribers: ads.subscriberInfo(),
-            },
-            null,
-            2,
-          ) + '\n',
+          JSON.stringify({ ...meshConfigJson(mesh), subscribers: ads.subscriberInfo() }, null, 2) + '\n',
           'application/json',
         ),
     },

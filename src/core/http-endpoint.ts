@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
 import type { HostPort } from './config/env.ts';
 import { describeError } from './errors.ts';
 import type { Logger } from './log.ts';
@@ -58,4 +59,9 @@ export function send(
 ): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** Prometheus text from a registry. */
+export function metricsHandler(registry: Registry): Handler {
+  return async (_req, _url, res) => send(res, 200, await registry.metrics(), registry.contentType);
 }

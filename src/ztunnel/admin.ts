@@ -3,7 +3,7 @@
  * (15021), as in reference/ztunnel.md §5.
  */
 import type { Registry } from 'prom-client';
-import { send, type Handler } from '../core/http-endpoint.ts';
+import { metricsHandler, send, type Handler } from '../core/http-endpoint.ts';
 import { isLogLevel, type Logger } from '../core/log.ts';
 
 export interface AdminHooks {
@@ -49,8 +49,7 @@ export function adminRoutes(hooks: AdminHooks, log: Logger): Record<string, Hand
 }
 
 export function metricsRoutes(registry: Registry): Record<string, Handler> {
-  const handler: Handler = async (_req, _url, res) =>
-    send(res, 200, await registry.metrics(), registry.contentType);
+  const handler = metricsHandler(registry);
   return { '/metrics': handler, '/stats/prometheus': handler };
 }
 

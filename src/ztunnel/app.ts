@@ -18,7 +18,13 @@ import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { evaluateL4 } from '../core/policy/l4.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
 import { loadLocalConfig, watchLocalConfig } from '../core/xds/file-source.ts';
-import { workloadIdentity, workloadSpiffe, type MeshConfig, type Workload } from '../core/xds/model.ts';
+import {
+  meshConfigJson,
+  workloadIdentity,
+  workloadSpiffe,
+  type MeshConfig,
+  type Workload,
+} from '../core/xds/model.ts';
 import { HttpEndpoint } from '../core/http-endpoint.ts';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
@@ -277,12 +283,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const configDump = () => ({
     version: 'ambit-0.1.0',
     config: redactedConfig(config),
-    workloads: state.config.workloads.map((w) => ({
-      ...w,
-      services: Object.fromEntries([...w.services].map(([k, v]) => [k, Object.fromEntries(v)])),
-    })),
-    services: state.config.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
-    policies: state.config.policies,
+    ...meshConfigJson(state.config),
     certificates: secrets.states().map((s) => ({
       identity: formatSpiffe(s.identity),
       state: s.state,

@@ -6,6 +6,7 @@
  */
 import {
   status,
+  type Metadata,
   type sendUnaryData,
   type ServerUnaryCall,
   type UntypedServiceImplementation,
@@ -37,6 +38,12 @@ export interface CaServiceOptions {
 }
 
 type Refusal = { code: status; details: string; outcome: 'unauthenticated' | 'denied' | 'invalid' };
+
+/** The token of an `authorization: Bearer <token>` header, if there is one. */
+export function bearerToken(md: Metadata): string | undefined {
+  const auth = md.get('authorization')[0];
+  return typeof auth === 'string' ? /^Bearer\s+(.+)$/i.exec(auth)?.[1] : undefined;
+}
 
 export function caServiceHandlers(opts: CaServiceOptions): UntypedServiceImplementation {
   return {
@@ -70,8 +77,7 @@ async function issue(
   opts: CaServiceOptions,
   call: ServerUnaryCall<CertificateRequest, CertificateResponse>,
 ): Promise<CertificateResponse | Refusal> {
-  const auth = call.metadata.get('authorization')[0];
-  const token = typeof auth === 'string' ? /^Bearer\s+(.+)$/i.exec(auth)?.[1] : undefined;
+  const token = bearerToken(call.metadata);
   if (!token)
     return {
       code: status.UNAUTHENTICATED,

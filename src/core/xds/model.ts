@@ -167,3 +167,19 @@ export function workloadSpiffe(w: Workload): string {
   }
   return id;
 }
+
+/** The mesh as plain JSON for admin dumps (port maps become objects). */
+export function meshConfigJson(c: MeshConfig): {
+  workloads: unknown[];
+  services: unknown[];
+  policies: unknown[];
+} {
+  return {
+    workloads: c.workloads.map((w) => ({
+      ...w,
+      services: Object.fromEntries([...w.services].map(([k, v]) => [k, Object.fromEntries(v)])),
+    })),
+    services: c.services.map((s) => ({ ...s, ports: Object.fromEntries(s.ports) })),
+    policies: [...c.policies],
+  };
+}
