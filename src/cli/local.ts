@@ -107,7 +107,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   };
   controller = startControllerProcess();
   // Agents start once the controller serves, so their first xDS dial succeeds.
-  if (!(await waitReady(`http://${controllerIp}:15014/ready`, Date.now() + READY_TIMEOUT_MS))) {
+  if ((await waitReady(`http://${controllerIp}:15014/ready`, Date.now() + READY_TIMEOUT_MS)) !== undefined) {
     process.stderr.write(`ambit local: the controller did not come up; see ${controllerLog}\n`);
     controller.kill('SIGTERM');
     await apps.close();
@@ -174,18 +174,11 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (const a of agents) {
-    for (;;) {
-      const r = await fetch(a.readiness).then(
-        async (res) => ({ ok: res.ok, text: await res.text() }),
-        (e: unknown) => ({ ok: false, text: describeError(e) }),
-      );
-      if (r.ok) break;
-      if (Date.now() > deadline || stopping) {
-        process.stderr.write(`ambit local: ${a.name} not ready: ${r.text.trim()}\n  see ${a.log}\n`);
-        await stop(1);
-        return 1;
-      }
-      await new Promise((res) => setTimeout(res, 100));
+    const notReady = await waitReady(a.readiness, deadline, () => stopping);
+    if (notReady !== undefined) {
+      process.stderr.write(`ambit local: ${a.name} not ready: ${notReady.trim()}\n  see ${a.log}\n`);
+      await stop(1);
+      return 1;
     }
   }
 
@@ -225,17 +218,24 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   return 0;
 }
 
-/** Polls a readiness URL until it answers 200 or the deadline passes. */
-async function waitReady(url: string, deadline: number): Promise<boolean> {
-  while (Date.now() < deadline) {
-    const ok = await fetch(url).then(
-      (r) => r.ok,
-      () => false,
+/**
+ * Polls a readiness URL until it answers 200 (undefined), or the deadline passes or `abandon` says
+ * so (the last answer or error, to show the user).
+ */
+async function waitReady(
+  url: string,
+  deadline: number,
+  abandon: () => boolean = () => false,
+): Promise<string | undefined> {
+  for (;;) {
+    const r = await fetch(url).then(
+      async (res) => ({ ok: res.ok, text: await res.text() }),
+      (e: unknown) => ({ ok: false, text: describeError(e) }),
     );
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 100));
+    if (r.ok) return undefined;
+    if (Date.now() > deadline || abandon()) return r.text;
+    await new Promise((res) => setTimeout(res, 100));
   }
-  return false;
 }
 
 /** SIGTERM, then SIGKILL after a grace period; resolves once the child has exited. */

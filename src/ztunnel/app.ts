@@ -134,9 +134,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   /** The workloads the SOCKS listeners speak for (by uid, or `namespace/name`). */
   const socksWorkloads = () =>
     config.socks5.flatMap((l) => {
-      const w =
-        state.workloadByUid(l.workload) ??
-        state.config.workloads.find((x) => `${x.namespace}/${x.name}` === l.workload);
+      const w = state.workloadByRef(l.workload);
       return w ? [w] : [];
     });
 

@@ -65,6 +65,11 @@ export class MeshState {
     return this.byUid.get(uid);
   }
 
+  /** A workload named by its uid or as `namespace/name` (how a SOCKS listener names its client). */
+  workloadByRef(ref: string): Workload | undefined {
+    return this.byUid.get(ref) ?? this.config.workloads.find((w) => `${w.namespace}/${w.name}` === ref);
+  }
+
   workloadByIp(ip: string, network = ''): Workload | undefined {
     return this.byIp.get(ipKey(network, ip));
   }

@@ -228,12 +228,7 @@ export class DeltaAdsServer {
     const resources: DeltaResponse['resources'] = [];
     for (const [name, r] of current) {
       if (!wanted(name) || t.held.get(name) === r.version) continue;
-      resources.push({
-        name,
-        version: r.version,
-        resource: { type_url: typeUrl, value: asBuffer(r.bytes) },
-      });
-      t.held.set(name, r.version);
+      offer(resources, t, typeUrl, name, r);
     }
     const removed: string[] = [];
     for (const name of t.held.keys()) {
@@ -256,12 +251,7 @@ export class DeltaAdsServer {
     const resources: DeltaResponse['resources'] = [];
     for (const name of changed) {
       const r = current.get(name)!;
-      resources.push({
-        name,
-        version: r.version,
-        resource: { type_url: typeUrl, value: asBuffer(r.bytes) },
-      });
-      t.held.set(name, r.version);
+      offer(resources, t, typeUrl, name, r);
     }
     for (const name of removed) t.held.delete(name);
     this.send(sub, typeUrl, t, resources, [...removed], false);
@@ -286,6 +276,18 @@ export class DeltaAdsServer {
       removed_resources: removed,
     });
   }
+}
+
+/** Adds a resource to a response and records that the subscriber now holds that version. */
+function offer(
+  out: NonNullable<DeltaResponse['resources']>,
+  t: TypeState,
+  typeUrl: string,
+  name: string,
+  r: ServedResource,
+): void {
+  out.push({ name, version: r.version, resource: { type_url: typeUrl, value: asBuffer(r.bytes) } });
+  t.held.set(name, r.version);
 }
 
 /**

@@ -144,10 +144,7 @@ async function connect(
     handedOff: () => void;
   },
 ): Promise<void> {
-  const state = ctx.state();
-  const source =
-    state.workloadByUid(opts.workload) ??
-    state.config.workloads.find((w) => `${w.namespace}/${w.name}` === opts.workload);
+  const source = ctx.state().workloadByRef(opts.workload);
   if (!source) {
     return io.bail(
       `workload ${opts.workload} of this SOCKS listener is not known`,
