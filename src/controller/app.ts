@@ -189,7 +189,6 @@ export async function startController(
   let pushed = false;
   let resolveReady!: () => void;
   const ready = new Promise<void>((r) => (resolveReady = r));
-  let timer: NodeJS.Timeout | undefined;
   const publish = (next: MeshConfig) => {
     // Everything is encoded before anything is served: a failure leaves the last config in force.
     let addresses: Map<string, ServedResource>;
@@ -240,8 +239,8 @@ export async function startController(
       } else if (p.severity === 'warning') log.warn(fields, 'object applied with a change');
       else log.debug(fields, 'object ignored');
     }
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => publish(t.config), config.debounceMs);
+    // Both sources already debounce (debounceMs), so a snapshot is published as it comes.
+    publish(t.config);
   };
   // A directory of YAML (local mode) or the API server through client-node informers.
   let source: { close(): void };
@@ -297,7 +296,6 @@ export async function startController(
     mesh: () => mesh,
     ready,
     close: async () => {
-      if (timer) clearTimeout(timer);
       source.close();
       ads.close();
       // Streams get a moment to end cleanly; then the server stops regardless, so a client that
