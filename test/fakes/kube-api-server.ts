@@ -37,12 +37,21 @@ export const FAKE_RESOURCES = {
   Pod: { group: '', version: 'v1', plural: 'pods', namespaced: true },
   Service: { group: '', version: 'v1', plural: 'services', namespaced: true },
   ServiceAccount: { group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true },
+  EndpointSlice: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', namespaced: true },
+  ServiceEntry: { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', namespaced: true },
   AuthorizationPolicy: {
     group: 'security.istio.io',
     version: 'v1',
     plural: 'authorizationpolicies',
     namespaced: true,
   },
+  PeerAuthentication: {
+    group: 'security.istio.io',
+    version: 'v1',
+    plural: 'peerauthentications',
+    namespaced: true,
+  },
+  Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;
 export type FakeKind = keyof typeof FAKE_RESOURCES;
 const KINDS = Object.keys(FAKE_RESOURCES) as FakeKind[];

@@ -3,7 +3,7 @@
  * and the CA service's authorization (own-node pod allowed, other-node pod refused, bad token refused).
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, type ClientDuplexStream } from '@grpc/grpc-js';
@@ -26,6 +26,7 @@ import { FakeKubeApiServer } from '../fakes/kube-api-server.ts';
 import { waitFor } from '../fakes/mesh.ts';
 
 const fixtures = fileURLToPath(new URL('../fixtures/kube/', import.meta.url));
+const meshKinds = fileURLToPath(new URL('../fixtures/kube/mesh-kinds/mesh-kinds.yaml', import.meta.url));
 let dir: string;
 let controller: ControllerBound;
 let target: string;
@@ -154,6 +155,65 @@ test('agents receive the translated workloads over Delta ADS, and changes to the
     assert.equal(extra.kind === 'workload' && extra.workload.tunnelProtocol, 'HBONE');
   } finally {
     client.close();
+  }
+});
+
+test('ServiceEntries, EndpointSlices and PeerAuthentications in the directory reach the agents, decoded', async () => {
+  let addresses: ReadonlyMap<string, unknown> = new Map();
+  let policies: ReadonlyMap<string, unknown> = new Map();
+  const client = new AdsClient({
+    target,
+    credentials: credentials.createInsecure(),
+    node: { id: 'test-agent-kinds' },
+    headers: () => ({ authorization: 'Bearer token-one' }),
+    types: [
+      { typeUrl: TypeUrl.Address, decode: decodeAddress },
+      { typeUrl: TypeUrl.Authorization, decode: decodeAuthorization },
+    ],
+    onResources: (t, m) => (t === TypeUrl.Address ? (addresses = m) : (policies = m)),
+    log: silentLogger(),
+  });
+  client.start();
+  const file = join(dir, 'kube', 'mesh-kinds.yaml');
+  try {
+    await waitFor(() => client.isSynced(), 3000);
+    await cp(meshKinds, file);
+    const payments = 'Kubernetes/networking.istio.io/ServiceEntry/shop/payments/192.0.2.50';
+    const api = 'Kubernetes/networking.istio.io/ServiceEntry/shop/api/api.example.com';
+    const slice = 'Kubernetes/discovery.k8s.io/EndpointSlice/shop/legacy-x7k2p/192.0.2.40';
+    const converted = 'shop/converted_peer_authentication_cart';
+    await waitFor(
+      () => [payments, api, slice].every((k) => addresses.has(k)) && policies.has(converted),
+      3000,
+      () => `${[...addresses.keys()].join(', ')} | ${[...policies.keys()].join(', ')}`,
+    );
+    const workload = (k: string) => {
+      const a = addresses.get(k) as AddressResource;
+      assert.equal(a.kind, 'workload');
+      return a.kind === 'workload' ? a.workload : undefined;
+    };
+    // What the agent decoded is what the controller translated.
+    const mesh = controller.mesh();
+    for (const k of [payments, api, slice])
+      assert.deepEqual(
+        workload(k),
+        mesh.workloads.find((w) => w.uid === k),
+      );
+    assert.deepEqual([workload(api)!.hostname, workload(api)!.addresses], ['api.example.com', []]);
+    assert.equal(workload(slice)!.healthy, false);
+    const service = addresses.get('shop/payments.example.com') as AddressResource;
+    assert.equal(service.kind === 'service' && service.service.vips[0]!.address, '240.0.0.20');
+    assert.deepEqual(
+      policies.get(converted),
+      mesh.policies.find((p) => `${p.namespace}/${p.name}` === converted),
+    );
+    assert.ok(policies.has('istio-system/istio_converted_static_strict'));
+    // Removing the file removes them from every agent.
+    await unlink(file);
+    await waitFor(() => !addresses.has(payments) && !policies.has(converted), 3000);
+  } finally {
+    client.close();
+    await rm(file, { force: true });
   }
 });
 

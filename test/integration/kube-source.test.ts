@@ -18,13 +18,19 @@ import { watchKube, type KubeProblem, type KubeWatch } from '../../src/controlle
 import type { KubeSnapshot } from '../../src/controller/translate/kube-types.ts';
 import { translate } from '../../src/controller/translate/workloads.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
-import { FakeKubeApiServer, type FakeKind, type RecordedRequest } from '../fakes/kube-api-server.ts';
+import {
+  FAKE_RESOURCES,
+  FakeKubeApiServer,
+  type FakeKind,
+  type RecordedRequest,
+} from '../fakes/kube-api-server.ts';
 import { waitFor } from '../fakes/mesh.ts';
 
 const fixtures = fileURLToPath(new URL('../fixtures/kube/', import.meta.url));
 const TOKEN = 'controller-token';
 const WAIT_MS = 15_000;
-const KINDS: readonly FakeKind[] = ['Namespace', 'Pod', 'Service', 'ServiceAccount', 'AuthorizationPolicy'];
+const KINDS = Object.keys(FAKE_RESOURCES) as readonly FakeKind[];
+const meshKinds = fileURLToPath(new URL('../fixtures/kube/mesh-kinds/', import.meta.url));
 
 let dir: string;
 let fake: FakeKubeApiServer;
@@ -37,15 +43,20 @@ const latest = () => seen.at(-1)!;
 const podNames = () => latest().snapshot.pods.map((p) => `${p.namespace}/${p.name}`);
 
 /** Seeds the fake with the fixture YAML the file-source tests use, `kind: List` expanded. */
-async function seedFromFixtures(server: FakeKubeApiServer): Promise<void> {
-  for (const file of (await readdir(fixtures)).sort()) {
-    for (const doc of parseAllDocuments(await readFile(join(fixtures, file), 'utf8'))) {
+async function seedFromFixtures(server: FakeKubeApiServer, from = fixtures): Promise<void> {
+  const files = (await readdir(from, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+  for (const file of files.sort()) {
+    for (const doc of parseAllDocuments(await readFile(join(from, file), 'utf8'))) {
       const obj = doc.toJS() as Record<string, unknown> | null;
       if (!obj) continue;
       const items = obj.kind === 'List' ? (obj.items as Record<string, unknown>[]) : [obj];
       for (const item of items) server.add(item.kind as FakeKind, item);
     }
   }
+}
+
+function sortedByName<T extends { namespace?: string; name: string }>(xs: readonly T[]): T[] {
+  return [...xs].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
 }
 
 function pod(namespace: string, name: string, ip: string, extra: Record<string, unknown> = {}) {
@@ -111,8 +122,12 @@ test('the initial list gives the snapshot the same objects give from YAML', asyn
       namespaces: sorted(fromFiles.namespaces),
       pods: sorted(fromFiles.pods),
       services: sorted(fromFiles.services),
+      endpointSlices: [],
       serviceAccounts: sorted(fromFiles.serviceAccounts),
+      serviceEntries: [],
       authorizationPolicies: sorted(fromFiles.authorizationPolicies),
+      peerAuthentications: [],
+      gateways: [],
     },
   );
   // One cluster-wide LIST and WATCH per kind, through the real client with the kubeconfig's token.
@@ -171,6 +186,176 @@ test('an added pod, a labelled namespace and a deleted service show up in the ne
   fake.delete('Service', { metadata: { name: 'reviews', namespace: 'default' } });
   await waitFor(() => !latest().snapshot.services.some((s) => s.name === 'reviews'), WAIT_MS);
   assert.equal(latest().snapshot.services.length, before - 1);
+});
+
+test('EndpointSlices, ServiceEntries, PeerAuthentications and Gateways: added, changed and deleted', async () => {
+  const snap = () => latest().snapshot;
+  const cases: {
+    kind: FakeKind;
+    object: Record<string, unknown>;
+    changed: Record<string, unknown>;
+    /** What the snapshot shows of the object, or undefined when it is absent. */
+    read: (s: KubeSnapshot) => unknown;
+    first: unknown;
+    second: unknown;
+  }[] = [
+    {
+      kind: 'EndpointSlice',
+      object: {
+        metadata: { name: 'ext-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'ext' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['10.9.1.1'], conditions: { ready: true } }],
+        ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+      },
+      changed: {
+        metadata: { name: 'ext-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'ext' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['10.9.1.2'], conditions: { ready: false } }],
+        ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
+      },
+      read: (s) =>
+        s.endpointSlices.find((x) => x.name === 'ext-1')?.endpoints.map((e) => [e.addresses, e.ready]),
+      first: [[['10.9.1.1'], true]],
+      second: [[['10.9.1.2'], false]],
+    },
+    {
+      kind: 'ServiceEntry',
+      object: {
+        metadata: { name: 'api', namespace: 'default' },
+        spec: {
+          hosts: ['a.example.com'],
+          ports: [{ number: 443, name: 'tls', protocol: 'TLS' }],
+          resolution: 'DNS',
+        },
+      },
+      changed: {
+        metadata: { name: 'api', namespace: 'default' },
+        spec: {
+          hosts: ['b.example.com'],
+          ports: [{ number: 443, name: 'tls', protocol: 'TLS' }],
+          resolution: 'DNS',
+        },
+      },
+      read: (s) => s.serviceEntries.find((x) => x.name === 'api')?.hosts,
+      first: ['a.example.com'],
+      second: ['b.example.com'],
+    },
+    {
+      kind: 'PeerAuthentication',
+      object: { metadata: { name: 'default', namespace: 'default' }, spec: { mtls: { mode: 'STRICT' } } },
+      changed: {
+        metadata: { name: 'default', namespace: 'default' },
+        spec: { mtls: { mode: 'PERMISSIVE' }, selector: { matchLabels: { app: 'reviews' } } },
+      },
+      read: (s) => {
+        const p = s.peerAuthentications.find((x) => x.name === 'default');
+        return p && [p.mode, p.selector];
+      },
+      first: ['STRICT', undefined],
+      second: ['PERMISSIVE', { app: 'reviews' }],
+    },
+    {
+      kind: 'Gateway',
+      object: {
+        metadata: { name: 'waypoint', namespace: 'default', labels: { 'istio.io/waypoint-for': 'service' } },
+        spec: {
+          gatewayClassName: 'istio-waypoint',
+          listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }],
+        },
+      },
+      changed: {
+        metadata: { name: 'waypoint', namespace: 'default', labels: { 'istio.io/waypoint-for': 'all' } },
+        spec: {
+          gatewayClassName: 'istio-waypoint',
+          listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }],
+        },
+        status: { addresses: [{ type: 'IPAddress', value: '10.96.0.40' }] },
+      },
+      read: (s) => {
+        const g = s.gateways.find((x) => x.name === 'waypoint');
+        return g && [g.labels['istio.io/waypoint-for'], g.statusAddresses.map((a) => a.value)];
+      },
+      first: ['service', []],
+      second: ['all', ['10.96.0.40']],
+    },
+  ];
+  for (const c of cases) {
+    const now = () => JSON.stringify(c.read(snap()));
+    fake.add(c.kind, c.object);
+    await waitFor(
+      () => now() === JSON.stringify(c.first),
+      WAIT_MS,
+      () => `${c.kind} added: ${now()}`,
+    );
+    fake.update(c.kind, c.changed);
+    await waitFor(
+      () => now() === JSON.stringify(c.second),
+      WAIT_MS,
+      () => `${c.kind} changed: ${now()}`,
+    );
+  }
+  // While they exist, the PeerAuthentication (now PERMISSIVE for reviews) still brings the static
+  // policy, and the problems stay empty.
+  assert.deepEqual(latest().problems, []);
+  const { config } = translate(snap(), {
+    clusterId: 'Kubernetes',
+    trustDomain: 'cluster.local',
+    clusterDomain: 'cluster.local',
+    rootNamespace: 'istio-system',
+  });
+  assert.ok(config.policies.some((p) => p.name === 'istio_converted_static_strict'));
+  for (const c of cases) {
+    const metadata = c.object.metadata as { name: string; namespace: string };
+    fake.delete(c.kind, { metadata });
+    await waitFor(
+      () => c.read(snap()) === undefined,
+      WAIT_MS,
+      () => `${c.kind} deleted`,
+    );
+  }
+});
+
+test('the new kinds give the same snapshot from the API server as from the same YAML', async () => {
+  const api = await FakeKubeApiServer.start();
+  await seedFromFixtures(api, meshKinds);
+  const got: KubeSnapshot[] = [];
+  const w = watchKube(
+    { path: await api.writeKubeconfig(join(dir, 'mesh-kinds-kubeconfig')) },
+    {
+      debounceMs: 10,
+      log: silentLogger(),
+      onSnapshot: (s, problems) => (assert.deepEqual(problems, []), got.push(s)),
+    },
+  );
+  try {
+    await within(w.ready, WAIT_MS, 'the first snapshot');
+    const fromFiles = await loadKubeDir(meshKinds);
+    assert.deepEqual(fromFiles.problems, []);
+    // The API server stamps uids and creation times, which the YAML has none of, and lists in
+    // namespace/name order where the files keep theirs.
+    const fromApi = got.at(-1)!;
+    const normal = (s: KubeSnapshot) =>
+      Object.fromEntries(
+        Object.entries({
+          ...s,
+          pods: s.pods.map((p) => ({ ...p, uid: '' })),
+          peerAuthentications: s.peerAuthentications.map((p) => ({ ...p, creationTimestamp: '' })),
+        }).map(([k, list]) => [k, sortedByName(list as readonly { namespace?: string; name: string }[])]),
+      );
+    assert.deepEqual(normal(fromApi), normal(fromFiles.snapshot));
+    assert.equal(fromApi.endpointSlices.length + fromApi.serviceEntries.length + fromApi.gateways.length, 4);
+    assert.ok(fromApi.peerAuthentications.every((p) => p.creationTimestamp !== ''));
+    const options = {
+      clusterId: 'c',
+      trustDomain: 'td',
+      clusterDomain: 'cluster.local',
+      rootNamespace: 'istio-system',
+    };
+    assert.deepEqual(translate(fromApi, options).config, translate(fromFiles.snapshot, options).config);
+  } finally {
+    w.close();
+    await api.close();
+  }
 });
 
 test('after history is compacted, a dropped watch gets 410 Expired and the informer relists', async () => {

@@ -4,8 +4,9 @@
  *
  * Every problem carries its file, line, object and field path. A bad object is skipped and the rest
  * kept, so one typo does not hide a whole directory. Fields we do not read are ignored, as the API
- * server's informers would hand them to us, except inside an AuthorizationPolicy's spec: a misspelt
- * security field (say `notPrincipal`) silently widening a policy is worse than a rejection, and the
+ * server's informers would hand them to us, except inside the spec of Istio's own kinds
+ * (AuthorizationPolicy, PeerAuthentication, ServiceEntry): a misspelt security field (say
+ * `notPrincipal`, or `portLevelMTLS`) silently widening a policy is worse than a rejection, and the
  * API server's strict field validation would refuse it too.
  */
 import { Document, isScalar, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
@@ -17,15 +18,26 @@ import type {
   AuthzRule,
   AuthzSource,
   ContainerPort,
+  EndpointSlice,
+  EndpointSlicePort,
+  Gateway,
+  GatewayAddressEntry,
+  GatewayListener,
   KubeSnapshot,
   Namespace,
   OwnerReference,
+  PeerAuthentication,
   Pod,
   PolicyTargetRef,
+  PortMtls,
   Service,
   ServiceAccount,
+  ServiceEntry,
+  ServiceEntryPort,
   ServicePort,
+  SliceEndpoint,
   StringMap,
+  WorkloadEntry,
 } from '../translate/kube-types.ts';
 
 export interface KubeYamlProblem {
@@ -47,8 +59,12 @@ export type KubeObject =
   | { readonly kind: 'Namespace'; readonly value: Namespace }
   | { readonly kind: 'Pod'; readonly value: Pod }
   | { readonly kind: 'Service'; readonly value: Service }
+  | { readonly kind: 'EndpointSlice'; readonly value: EndpointSlice }
   | { readonly kind: 'ServiceAccount'; readonly value: ServiceAccount }
-  | { readonly kind: 'AuthorizationPolicy'; readonly value: AuthorizationPolicy };
+  | { readonly kind: 'ServiceEntry'; readonly value: ServiceEntry }
+  | { readonly kind: 'AuthorizationPolicy'; readonly value: AuthorizationPolicy }
+  | { readonly kind: 'PeerAuthentication'; readonly value: PeerAuthentication }
+  | { readonly kind: 'Gateway'; readonly value: Gateway };
 
 /** One decoded object and where it came from. */
 export interface DecodedObject {
@@ -70,16 +86,14 @@ export function formatKubeYamlProblem(p: KubeYamlProblem): string {
 
 const DEFAULT_NAMESPACE = 'default';
 const ISTIO_SECURITY = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
-/** Kinds the controller will read later (DESIGN.md §4): ignoring them is worth a clearer note. */
-const LATER_KINDS = [
-  'EndpointSlice',
-  'VirtualService',
-  'DestinationRule',
-  'ServiceEntry',
-  'PeerAuthentication',
-  'Gateway',
-  'HTTPRoute',
+const ISTIO_NETWORKING = [
+  'networking.istio.io/v1',
+  'networking.istio.io/v1beta1',
+  'networking.istio.io/v1alpha3',
 ];
+const GATEWAY_API = ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'];
+/** Kinds the controller will read later (DESIGN.md §4): ignoring them is worth a clearer note. */
+const LATER_KINDS = ['VirtualService', 'DestinationRule', 'HTTPRoute'];
 
 /** Decodes every document of one file. */
 export function decodeKubeYaml(text: string, file: string): DecodeResult {
@@ -234,8 +248,21 @@ function decodeKind(
         return { kind, value: service(d, top, { namespace, name, labels }) };
     }
   }
+  if (apiVersion === 'discovery.k8s.io/v1' && kind === 'EndpointSlice') {
+    return { kind, value: endpointSlice(d, top, { namespace, name, labels }) };
+  }
   if (ISTIO_SECURITY.includes(apiVersion) && kind === 'AuthorizationPolicy') {
     return { kind, value: authorizationPolicy(d, top.get('spec'), { namespace, name, annotations }) };
+  }
+  if (ISTIO_SECURITY.includes(apiVersion) && kind === 'PeerAuthentication') {
+    const creationTimestamp = d.string(meta.get('creationTimestamp'), 'metadata.creationTimestamp');
+    return { kind, value: peerAuthentication(d, top.get('spec'), { namespace, name, creationTimestamp }) };
+  }
+  if (ISTIO_NETWORKING.includes(apiVersion) && kind === 'ServiceEntry') {
+    return { kind, value: serviceEntry(d, top.get('spec'), { namespace, name, labels, annotations }) };
+  }
+  if (GATEWAY_API.includes(apiVersion) && kind === 'Gateway') {
+    return { kind, value: gateway(d, top, { namespace, name, labels, annotations }) };
   }
   return 'unknown';
 }
@@ -366,14 +393,6 @@ function authorizationPolicy(
   base: { namespace: string; name: string; annotations: StringMap },
 ): AuthorizationPolicy {
   const spec = strictFields(d, node, 'spec', SPEC_FIELDS);
-  const selectorNode = spec.get('selector');
-  const selector = isNull(selectorNode)
-    ? undefined
-    : stringMap(
-        d,
-        strictFields(d, selectorNode, 'spec.selector', ['matchLabels']).get('matchLabels'),
-        'spec.selector.matchLabels',
-      );
   const targetRefs = [
     ...(isNull(spec.get('targetRef')) ? [] : [targetRef(d, spec.get('targetRef'), 'spec.targetRef')]),
     ...d
@@ -409,7 +428,7 @@ function authorizationPolicy(
   });
   return {
     ...base,
-    selector,
+    selector: selector(d, spec.get('selector')),
     targetRefs,
     action: d.string(spec.get('action'), 'spec.action'),
     rules,
@@ -440,6 +459,200 @@ function operation(d: YamlDecoder, node: YamlNode, path: string): AuthzOperation
     OPERATION_FIELDS.map((k) => [k, stringList(d, f.get(k), join(path, k))] as const),
   );
   return out as Record<(typeof OPERATION_FIELDS)[number], string[]>;
+}
+
+function endpointSlice(
+  d: YamlDecoder,
+  top: Map<string, YamlNode>,
+  base: { namespace: string; name: string; labels: StringMap },
+): EndpointSlice {
+  // An EndpointSlice has no spec: addressType, endpoints and ports sit at the top level.
+  const endpoints = d.list(top.get('endpoints'), 'endpoints').map((n, i): SliceEndpoint => {
+    const p = join('endpoints', i);
+    const f = fields(d, n, p);
+    const conditions = fields(d, f.get('conditions'), join(p, 'conditions'));
+    const ready = conditions.get('ready');
+    const ref = f.get('targetRef');
+    let targetRef: SliceEndpoint['targetRef'];
+    if (!isNull(ref)) {
+      const rp = join(p, 'targetRef');
+      const r = fields(d, ref, rp);
+      targetRef = {
+        kind: d.string(r.get('kind'), join(rp, 'kind')),
+        namespace: d.string(r.get('namespace'), join(rp, 'namespace')),
+        name: d.string(r.get('name'), join(rp, 'name')),
+        uid: d.string(r.get('uid'), join(rp, 'uid')),
+      };
+    }
+    return {
+      addresses: stringList(d, f.get('addresses'), join(p, 'addresses')),
+      ready: isNull(ready) ? undefined : d.bool(ready, join(join(p, 'conditions'), 'ready'), true),
+      targetRef,
+      nodeName: d.string(f.get('nodeName'), join(p, 'nodeName')),
+    };
+  });
+  const ports = d.list(top.get('ports'), 'ports').map((n, i): EndpointSlicePort => {
+    const p = join('ports', i);
+    const f = fields(d, n, p);
+    return {
+      name: d.string(f.get('name'), join(p, 'name')),
+      port: optionalInteger(d, f.get('port'), join(p, 'port')),
+      protocol: d.string(f.get('protocol'), join(p, 'protocol'), 'TCP'),
+      appProtocol: d.string(f.get('appProtocol'), join(p, 'appProtocol')),
+    };
+  });
+  return { ...base, addressType: d.string(top.get('addressType'), 'addressType'), endpoints, ports };
+}
+
+const PEER_AUTHENTICATION_FIELDS = ['selector', 'mtls', 'portLevelMtls'];
+
+function peerAuthentication(
+  d: YamlDecoder,
+  node: YamlNode | undefined,
+  base: { namespace: string; name: string; creationTimestamp: string },
+): PeerAuthentication {
+  const spec = strictFields(d, node, 'spec', PEER_AUTHENTICATION_FIELDS);
+  const mode = (n: YamlNode | undefined, path: string) =>
+    d.string(strictFields(d, n, path, ['mode']).get('mode'), join(path, 'mode'));
+  const sel = selector(d, spec.get('selector'));
+  const topMode = mode(spec.get('mtls'), 'spec.mtls');
+  const portLevelMtls: PortMtls[] = [];
+  for (const [key, value, keyNode] of d.entries(spec.get('portLevelMtls'), 'spec.portLevelMtls')) {
+    const path = join('spec.portLevelMtls', key);
+    // Map keys are port numbers: YAML reads `8080:` as a number, JSON carries `"8080"`.
+    if (!/^\d{1,10}$/.test(key)) {
+      d.error(keyNode, path, 'the key must be a port number');
+      continue;
+    }
+    portLevelMtls.push({ port: Number(key), mode: mode(value, path) });
+  }
+  return { ...base, selector: sel, mode: topMode, portLevelMtls };
+}
+
+const SERVICE_ENTRY_FIELDS = [
+  'hosts',
+  'addresses',
+  'ports',
+  'location',
+  'resolution',
+  'endpoints',
+  'workloadSelector',
+  'exportTo',
+  'subjectAltNames',
+];
+const SERVICE_ENTRY_PORT_FIELDS = ['number', 'protocol', 'name', 'targetPort'];
+const WORKLOAD_ENTRY_FIELDS = [
+  'address',
+  'ports',
+  'labels',
+  'network',
+  'locality',
+  'weight',
+  'serviceAccount',
+];
+const UINT32_MAX = 2 ** 32 - 1;
+
+function serviceEntry(
+  d: YamlDecoder,
+  node: YamlNode | undefined,
+  base: { namespace: string; name: string; labels: StringMap; annotations: StringMap },
+): ServiceEntry {
+  const spec = strictFields(d, node, 'spec', SERVICE_ENTRY_FIELDS);
+  const ports = d.list(spec.get('ports'), 'spec.ports').map((n, i): ServiceEntryPort => {
+    const p = join('spec.ports', i);
+    const f = strictFields(d, n, p, SERVICE_ENTRY_PORT_FIELDS);
+    return {
+      number: integer(d, f.get('number'), join(p, 'number'), n),
+      protocol: d.string(f.get('protocol'), join(p, 'protocol')),
+      name: d.string(f.get('name'), join(p, 'name')),
+      targetPort: optionalInteger(d, f.get('targetPort'), join(p, 'targetPort')),
+    };
+  });
+  const endpoints = d.list(spec.get('endpoints'), 'spec.endpoints').map((n, i): WorkloadEntry => {
+    const p = join('spec.endpoints', i);
+    const f = strictFields(d, n, p, WORKLOAD_ENTRY_FIELDS);
+    const portsPath = join(p, 'ports');
+    const weight = f.get('weight');
+    return {
+      address: d.string(f.get('address'), join(p, 'address')),
+      ports: Object.fromEntries(
+        d
+          .entries(f.get('ports'), portsPath)
+          .map(([k, v]) => [k, d.integer(v, join(portsPath, k), 0, UINT32_MAX, 0)] as const),
+      ),
+      labels: stringMap(d, f.get('labels'), join(p, 'labels')),
+      network: d.string(f.get('network'), join(p, 'network')),
+      locality: d.string(f.get('locality'), join(p, 'locality')),
+      weight: isNull(weight) ? undefined : d.integer(weight, join(p, 'weight'), 0, UINT32_MAX, 0),
+      serviceAccount: d.string(f.get('serviceAccount'), join(p, 'serviceAccount')),
+    };
+  });
+  const ws = spec.get('workloadSelector');
+  // exportTo is not used in ambient (istio-api.md §3.6); its shape is still checked.
+  stringList(d, spec.get('exportTo'), 'spec.exportTo');
+  return {
+    ...base,
+    hosts: stringList(d, spec.get('hosts'), 'spec.hosts'),
+    addresses: stringList(d, spec.get('addresses'), 'spec.addresses'),
+    ports,
+    location: d.string(spec.get('location'), 'spec.location'),
+    resolution: d.string(spec.get('resolution'), 'spec.resolution'),
+    endpoints,
+    workloadSelector: isNull(ws)
+      ? undefined
+      : stringMap(
+          d,
+          strictFields(d, ws, 'spec.workloadSelector', ['labels']).get('labels'),
+          'spec.workloadSelector.labels',
+        ),
+    subjectAltNames: stringList(d, spec.get('subjectAltNames'), 'spec.subjectAltNames'),
+  };
+}
+
+function gateway(
+  d: YamlDecoder,
+  top: Map<string, YamlNode>,
+  base: { namespace: string; name: string; labels: StringMap; annotations: StringMap },
+): Gateway {
+  const spec = fields(d, top.get('spec'), 'spec');
+  const status = fields(d, top.get('status'), 'status');
+  const gatewayClassName = d.string(spec.get('gatewayClassName'), 'spec.gatewayClassName');
+  const listeners = d.list(spec.get('listeners'), 'spec.listeners').map((n, i): GatewayListener => {
+    const p = join('spec.listeners', i);
+    const f = fields(d, n, p);
+    return {
+      name: d.string(f.get('name'), join(p, 'name')),
+      hostname: d.string(f.get('hostname'), join(p, 'hostname')),
+      port: optionalInteger(d, f.get('port'), join(p, 'port')) ?? 0,
+      protocol: d.string(f.get('protocol'), join(p, 'protocol')),
+    };
+  });
+  const addresses = (node: YamlNode | undefined, path: string) =>
+    d.list(node, path).map((n, i): GatewayAddressEntry => {
+      const p = join(path, i);
+      const f = fields(d, n, p);
+      return {
+        type: d.string(f.get('type'), join(p, 'type')),
+        value: d.string(f.get('value'), join(p, 'value')),
+      };
+    });
+  return {
+    ...base,
+    gatewayClassName,
+    listeners,
+    addresses: addresses(spec.get('addresses'), 'spec.addresses'),
+    statusAddresses: addresses(status.get('addresses'), 'status.addresses'),
+  };
+}
+
+/** `spec.selector.matchLabels` of an Istio policy; undefined when there is no selector. */
+function selector(d: YamlDecoder, node: YamlNode | undefined): StringMap | undefined {
+  if (isNull(node)) return undefined;
+  return stringMap(
+    d,
+    strictFields(d, node, 'spec.selector', ['matchLabels']).get('matchLabels'),
+    'spec.selector.matchLabels',
+  );
 }
 
 // ---- small readers on top of YamlDecoder ----
@@ -486,6 +699,12 @@ function integer(d: YamlDecoder, node: YamlNode | undefined, path: string, paren
   return d.integer(node, path, -(2 ** 31), 2 ** 31 - 1, 0);
 }
 
+/** An optional integer; its range is the translation's business. */
+function optionalInteger(d: YamlDecoder, node: YamlNode | undefined, path: string): number | undefined {
+  if (isNull(node)) return undefined;
+  return d.integer(node, path, -(2 ** 31), UINT32_MAX, 0);
+}
+
 /** Kubernetes IntOrString; a string of digits is taken as the number it spells. */
 function intOrString(d: YamlDecoder, node: YamlNode | undefined, path: string): number | string | undefined {
   if (isNull(node)) return undefined;
@@ -512,8 +731,12 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     namespaces: [] as Namespace[],
     pods: [] as Pod[],
     services: [] as Service[],
+    endpointSlices: [] as EndpointSlice[],
     serviceAccounts: [] as ServiceAccount[],
+    serviceEntries: [] as ServiceEntry[],
     authorizationPolicies: [] as AuthorizationPolicy[],
+    peerAuthentications: [] as PeerAuthentication[],
+    gateways: [] as Gateway[],
   };
   for (const o of objects) {
     const { kind } = o.object;
@@ -548,8 +771,20 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
       case 'ServiceAccount':
         out.serviceAccounts.push(o.object.value);
         break;
+      case 'EndpointSlice':
+        out.endpointSlices.push(o.object.value);
+        break;
+      case 'ServiceEntry':
+        out.serviceEntries.push(o.object.value);
+        break;
       case 'AuthorizationPolicy':
         out.authorizationPolicies.push(o.object.value);
+        break;
+      case 'PeerAuthentication':
+        out.peerAuthentications.push(o.object.value);
+        break;
+      case 'Gateway':
+        out.gateways.push(o.object.value);
         break;
     }
   }

@@ -70,9 +70,30 @@ const RESOURCES = [
   { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services' },
   { kind: 'ServiceAccount', apiVersion: 'v1', path: '/api/v1/serviceaccounts' },
   {
+    kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    path: '/apis/discovery.k8s.io/v1/endpointslices',
+  },
+  {
+    kind: 'ServiceEntry',
+    apiVersion: 'networking.istio.io/v1',
+    path: '/apis/networking.istio.io/v1/serviceentries',
+  },
+  {
     kind: 'AuthorizationPolicy',
     apiVersion: 'security.istio.io/v1',
     path: '/apis/security.istio.io/v1/authorizationpolicies',
+  },
+  {
+    kind: 'PeerAuthentication',
+    apiVersion: 'security.istio.io/v1',
+    path: '/apis/security.istio.io/v1/peerauthentications',
+  },
+  {
+    // Without the Gateway API CRDs this is 404, read as empty (see listRaw).
+    kind: 'Gateway',
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    path: '/apis/gateway.networking.k8s.io/v1/gateways',
   },
 ] as const;
 type Resource = (typeof RESOURCES)[number];

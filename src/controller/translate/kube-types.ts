@@ -147,21 +147,175 @@ export interface AuthorizationPolicy {
   readonly rules: readonly AuthzRule[];
 }
 
+/** `discovery.k8s.io/v1` EndpointPort. */
+export interface EndpointSlicePort {
+  /** The Service port's name this port serves; empty for a Service's single unnamed port. */
+  readonly name: string;
+  /** The endpoints' (target) port; undefined when unset, which Kubernetes reads as "all ports". */
+  readonly port: number | undefined;
+  /** `TCP` (the default), `UDP` or `SCTP`. */
+  readonly protocol: string;
+  /** Empty when not set. */
+  readonly appProtocol: string;
+}
+
+/** The object an endpoint stands for (usually a Pod). */
+export interface EndpointTargetRef {
+  readonly kind: string;
+  /** Empty means the slice's namespace. */
+  readonly namespace: string;
+  readonly name: string;
+  /** Empty when not set. */
+  readonly uid: string;
+}
+
+export interface SliceEndpoint {
+  /** IP addresses (or names, with addressType FQDN); Kubernetes sets one per endpoint. */
+  readonly addresses: readonly string[];
+  /** conditions.ready; undefined (unknown) counts as ready, as Kubernetes documents. */
+  readonly ready: boolean | undefined;
+  readonly targetRef: EndpointTargetRef | undefined;
+  /** Empty when not set. */
+  readonly nodeName: string;
+}
+
+/** `discovery.k8s.io/v1` EndpointSlice. Its Service is named by the label `kubernetes.io/service-name`. */
+export interface EndpointSlice {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: StringMap;
+  /** `IPv4`, `IPv6` or `FQDN`; empty when not set (hand-written YAML). */
+  readonly addressType: string;
+  readonly endpoints: readonly SliceEndpoint[];
+  readonly ports: readonly EndpointSlicePort[];
+}
+
+/** `networking.istio.io/v1` ServicePort. */
+export interface ServiceEntryPort {
+  readonly number: number;
+  /** As written (`HTTP`, `TCP`, …); empty when not set. */
+  readonly protocol: string;
+  readonly name: string;
+  /** undefined (or 0) means the same as `number`. */
+  readonly targetPort: number | undefined;
+}
+
+/** `networking.istio.io/v1` WorkloadEntry, as a ServiceEntry's inline `endpoints` entry. */
+export interface WorkloadEntry {
+  /** An IP address, or a host name with DNS resolution. */
+  readonly address: string;
+  /** ServiceEntry port name → the port this endpoint serves it on. Look names up with `Object.hasOwn`. */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly labels: StringMap;
+  /** Empty when not set. */
+  readonly network: string;
+  /** Empty when not set. */
+  readonly locality: string;
+  /** undefined when not set. */
+  readonly weight: number | undefined;
+  /** Empty when not set. */
+  readonly serviceAccount: string;
+}
+
+/** `networking.istio.io/v1` (also v1beta1, v1alpha3) ServiceEntry. Enum fields are as written. */
+export interface ServiceEntry {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: StringMap;
+  readonly annotations: StringMap;
+  readonly hosts: readonly string[];
+  /** VIPs: IP addresses or CIDRs. */
+  readonly addresses: readonly string[];
+  readonly ports: readonly ServiceEntryPort[];
+  /** `MESH_EXTERNAL` (the default, when empty) or `MESH_INTERNAL`. */
+  readonly location: string;
+  /** `NONE` (the default, when empty), `STATIC`, `DNS`, `DNS_ROUND_ROBIN` or `DYNAMIC_DNS`. */
+  readonly resolution: string;
+  readonly endpoints: readonly WorkloadEntry[];
+  /** spec.workloadSelector.labels; undefined when the entry has no workloadSelector. */
+  readonly workloadSelector: StringMap | undefined;
+  readonly subjectAltNames: readonly string[];
+}
+
+export interface PortMtls {
+  readonly port: number;
+  /** As written; empty means UNSET. */
+  readonly mode: string;
+}
+
+/** `security.istio.io/v1` (also v1beta1) PeerAuthentication. */
+export interface PeerAuthentication {
+  readonly namespace: string;
+  readonly name: string;
+  /**
+   * metadata.creationTimestamp (RFC 3339, so it sorts as text); empty in YAML that does not set it.
+   * When several policies compete, the oldest wins, as in istiod.
+   */
+  readonly creationTimestamp: string;
+  /** spec.selector.matchLabels; undefined when the policy has no selector (an empty one is `{}`). */
+  readonly selector: StringMap | undefined;
+  /** spec.mtls.mode as written; empty means UNSET (inherit). */
+  readonly mode: string;
+  /** spec.portLevelMtls, in the order written. */
+  readonly portLevelMtls: readonly PortMtls[];
+}
+
+export interface GatewayListener {
+  readonly name: string;
+  /** Empty when not set. */
+  readonly hostname: string;
+  /** 0 when missing (reported by validation). */
+  readonly port: number;
+  readonly protocol: string;
+}
+
+/** A Gateway address, requested (spec.addresses) or assigned (status.addresses). */
+export interface GatewayAddressEntry {
+  /** `IPAddress` (the default, when empty), `Hostname`, or a domain-prefixed custom type. */
+  readonly type: string;
+  readonly value: string;
+}
+
+/**
+ * `gateway.networking.k8s.io/v1` Gateway: the fields waypoints need (DESIGN.md §4; istio-api.md
+ * §3.2). Class `istio-waypoint` (or its alias `ambit-waypoint`) makes it a waypoint.
+ */
+export interface Gateway {
+  readonly namespace: string;
+  readonly name: string;
+  /** Including `istio.io/waypoint-for`. */
+  readonly labels: StringMap;
+  readonly annotations: StringMap;
+  readonly gatewayClassName: string;
+  readonly listeners: readonly GatewayListener[];
+  readonly addresses: readonly GatewayAddressEntry[];
+  /** Where the gateway is reachable, as its controller reported it. */
+  readonly statusAddresses: readonly GatewayAddressEntry[];
+}
+
 /** Everything the controller read, from one source, at one moment. */
 export interface KubeSnapshot {
   readonly namespaces: readonly Namespace[];
   readonly pods: readonly Pod[];
   readonly services: readonly Service[];
+  readonly endpointSlices: readonly EndpointSlice[];
   readonly serviceAccounts: readonly ServiceAccount[];
+  readonly serviceEntries: readonly ServiceEntry[];
   readonly authorizationPolicies: readonly AuthorizationPolicy[];
+  readonly peerAuthentications: readonly PeerAuthentication[];
+  readonly gateways: readonly Gateway[];
 }
 
 export const EMPTY_SNAPSHOT: KubeSnapshot = {
   namespaces: [],
   pods: [],
   services: [],
+  endpointSlices: [],
   serviceAccounts: [],
+  serviceEntries: [],
   authorizationPolicies: [],
+  peerAuthentications: [],
+  gateways: [],
 };
 
 /** The value of `key` in a label or annotation map, ignoring inherited properties. */

@@ -3,6 +3,10 @@
  * as istiod's ambient index builds it (pilot/pkg/serviceregistry/kube/controller/ambient). Pure: a
  * snapshot in, a MeshConfig and problems out; no I/O, no clock.
  *
+ * Pods, Services and AuthorizationPolicies are translated here; EndpointSlices, ServiceEntries,
+ * PeerAuthentications and Gateways in their own files, joined here (pods gain the services of the
+ * ServiceEntries and slices that pick them; every workload lists its PeerAuthentication keys).
+ *
  * An invalid object is skipped with a problem naming it, the field path and the reason; everything
  * else is kept (DESIGN.md §4). Output is sorted so that equal snapshots give equal configs.
  */
@@ -10,6 +14,7 @@ import { ipFamily, parseCidr } from '../../core/ip.ts';
 import {
   PolicyAction,
   PolicyScope,
+  serviceKey,
   TunnelProtocol,
   EMPTY_MATCH,
   WorkloadType,
@@ -26,6 +31,19 @@ import {
   type Workload,
 } from '../../core/xds/model.ts';
 import {
+  canonicalService,
+  compare,
+  isTcp,
+  push,
+  serviceHostname,
+  sortedPorts,
+  validPort,
+  type TranslateOptions,
+  type TranslateProblem,
+} from './common.ts';
+import { translateEndpointSlices, type PodIndex } from './endpoint-slices.ts';
+import { validateGateways } from './gateways.ts';
+import {
   lookup,
   selects,
   type AuthorizationPolicy,
@@ -36,29 +54,16 @@ import {
   type Namespace,
   type Pod,
   type Service as KubeService,
+  type StringMap,
 } from './kube-types.ts';
+import { translatePeerAuthentications } from './peer-authentication.ts';
+import {
+  serviceEntryWorkloads,
+  translateServiceEntry,
+  type TranslatedServiceEntry,
+} from './service-entries.ts';
 
-export interface TranslateOptions {
-  /** Prefix of workload uids (`<clusterId>//Pod/<ns>/<name>`) and each workload's cluster_id. */
-  readonly clusterId: string;
-  /** Trust domain of every workload identity, e.g. `cluster.local`. */
-  readonly trustDomain: string;
-  /** DNS suffix of Service hostnames, e.g. `cluster.local`. */
-  readonly clusterDomain: string;
-  /** Where a policy without a selector applies mesh-wide, e.g. `istio-system`. */
-  readonly rootNamespace: string;
-}
-
-export interface TranslateProblem {
-  /** `error`: the object (or one of its parts, e.g. a port) was skipped; `warning`: it was applied with a change the user must know about. */
-  readonly severity: 'error' | 'warning';
-  readonly kind: 'Pod' | 'Service' | 'AuthorizationPolicy';
-  readonly namespace: string;
-  readonly name: string;
-  /** Field path within the object, e.g. `spec.rules[0].from[0].source.ipBlocks[1]`. */
-  readonly path: string;
-  readonly message: string;
-}
+export type { ProblemKind, TranslateOptions, TranslateProblem } from './common.ts';
 
 export interface TranslateResult {
   readonly config: MeshConfig;
@@ -80,38 +85,90 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
     policies.push(a);
     if (p.selector !== undefined) push(selectorPolicies, p.namespace, p);
   }
+  const peer = translatePeerAuthentications(snapshot.peerAuthentications, options, problems);
+  policies.push(...peer.policies);
+  const rootPolicies = selectorPolicies.get(options.rootNamespace) ?? [];
+  /**
+   * What a workload with these labels lists in `authorization_policies`: the selector policies of its
+   * namespace and (as istiod attaches them) of the root namespace, then its PeerAuthentication keys.
+   */
+  const policyKeys = (namespace: string, labels: StringMap): string[] => {
+    const candidates =
+      namespace === options.rootNamespace
+        ? rootPolicies
+        : [...(selectorPolicies.get(namespace) ?? []), ...rootPolicies];
+    return [
+      ...candidates
+        .filter((p) => selects(p.selector ?? {}, labels))
+        .map((p) => `${p.namespace}/${p.name}`)
+        .sort(compare),
+      ...peer.keysFor(namespace, labels),
+    ];
+  };
+
   const services: Service[] = [];
   // Services that translated, by namespace and by one of their selector's labels: a pod can only be
   // selected by a service whose every selector label it carries, so its own labels find the
   // candidates (10k pods × 1k services no longer means 10M selector checks).
   const selecting = new Map<string, Map<string, KubeService[]>>();
+  // Services without a selector, whose endpoints come from EndpointSlices.
+  const selectorless = new Map<string, KubeService>();
+  const taken = new Set<string>();
   for (const s of snapshot.services) {
     const svc = service(s, options, problems);
     if (svc === undefined) continue;
     services.push(svc);
+    taken.add(serviceKey(svc));
     const first = Object.entries(s.selector)[0];
-    if (first === undefined) continue;
+    if (first === undefined) {
+      selectorless.set(`${s.namespace}/${s.name}`, s);
+      continue;
+    }
     let byLabel = selecting.get(s.namespace);
     if (!byLabel) selecting.set(s.namespace, (byLabel = new Map<string, KubeService[]>()));
     push(byLabel, labelKey(first[0], first[1]), s);
   }
+  const entries: TranslatedServiceEntry[] = [];
+  // Entries with a workloadSelector, by namespace: they add their services to the pods they select.
+  const entriesSelecting = new Map<string, TranslatedServiceEntry[]>();
+  for (const se of snapshot.serviceEntries) {
+    const t = translateServiceEntry(se, options, problems, taken);
+    if (t === undefined) continue;
+    services.push(...t.services);
+    entries.push(t);
+    if (t.selector !== undefined) push(entriesSelecting, se.namespace, t);
+  }
+  const slices = translateEndpointSlices(
+    snapshot.endpointSlices,
+    selectorless,
+    indexPods(snapshot.pods),
+    options,
+    problems,
+  );
+
   const namespaces = new Map(snapshot.namespaces.map((n) => [n.name, n]));
-  const rootPolicies = selectorPolicies.get(options.rootNamespace) ?? [];
   const workloads: Workload[] = [];
   for (const pod of snapshot.pods) {
-    const podPolicies =
-      pod.namespace === options.rootNamespace
-        ? rootPolicies
-        : [...(selectorPolicies.get(pod.namespace) ?? []), ...rootPolicies];
+    const extra = new Map<string, PortMap>();
+    for (const t of entriesSelecting.get(pod.namespace) ?? []) {
+      if (selects(t.selector ?? {}, pod.labels)) for (const [k, v] of t.podServices) extra.set(k, v);
+    }
+    for (const [k, v] of slices.podServices.get(`${pod.namespace}/${pod.name}`) ?? []) extra.set(k, v);
     const w = workload(pod, {
       namespace: namespaces.get(pod.namespace),
       services: candidateServices(selecting.get(pod.namespace), pod),
-      policies: podPolicies,
+      extraServices: extra,
+      policies: policyKeys(pod.namespace, pod.labels),
       options,
       problems,
     });
     if (w !== undefined) workloads.push(w);
   }
+  workloads.push(...slices.workloads);
+  for (const t of entries) {
+    workloads.push(...serviceEntryWorkloads(t, options, policyKeys(t.entry.namespace, t.entry.labels)));
+  }
+  validateGateways(snapshot.gateways, problems);
   workloads.sort((a, b) => compare(a.uid, b.uid));
   services.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.hostname, b.hostname));
   policies.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));
@@ -133,18 +190,17 @@ function candidateServices(byLabel: Map<string, KubeService[]> | undefined, pod:
   return out;
 }
 
-function push<T>(m: Map<string, T[]>, key: string, value: T): void {
-  const list = m.get(key);
-  if (list) list.push(value);
-  else m.set(key, [value]);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function serviceHostname(s: { name: string; namespace: string }, options: TranslateOptions): string {
-  return `${s.name}.${s.namespace}.svc.${options.clusterDomain}`;
+/** Pods that become workloads (what workload() accepts), for EndpointSlice endpoints to find. */
+function indexPods(pods: readonly Pod[]): PodIndex {
+  const byIp = new Map<string, Pod>();
+  const byName = new Map<string, Pod>();
+  for (const pod of pods) {
+    if (pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
+    if (pod.podIPs.length === 0 || pod.podIPs.some((ip) => ipFamily(ip) === 0)) continue;
+    byName.set(`${pod.namespace}/${pod.name}`, pod);
+    for (const ip of pod.podIPs) if (!byIp.has(ip)) byIp.set(ip, pod);
+  }
+  return { byIp, byName };
 }
 
 // ---- Pods → Workloads ----
@@ -153,8 +209,13 @@ interface PodContext {
   readonly namespace: Namespace | undefined;
   /** Valid Services with a selector in the pod's namespace that may select it. */
   readonly services: readonly KubeService[];
-  /** Valid selector-scoped policies in the pod's namespace and the root namespace. */
-  readonly policies: readonly AuthorizationPolicy[];
+  /**
+   * Services the pod is an endpoint of otherwise (a ServiceEntry's workloadSelector, an
+   * EndpointSlice of a Service without a selector), by service key; a selecting Service wins.
+   */
+  readonly extraServices: ReadonlyMap<string, PortMap>;
+  /** Its `authorization_policies` keys. */
+  readonly policies: readonly string[];
   readonly options: TranslateOptions;
   readonly problems: TranslateProblem[];
 }
@@ -190,6 +251,7 @@ function workload(pod: Pod, ctx: PodContext): Workload | undefined {
     const ports = endpointPorts(pod, svc, report);
     if (ports !== undefined) servicePorts.set(`${svc.namespace}/${serviceHostname(svc, options)}`, ports);
   }
+  for (const [k, v] of ctx.extraServices) if (!servicePorts.has(k)) servicePorts.set(k, v);
   return {
     uid: `${options.clusterId}//Pod/${pod.namespace}/${pod.name}`,
     name: pod.name,
@@ -202,24 +264,11 @@ function workload(pod: Pod, ctx: PodContext): Workload | undefined {
     serviceAccount: pod.serviceAccountName || 'default',
     waypoint: undefined,
     node: pod.nodeName,
-    canonicalName:
-      lookup(pod.labels, 'service.istio.io/canonical-name') ||
-      lookup(pod.labels, 'app.kubernetes.io/name') ||
-      lookup(pod.labels, 'app') ||
-      workloadName,
-    canonicalRevision:
-      lookup(pod.labels, 'service.istio.io/canonical-revision') ||
-      lookup(pod.labels, 'app.kubernetes.io/version') ||
-      lookup(pod.labels, 'version') ||
-      'latest',
+    ...canonicalService(pod.labels, workloadName),
     workloadType,
     workloadName,
     services: new Map([...servicePorts].sort(([a], [b]) => compare(a, b))),
-    // Root-namespace selector policies apply in every namespace, as istiod attaches them.
-    authorizationPolicies: ctx.policies
-      .filter((p) => selects(p.selector ?? {}, pod.labels))
-      .map((p) => `${p.namespace}/${p.name}`)
-      .sort(compare),
+    authorizationPolicies: ctx.policies,
     healthy: healthy(pod),
     clusterId: options.clusterId,
     capacity: 1,
@@ -306,16 +355,7 @@ function endpointPorts(
     }
   }
   if (out.size === 0 && svc.ports.length > 0) return undefined;
-  return new Map([...out].sort(([a], [b]) => a - b));
-}
-
-/** ztunnel carries TCP only; UDP and SCTP ports are not part of the mesh. */
-function isTcp(protocol: string): boolean {
-  return protocol === '' || protocol === 'TCP';
-}
-
-function validPort(n: number): boolean {
-  return Number.isInteger(n) && n >= 1 && n <= 65535;
+  return sortedPorts(out);
 }
 
 // ---- Services ----
@@ -371,7 +411,7 @@ function service(
     namespace: svc.namespace,
     hostname: serviceHostname(svc, options),
     vips: headless ? [] : svc.clusterIPs.map((address) => ({ network: '', address })),
-    ports: new Map([...ports].sort(([a], [b]) => a - b)),
+    ports: sortedPorts(ports),
     subjectAltNames: [],
     waypoint: undefined,
   };

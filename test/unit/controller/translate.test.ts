@@ -1,66 +1,25 @@
 import { EMPTY_MATCH } from '../../../src/core/xds/model.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type {
-  AuthorizationPolicy,
-  AuthzOperation,
-  AuthzRule,
-  AuthzSource,
-  KubeSnapshot,
-  Namespace,
-  Pod,
-  Service as KubeService,
+import {
+  type AuthorizationPolicy,
+  type AuthzOperation,
+  type AuthzRule,
+  type AuthzSource,
+  type KubeSnapshot,
+  type Namespace,
+  type Pod,
+  type Service as KubeService,
 } from '../../../src/controller/translate/kube-types.ts';
 import { ipFamily, parseCidr } from '../../../src/core/ip.ts';
 import {
   stringMatch,
   translate,
-  type TranslateOptions,
   type TranslateProblem,
 } from '../../../src/controller/translate/workloads.ts';
 import { evaluateL4, type L4Connection } from '../../../src/core/policy/l4.ts';
+import { AMBIENT, OPTIONS, pod, service as svc, snapshot } from './objects.ts';
 import type { Authorization, Match, Workload } from '../../../src/core/xds/model.ts';
-
-const OPTIONS: TranslateOptions = {
-  clusterId: 'Kubernetes',
-  trustDomain: 'cluster.local',
-  clusterDomain: 'cluster.local',
-  rootNamespace: 'istio-system',
-};
-
-const AMBIENT: Namespace = { name: 'default', labels: { 'istio.io/dataplane-mode': 'ambient' } };
-
-function pod(over: Partial<Pod> = {}): Pod {
-  return {
-    namespace: 'default',
-    name: 'reviews-v1-abc',
-    uid: '',
-    labels: { app: 'reviews', version: 'v1' },
-    annotations: {},
-    nodeName: 'node-1',
-    serviceAccountName: 'bookinfo-reviews',
-    podIPs: ['10.0.1.5'],
-    phase: 'Running',
-    ready: true,
-    ownerReferences: [],
-    hostNetwork: false,
-    containerPorts: [{ name: 'http', containerPort: 9080, protocol: 'TCP' }],
-    ...over,
-  };
-}
-
-function svc(over: Partial<KubeService> = {}): KubeService {
-  return {
-    namespace: 'default',
-    name: 'reviews',
-    labels: {},
-    type: 'ClusterIP',
-    selector: { app: 'reviews' },
-    clusterIPs: ['10.96.0.3'],
-    ports: [{ name: 'http', port: 9080, targetPort: 9080, protocol: 'TCP', appProtocol: '' }],
-    ...over,
-  };
-}
 
 function policy(over: Partial<AuthorizationPolicy> = {}): AuthorizationPolicy {
   return {
@@ -105,17 +64,6 @@ const rule = (r: Partial<AuthzRule>): AuthzRule => ({ from: [], to: [], when: []
 
 const EMPTY: Match = EMPTY_MATCH;
 const m = (fields: Partial<Match>): Match => ({ ...EMPTY, ...fields });
-
-function snapshot(over: Partial<KubeSnapshot>): KubeSnapshot {
-  return {
-    namespaces: [AMBIENT],
-    pods: [],
-    services: [],
-    serviceAccounts: [],
-    authorizationPolicies: [],
-    ...over,
-  };
-}
 
 function onlyWorkload(s: Partial<KubeSnapshot>): Workload {
   const r = translate(snapshot(s), OPTIONS);

@@ -241,6 +241,43 @@ const cases: Case[] = [
     want: deniedBy('deny-not-curl'),
   },
   {
+    // istiod's PeerAuthentication STRICT (istio_converted_static_strict): deny without an identity.
+    name: 'STRICT: notPrincipals presence denies a connection without an identity',
+    policies: [policy('strict', 'Deny', [match({ notPrincipals: [{ kind: 'presence' }] })])],
+    conn: { srcIdentity: undefined },
+    want: deniedBy('strict'),
+  },
+  {
+    name: 'STRICT: notPrincipals presence lets any identity through',
+    policies: [policy('strict', 'Deny', [match({ notPrincipals: [{ kind: 'presence' }] })])],
+    conn: {},
+    want: ALLOWED,
+  },
+  {
+    name: 'STRICT with a PERMISSIVE port: no identity AND not that port (clauses ANDed)',
+    policies: [
+      policy('strict-but-8080', 'Deny', [], {
+        rules: [
+          [[match({ notPrincipals: [{ kind: 'presence' }] })], [match({ notDestinationPorts: [8080] })]],
+        ],
+      }),
+    ],
+    conn: { srcIdentity: undefined, dstPort: 8080 },
+    want: ALLOWED,
+  },
+  {
+    name: 'STRICT with a PERMISSIVE port: plaintext to another port is denied',
+    policies: [
+      policy('strict-but-8080', 'Deny', [], {
+        rules: [
+          [[match({ notPrincipals: [{ kind: 'presence' }] })], [match({ notDestinationPorts: [8080] })]],
+        ],
+      }),
+    ],
+    conn: { srcIdentity: undefined, dstPort: 9080 },
+    want: deniedBy('strict-but-8080'),
+  },
+  {
     name: 'plaintext client on an allowed port is allowed by a ports-only ALLOW',
     policies: [policy('allow-port', 'Allow', [port9080])],
     conn: { srcIdentity: undefined },

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import protobuf from 'protobufjs';
 import { ambitProtos } from '../../../src/core/proto/load.ts';
 import { decodeLocalConfig } from '../../../src/core/xds/local-config.ts';
 import {
@@ -9,6 +10,7 @@ import {
   encodeService,
   encodeWorkload,
 } from '../../../src/core/xds/workload-proto.ts';
+import { EMPTY_MATCH as EMPTY } from '../../../src/core/xds/model.ts';
 
 const yaml = `
 workloads:
@@ -179,4 +181,52 @@ test('an authorization with a bad CIDR length and an empty string match is rejec
       { path: 'rules[0].clauses[0].matches[0].source_ips[0].length', message: 'must be at most 32' },
     ]);
   }
+});
+
+test('a host-name workload (a ServiceEntry DNS endpoint) and the STRICT deny policy round-trip', () => {
+  const w = {
+    ...model.workloads[1]!,
+    uid: 'Kubernetes/networking.istio.io/ServiceEntry/ns1/api/api.example.com',
+    addresses: [],
+    hostname: 'api.example.com',
+  };
+  assert.deepEqual(decodeAddress(encodeWorkload(w)), { ok: true, value: { kind: 'workload', workload: w } });
+  const strict = {
+    name: 'istio_converted_static_strict',
+    namespace: 'istio-system',
+    scope: 'WorkloadSelector' as const,
+    action: 'Deny' as const,
+    rules: [[[{ ...EMPTY, notPrincipals: [{ kind: 'presence' as const }] }]]],
+    dryRun: false,
+  };
+  assert.deepEqual(decodeAuthorization(encodeAuthorization(strict)), { ok: true, value: strict });
+});
+
+test('wire field numbers: Workload.hostname is 21, StringMatch.presence is 4 (reference/ztunnel.md §3.2–3.3)', () => {
+  // Read the raw tags, not through our own schema: the bytes of the first field numbered `n`.
+  const field = (bytes: Uint8Array, n: number): Uint8Array | undefined => {
+    const r = protobuf.Reader.create(bytes);
+    while (r.pos < r.len) {
+      const tag = r.uint32();
+      if (tag >>> 3 === n && (tag & 7) === 2) return r.bytes();
+      r.skipType(tag & 7);
+    }
+    return undefined;
+  };
+  const w = { ...model.workloads[1]!, uid: 'u', addresses: [], hostname: 'h.example.com' };
+  const hostname = field(field(encodeWorkload(w), 1)!, 21); // Address.workload → Workload.hostname
+  assert.equal(Buffer.from(hostname!).toString(), 'h.example.com');
+  const strict = encodeAuthorization({
+    name: 'p',
+    namespace: 'n',
+    scope: 'Global',
+    action: 'Deny',
+    rules: [[[{ ...EMPTY, notPrincipals: [{ kind: 'presence' }] }]]],
+    dryRun: false,
+  });
+  // Authorization.rules (5) → Rule.clauses (1) → Clause.matches (2) → Match.not_principals (4)
+  // → StringMatch.presence (4), an empty message.
+  let b: Uint8Array | undefined = strict;
+  for (const n of [5, 1, 2, 4, 4]) b = b && field(b, n);
+  assert.deepEqual(b && [...b], []);
 });
