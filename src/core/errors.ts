@@ -14,7 +14,11 @@ export const ErrorCode = {
   HboneTimeout: 'AMBIT_HBONE_TIMEOUT',
   UpstreamConnectFailed: 'AMBIT_UPSTREAM_CONNECT_FAILED',
   BindFailed: 'AMBIT_BIND_FAILED',
+  NetnsAddonUnavailable: 'AMBIT_NETNS_ADDON_UNAVAILABLE',
+  NetnsSyscallFailed: 'AMBIT_NETNS_SYSCALL_FAILED',
+  NetnsInvalidOption: 'AMBIT_NETNS_INVALID_OPTION',
   Shutdown: 'AMBIT_SHUTDOWN',
+  CaptureFailed: 'AMBIT_CAPTURE_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
