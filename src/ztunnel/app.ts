@@ -28,7 +28,11 @@ import {
 import { HttpEndpoint } from '../core/http-endpoint.ts';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
-import { ConnectionTracker, type ProxyContext } from './proxy/context.ts';
+import { CniServer } from './inpod/cni-server.ts';
+import { checkInpodPrivileges } from './inpod/privileges.ts';
+import { InpodManager } from './inpod/manager.ts';
+import { ConnectionTracker, type Dialer, type ProxyContext } from './proxy/context.ts';
+import { hostDialer } from './proxy/upstream.ts';
 import { handleInbound } from './proxy/inbound.ts';
 import { Socks5Server } from './proxy/socks5.ts';
 
@@ -66,6 +70,26 @@ export interface ZtunnelBound {
   readonly done: Promise<void>;
 }
 
+/** In-pod mode's parts: the pod manager and the socket the CNI plugin reports pods on. */
+async function startInpod(
+  config: ZtunnelConfig,
+  ctx: ProxyContext,
+  secrets: SecretManager,
+  log: Logger,
+): Promise<{ manager: InpodManager; cni: CniServer }> {
+  // As ztunnel does at start-up: fail now, with what to fix, rather than on the first pod.
+  checkInpodPrivileges();
+  const manager = new InpodManager(
+    { nodeName: config.nodeName, probeSources: config.probeSources },
+    ctx,
+    secrets,
+    log,
+  );
+  const cni = await CniServer.start(config.cniSocketPath, (req) => manager.handleCni(req), log);
+  log.info({ socket: cni.path }, 'in-pod mode: waiting for pods');
+  return { manager, cni };
+}
+
 export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}): Promise<ZtunnelBound> {
   const log = deps.log ?? createLogger('ztunnel', config.logLevel);
   const clock = deps.clock ?? systemClock;
@@ -95,7 +119,11 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     labelNames: ['source'],
     registers: [registry],
   });
+  // The agent's outbound connections start in the host network, or (in-pod mode) in the pod they
+  // are for; the in-pod manager takes over dialling once it exists.
+  let dialer: Dialer = hostDialer;
   const pool = new HbonePool({
+    openTcp: (t) => dialer.dial(t.dstIp, t.dstPort, { pod: t.srcIp, localAddress: t.srcIp }),
     getCertificate: (id) => secrets.get(id),
     log: log.child({ scope: 'pool' }),
     connectTimeoutMs: config.connectTimeoutMs,
@@ -117,7 +145,12 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     accessLog: log.child({ scope: 'access' }),
     connections,
     connectTimeoutMs: config.connectTimeoutMs,
+    dialer: { dial: (host, port, from) => dialer.dial(host, port, from) },
   };
+  const inpod = config.inpod
+    ? await startInpod(config, ctx, secrets, log.child({ scope: 'inpod' }))
+    : undefined;
+  if (inpod) dialer = inpod.manager;
 
   // Inbound HBONE listeners, one per local workload address, keyed by `ip`.
   const inbound = new Map<string, { server: HboneServer | undefined; workload: Workload }>();
@@ -140,7 +173,8 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
 
   const reconcileListeners = async () => {
     const wanted = new Map<string, Workload>();
-    for (const w of localWorkloads()) for (const ip of w.addresses) wanted.set(ip, w);
+    // In-pod mode serves local workloads inside their pods (inpod/manager.ts), not here.
+    if (!inpod) for (const w of localWorkloads()) for (const ip of w.addresses) wanted.set(ip, w);
     const removals: Promise<void>[] = [];
     for (const [ip, entry] of inbound) {
       const w = wanted.get(ip);
@@ -196,6 +230,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   };
 
   secrets.onCertificate((cert) => {
+    inpod?.manager.onCertificate(formatSpiffe(cert.identity), (proxy) => proxy.setCertificate(cert));
     for (const entry of inbound.values()) {
       if (entry.server && workloadSpiffe(entry.workload) === formatSpiffe(cert.identity))
         entry.server.setCertificate(cert);
@@ -222,10 +257,12 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       }
     }
     void reconcileListeners();
+    inpod?.manager.reconcile();
   };
 
   await reconcileListeners();
   for (const w of localWorkloads()) secrets.prefetch(workloadIdentity(w));
+  inpod?.manager.reconcile();
 
   const socks5: Socks5Server[] = [];
 
@@ -244,6 +281,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       if (s.state !== 'Available') out.push(`certificate ${formatSpiffe(s.identity)} (${s.state})`);
     for (const [ip, e] of inbound) if (!e.server) out.push(`inbound listener ${ip}:${HBONE_PORT}`);
     for (const [ip, reason] of listenerErrors) out.push(`inbound listener ${ip}:${HBONE_PORT} (${reason})`);
+    if (inpod) out.push(...inpod.manager.pending());
     return out;
   };
 
@@ -262,7 +300,9 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     for (const s of socks5) s.stopAccepting();
     const servers = [...inbound.values()].flatMap((e) => (e.server ? [e.server] : []));
     pool.close();
+    await inpod?.cni.close();
     await Promise.all([
+      inpod?.manager.close(config.drainDeadlineMs),
       ...servers.map((s) => s.close(config.drainDeadlineMs)),
       connections.waitIdle(config.drainDeadlineMs),
     ]);
@@ -287,6 +327,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       state: s.state,
       ...(s.cert ? describeCertificate(s.cert) : { certChain: [], rootCerts: [] }),
     })),
+    ...(inpod ? { pods: inpod.manager.describe() } : {}),
     connections: {
       inbound: connections.count('inbound'),
       outbound: connections.count('outbound'),

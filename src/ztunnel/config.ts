@@ -4,9 +4,10 @@
  * ztunnel where it has one (reference/ztunnel.md §4).
  */
 import { hostname } from 'node:os';
-import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
+import { EnvReader, parseBool, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
+import { parseCidr } from '../core/ip.ts';
 import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
 
 export interface Socks5Listener extends HostPort {
@@ -48,6 +49,15 @@ export interface ZtunnelConfig {
   readonly poolMaxStreamsPerConnection: number;
   readonly poolIdleTimeoutMs: number;
   readonly logLevel: LevelWithSilent;
+  /**
+   * In-pod mode: capture the traffic of this node's pods inside their network namespaces (needs
+   * root or CAP_NET_ADMIN + CAP_SYS_ADMIN, and the netns addon). Off in local mode.
+   */
+  readonly inpod: boolean;
+  /** Unix socket the `ambit-cni` plugin reports pods on (in-pod mode). */
+  readonly cniSocketPath: string;
+  /** Sources (IPs or CIDRs) whose connections into pods are not captured: the kubelet's probes. */
+  readonly probeSources: readonly string[];
 }
 
 /** Every variable the agent reads, with its default, for `--help` and the README. */
@@ -75,6 +85,9 @@ export const ZTUNNEL_ENV = {
   POOL_MAX_STREAMS_PER_CONNECTION: '100',
   POOL_UNUSED_RELEASE_TIMEOUT: '5m',
   LOG_LEVEL: 'info',
+  INPOD_ENABLED: 'false (true: capture pods in their network namespaces)',
+  AMBIT_CNI_SOCKET: '/var/run/ambit/cni.sock',
+  AMBIT_PROBE_SOURCES: '(none; 169.254.7.127 is always exempt) e.g. 10.201.1.1,10.201.2.0/24',
 } as const;
 
 export type ConfigResult = { ok: true; config: ZtunnelConfig } | { ok: false; errors: string[] };
@@ -119,6 +132,14 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
       ? { ok: true, value: n }
       : { ok: false, error: `"${raw}" is not 1-1000` };
   });
+  const inpod = r.parsed('INPOD_ENABLED', false, parseBool);
+  const probeSources = (r.optional('AMBIT_PROBE_SOURCES') ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+  for (const p of probeSources) {
+    if (!parseCidr(p)) r.errors.push(`AMBIT_PROBE_SOURCES: "${p}" is not an IP address or CIDR`);
+  }
   const config: ZtunnelConfig = {
     nodeName: r.string('NODE_NAME', hostname()),
     trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
@@ -143,6 +164,9 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     poolMaxStreamsPerConnection: maxStreams,
     poolIdleTimeoutMs: duration('POOL_UNUSED_RELEASE_TIMEOUT', 300_000),
     logLevel,
+    inpod,
+    cniSocketPath: r.string('AMBIT_CNI_SOCKET', '/var/run/ambit/cni.sock'),
+    probeSources,
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }

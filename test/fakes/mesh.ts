@@ -115,6 +115,9 @@ export function agentConfig(prefix: string, node: string, dir: string, socks: bo
     poolMaxStreamsPerConnection: 100,
     poolIdleTimeoutMs: 60_000,
     logLevel: 'silent',
+    inpod: false,
+    cniSocketPath: '',
+    probeSources: [],
   };
 }
 

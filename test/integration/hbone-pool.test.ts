@@ -11,7 +11,7 @@ import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider } from '../../src/core/identity/secret-manager.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { connectTcp } from '../../src/ztunnel/proxy/upstream.ts';
+import { connectTcp, hostDialer } from '../../src/ztunnel/proxy/upstream.ts';
 
 const id = (sa: string) => ({ trustDomain: 'cluster.local', namespace: 'default', serviceAccount: sa });
 let provider: LocalCaProvider;
@@ -38,7 +38,7 @@ before(async () => {
         forwarded: req.forwarded,
         traceparent: req.traceparent,
       });
-      void connectTcp('127.0.0.1', echoPort, 1000).then(
+      void connectTcp(hostDialer, '127.0.0.1', echoPort, {}, 1000).then(
         (up) => req.accept(up),
         () => req.reject(503),
       );

@@ -5,7 +5,7 @@ import {
   type ClientHttp2Stream,
   type IncomingHttpHeaders,
 } from 'node:http2';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { AmbitError, describeError, ErrorCode } from '../errors.ts';
 import type { WorkloadCertificate } from '../identity/certificate.ts';
@@ -61,6 +61,11 @@ export interface HbonePoolOptions {
   readonly idleTimeoutMs: number;
   /** Streams one HTTP/2 connection carries at most (capped by the peer's setting). */
   readonly maxStreamsPerConnection: number;
+  /**
+   * Starts the TCP connection under a tunnel (in-pod mode: from inside the source pod's network
+   * namespace); by default a plain connect bound to `srcIp`. Must set no-delay and keepalive.
+   */
+  readonly openTcp?: (target: HboneTarget) => Socket;
 }
 
 interface PooledSession {
@@ -167,14 +172,16 @@ export class HbonePool {
     const where = formatHostPort(target.dstIp, target.dstPort);
     const socket = await new Promise<TLSSocket>((resolve, reject) => {
       // The TCP socket is made first so it can be bound to the source pod's address.
-      const tcp = netConnect({
-        host: target.dstIp,
-        port: target.dstPort,
-        localAddress: target.srcIp,
-        noDelay: true,
-        keepAlive: true,
-        keepAliveInitialDelay: TCP_KEEPALIVE_MS,
-      });
+      const tcp = this.opts.openTcp
+        ? this.opts.openTcp(target)
+        : netConnect({
+            host: target.dstIp,
+            port: target.dstPort,
+            localAddress: target.srcIp,
+            noDelay: true,
+            keepAlive: true,
+            keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+          });
       let tcpConnected = false;
       tcp.once('connect', () => (tcpConnected = true));
       const s = tlsConnect({

@@ -45,6 +45,11 @@ export interface HboneServerOptions {
   readonly host: string;
   /** 0 picks a free port; read the bound one from `address()`. */
   readonly port: number;
+  /**
+   * A listening socket to adopt instead of binding `host:port` (in-pod mode: the socket was made
+   * inside the pod's network namespace).
+   */
+  readonly fd?: number;
   readonly certificate: WorkloadCertificate;
   /** Clients must be in this trust domain (reference/ztunnel.md §2.1). */
   readonly trustDomain: string;
@@ -107,7 +112,8 @@ export class HboneServer {
     const s = new HboneServer(opts);
     await new Promise<void>((resolve, reject) => {
       s.server.once('error', reject);
-      s.server.listen({ host: opts.host, port: opts.port, exclusive: true }, () => {
+      const where = opts.fd === undefined ? { host: opts.host, port: opts.port } : { fd: opts.fd };
+      s.server.listen({ ...where, exclusive: true }, () => {
         s.server.off('error', reject);
         resolve();
       });

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { HbonePool } from '../../core/hbone/pool.ts';
 import type { SecretManager } from '../../core/identity/secret-manager.ts';
 import type { Logger } from '../../core/log.ts';
@@ -5,6 +6,24 @@ import type { TcpMetrics } from '../../core/metrics.ts';
 import type { L4Connection } from '../../core/policy/l4.ts';
 import type { MeshState } from '../../core/state/mesh-state.ts';
 import type { Workload } from '../../core/xds/model.ts';
+
+/** Where a TCP connection the agent makes starts from. */
+export interface DialFrom {
+  /**
+   * The captured pod (by IP) the connection is made for: in-pod mode starts it inside that pod's
+   * network namespace, marked so the pod's capture rules let it pass, so it leaves with the pod's
+   * address. Ignored for pods the agent does not capture.
+   */
+  readonly pod?: string;
+  /** Otherwise bind to this local address (local mode binds a workload's loopback address). */
+  readonly localAddress?: string;
+}
+
+/** Opens the agent's TCP connections: from the host network, or from inside a captured pod. */
+export interface Dialer {
+  /** A socket connecting to `host:port` (listen for 'connect' and 'error'). */
+  dial(host: string, port: number, from: DialFrom): Socket;
+}
 
 /** What the proxies share inside one agent. */
 export interface ProxyContext {
@@ -24,6 +43,7 @@ export interface ProxyContext {
   readonly accessLog: Logger;
   readonly connections: ConnectionTracker;
   readonly connectTimeoutMs: number;
+  readonly dialer: Dialer;
 }
 
 export interface TrackedConnection {

@@ -65,7 +65,13 @@ export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promi
 
   let upstream;
   try {
-    upstream = await connectTcp(req.localAddress, target.port, ctx.connectTimeoutMs);
+    upstream = await connectTcp(
+      ctx.dialer,
+      req.localAddress,
+      target.port,
+      { pod: req.localAddress },
+      ctx.connectTimeoutMs,
+    );
   } catch (err) {
     return refuse(HboneStatus.Unavailable, ResponseFlag.Connect, describeError(err));
   }

@@ -76,7 +76,13 @@ export async function openOutbound(
       record.finish({ flag, bytesReceived: 0, bytesSent: 0, error: r.reason });
       return { ok: false, reply, reason: r.reason };
     }
-    const socket = await connectTcp(route.dstIp, route.dstPort, ctx.connectTimeoutMs);
+    const socket = await connectTcp(
+      ctx.dialer,
+      route.dstIp,
+      route.dstPort,
+      { pod: source.addresses[0] },
+      ctx.connectTimeoutMs,
+    );
     return { ok: true, route, upstream: socket, record };
   } catch (err) {
     const { reply, flag } = classify(err);
@@ -113,6 +119,39 @@ export async function runOutbound(
     bytesSent: client.bytesWritten - handshake.written,
     error: result.error ? describeError(result.error) : undefined,
   });
+}
+
+/**
+ * A connection the pod's capture rules sent to the outbound listener (15001): its original
+ * destination is the target, the pod is the source. Without a status channel, a refusal resets the
+ * client's connection (as a refused connect would).
+ */
+export async function handleCapturedOutbound(
+  ctx: ProxyContext,
+  client: Socket,
+  source: Workload,
+  target: { ip: string; port: number },
+): Promise<void> {
+  const open = await openOutbound(
+    ctx,
+    source,
+    { ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 },
+    { kind: 'ip', ip: target.ip, port: target.port },
+  );
+  if (!open.ok) {
+    client.resetAndDestroy();
+    return;
+  }
+  // The application gave up while the tunnel was being opened.
+  if (client.destroyed) return abandonOutbound(open);
+  await runOutbound(ctx, client, open);
+}
+
+/** The client went away while its upstream was being opened: close that, and record it. */
+export function abandonOutbound(open: Extract<OutboundOpen, { ok: true }>): void {
+  if (open.route.kind === 'hbone') (open.upstream as ClientHttp2Stream).close(constants.NGHTTP2_CANCEL);
+  else open.upstream.destroy();
+  open.record.finish({ flag: ResponseFlag.None, bytesReceived: 0, bytesSent: 0, error: 'client went away' });
 }
 
 function fail(ctx: ProxyContext, reason: string, reply: SocksReply, target: OutboundTarget): OutboundOpen {

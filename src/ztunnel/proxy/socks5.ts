@@ -5,9 +5,8 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describeError } from '../../core/errors.ts';
-import { ResponseFlag } from '../../core/metrics.ts';
 import type { ProxyContext } from './context.ts';
-import { openOutbound, runOutbound } from './outbound.ts';
+import { abandonOutbound, openOutbound, runOutbound } from './outbound.ts';
 import {
   formatReply,
   methodSelection,
@@ -153,16 +152,7 @@ async function connect(
   }
   const open = await openOutbound(ctx, source, client, target);
   if (!open.ok) return io.bail(open.reason, formatReply(open.reply));
-  if (socket.destroyed) {
-    open.upstream.destroy();
-    open.record.finish({
-      flag: ResponseFlag.None,
-      bytesReceived: 0,
-      bytesSent: 0,
-      error: 'client went away',
-    });
-    return;
-  }
+  if (socket.destroyed) return abandonOutbound(open);
   io.handedOff();
   io.send(formatReply(SocksReply.Succeeded), false);
   // Count only tunnelled bytes, not the SOCKS handshake.

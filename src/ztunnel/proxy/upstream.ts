@@ -6,28 +6,46 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
 import { formatBaggage, formatHostPort, TCP_KEEPALIVE_MS } from '../../core/hbone/protocol.ts';
 import type { Workload } from '../../core/xds/model.ts';
+import type { DialFrom, Dialer } from './context.ts';
+
+/** Dials from the agent's own network namespace (local mode, and anything not for a captured pod). */
+export const hostDialer: Dialer = {
+  dial: (host, port, from) =>
+    netConnect({
+      host,
+      port,
+      localAddress: from.localAddress,
+      allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+    }),
+};
 
 /**
  * A TCP connection (half-open allowed, no Nagle, keepalive on) that resolves once connected; a
  * failure is an AmbitError whose `cause` carries the errno (`ECONNREFUSED`, …).
  */
 export function connectTcp(
+  dialer: Dialer,
   host: string,
   port: number,
+  from: DialFrom,
   timeoutMs: number,
-  localAddress?: string,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const where = formatHostPort(host, port);
-    const s = netConnect({
-      host,
-      port,
-      localAddress,
-      allowHalfOpen: true,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
-    });
+    let s: Socket;
+    try {
+      s = dialer.dial(host, port, from);
+    } catch (err) {
+      reject(
+        new AmbitError(ErrorCode.UpstreamConnectFailed, `connect to ${where} failed: ${describeError(err)}`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
     const timer = setTimeout(() => {
       s.destroy();
       reject(new AmbitError(ErrorCode.UpstreamConnectFailed, `connect to ${where} timed out`));

@@ -47,6 +47,9 @@ test('defaults', () => {
     poolMaxStreamsPerConnection: 100,
     poolIdleTimeoutMs: 300_000,
     logLevel: 'info',
+    inpod: false,
+    cniSocketPath: '/var/run/ambit/cni.sock',
+    probeSources: [],
   });
 });
 
@@ -65,6 +68,9 @@ test('every variable is read', () => {
     POOL_MAX_STREAMS_PER_CONNECTION: '1000',
     POOL_UNUSED_RELEASE_TIMEOUT: '1m',
     LOG_LEVEL: 'debug',
+    INPOD_ENABLED: 'true',
+    AMBIT_CNI_SOCKET: '/run/x/cni.sock',
+    AMBIT_PROBE_SOURCES: '10.0.0.1, 10.1.0.0/16,fd00::1',
   });
   assert.equal(c.nodeName, 'node-7');
   assert.equal(c.trustDomain, 'example.org');
@@ -78,6 +84,24 @@ test('every variable is read', () => {
   assert.equal(c.poolMaxStreamsPerConnection, 1000);
   assert.equal(c.poolIdleTimeoutMs, 60_000);
   assert.equal(c.logLevel, 'debug');
+  assert.equal(c.inpod, true);
+  assert.equal(c.cniSocketPath, '/run/x/cni.sock');
+  assert.deepEqual(c.probeSources, ['10.0.0.1', '10.1.0.0/16', 'fd00::1']);
+});
+
+test('INPOD_ENABLED and AMBIT_PROBE_SOURCES: bad values are named', () => {
+  assert.deepEqual(
+    errorsOf({
+      ...REQUIRED,
+      INPOD_ENABLED: 'sometimes',
+      AMBIT_PROBE_SOURCES: '10.0.0.1,kubelet,10.0.0.0/40',
+    }),
+    [
+      'INPOD_ENABLED: "sometimes" is not a boolean (use true or false)',
+      'AMBIT_PROBE_SOURCES: "kubelet" is not an IP address or CIDR',
+      'AMBIT_PROBE_SOURCES: "10.0.0.0/40" is not an IP address or CIDR',
+    ],
+  );
 });
 
 const socksCases: { raw: string; want: ZtunnelConfig['socks5'] }[] = [

@@ -1,0 +1,293 @@
+/**
+ * A whole in-pod mesh on the namespace test bed (topology.ts), shared by the capture e2e tests and
+ * `npm run bench:e2e`: the controller in its namespace reading Kubernetes YAML from a directory, one
+ * node agent per node namespace in in-pod mode, the pod applications (pod-app.ts), and the real
+ * `ambit-cni` plugin to report pods. Layout on a 2×2 topology:
+ *
+ *   node-1: client (demo, sa client)   echo-a (demo, sa server, app=echo)
+ *   node-2: echo-b (demo, app=echo)    legacy (namespace legacy, not in the mesh)
+ *
+ * and Service demo/echo at VIP 10.96.0.10 with ports 80→8080 (whoami), 81→8081 (echo), 82→8082 (sha).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CertificateAuthority } from '../../../src/core/identity/ca.ts';
+import { waitForExit, waitUntil } from './child.ts';
+import {
+  createTopology,
+  requireRoot,
+  type Topology,
+  type TopologyNode,
+  type TopologyPod,
+} from './topology.ts';
+
+const MAIN = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url));
+export const POD_APP = fileURLToPath(new URL('./pod-app.ts', import.meta.url));
+export const CNI_PLUGIN = fileURLToPath(new URL('../../../build/Release/ambit-cni', import.meta.url));
+export const VIP = '10.96.0.10';
+export const APP_PORTS = { whoami: 8080, echo: 8081, sha: 8082 } as const;
+const READY_MS = 30_000;
+
+/** Why the in-pod mesh cannot run here, or false. */
+export function inpodSkipReason(): string | false {
+  const root = requireRoot();
+  if (root) return root;
+  if (!existsSync(CNI_PLUGIN)) return `the CNI plugin is not built (${CNI_PLUGIN}): run npm ci`;
+  return false;
+}
+
+/** One agent process and everything it printed (across restarts). */
+export interface Agent {
+  child: ChildProcess;
+  output: string;
+  readonly node: TopologyNode;
+  readonly socket: string;
+}
+
+export class InpodMesh {
+  readonly topo: Topology;
+  readonly dir: string;
+  readonly agents = new Map<string, Agent>();
+  readonly client: TopologyPod;
+  /** On node-1, reported by the CNI plugin. */
+  readonly echoA: TopologyPod;
+  /** On node-2; left for the agent to find by scanning. */
+  readonly echoB: TopologyPod;
+  /** On node-2, in a namespace not in the mesh. */
+  readonly legacy: TopologyPod;
+  private controller: ChildProcess | undefined;
+  private readonly apps: ChildProcess[] = [];
+
+  private constructor(topo: Topology, dir: string) {
+    this.topo = topo;
+    this.dir = dir;
+    [this.client, this.echoA] = topo.nodes[0]!.pods as [TopologyPod, TopologyPod];
+    [this.echoB, this.legacy] = topo.nodes[1]!.pods as [TopologyPod, TopologyPod];
+  }
+
+  /** Builds the topology and starts everything; resolves once both agents are ready. */
+  static async start(opts: { agentEnv?: Record<string, string> } = {}): Promise<InpodMesh> {
+    const topo = await createTopology({ nodes: 2, podsPerNode: 2 });
+    const mesh = new InpodMesh(topo, await mkdtemp(join(tmpdir(), 'ambit-inpod-')));
+    try {
+      await mesh.boot(opts.agentEnv ?? {});
+    } catch (err) {
+      await mesh.close();
+      throw err;
+    }
+    return mesh;
+  }
+
+  private async boot(extraEnv: Record<string, string>): Promise<void> {
+    const { dir, topo } = this;
+    const ca = await CertificateAuthority.createSelfSigned('cluster.local');
+    await writeFile(join(dir, 'ca-cert.pem'), ca.rootCertPem);
+    await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem, { mode: 0o600 });
+    const tokens = topo.nodes.map((n) => ({ node: n.name, token: randomBytes(16).toString('hex') }));
+    await writeFile(join(dir, 'tokens'), tokens.map((t) => `${t.token} ${t.node}`).join('\n') + '\n');
+    for (const t of tokens) await writeFile(join(dir, `${t.node}.token`), t.token);
+    await mkdir(join(dir, 'kube'));
+    await this.writeMesh();
+
+    const ctl = topo.controller.ip;
+    this.controller = topo.exec(topo.controller, process.execPath, [MAIN, 'controller'], {
+      env: {
+        ...process.env,
+        AMBIT_CONFIG_DIR: join(dir, 'kube'),
+        AMBIT_GRPC_ADDR: `${ctl}:15010`,
+        AMBIT_GRPC_TLS_ADDR: `${ctl}:15012`,
+        AMBIT_CONTROLLER_ADMIN_ADDR: `${ctl}:15014`,
+        AMBIT_CA_CERT_FILE: join(dir, 'ca-cert.pem'),
+        AMBIT_CA_KEY_FILE: join(dir, 'ca-key.pem'),
+        AMBIT_TOKENS_FILE: join(dir, 'tokens'),
+        LOG_LEVEL: 'warn',
+      },
+      stdio: 'ignore',
+    });
+    this.agentEnv = (node) => ({
+      ...(process.env as Record<string, string>),
+      NODE_NAME: node.name,
+      XDS_ADDRESS: `${ctl}:15012`,
+      CA_ADDRESS: `${ctl}:15012`,
+      XDS_ROOT_CA: join(dir, 'ca-cert.pem'),
+      AUTH_TOKEN: join(dir, `${node.name}.token`),
+      INPOD_ENABLED: 'true',
+      AMBIT_CNI_SOCKET: join(dir, `${node.name}.sock`),
+      AMBIT_ADMIN_ADDR: `${node.ip}:15000`,
+      AMBIT_METRICS_ADDR: `${node.ip}:15020`,
+      AMBIT_READINESS_ADDR: `${node.ip}:15021`,
+      CONNECTION_TERMINATION_DEADLINE: '2s',
+      ...extraEnv,
+    });
+    for (const p of topo.pods)
+      this.apps.push(topo.exec(p, process.execPath, [POD_APP, 'serve'], { stdio: 'ignore' }));
+    for (const node of topo.nodes) this.startAgent(node);
+    const sockets = await waitUntil(
+      () => [...this.agents.values()].every((a) => existsSync(a.socket)),
+      READY_MS,
+    );
+    if (!sockets) throw new Error(`agents did not open their CNI sockets:\n${this.outputs()}`);
+    // The plugin reports node-1's pods and the out-of-mesh pod; echo-b is left to the scan.
+    for (const [p, name, ns] of [
+      [this.client, 'client', 'demo'],
+      [this.echoA, 'echo-a', 'demo'],
+      [this.legacy, 'legacy', 'legacy'],
+    ] as const) {
+      const r = await this.cni('ADD', p, name, ns);
+      if (r.code !== 0) throw new Error(`cni ADD ${name} failed (${r.code}): ${r.out}`);
+      if (JSON.stringify(JSON.parse(r.out)) !== JSON.stringify(r.prev))
+        throw new Error(`cni ADD ${name} did not print the previous result back: ${r.out}`);
+    }
+    for (const a of this.agents.values()) await this.waitReady(a);
+  }
+
+  private agentEnv: (node: TopologyNode) => Record<string, string> = () => ({});
+
+  /** The mesh's Kubernetes YAML, with `extra` documents appended and a pod left out if asked. */
+  async writeMesh(extra = '', without = ''): Promise<void> {
+    const pod = (name: string, ns: string, sa: string, app: string, p: TopologyPod) =>
+      name === without
+        ? ''
+        : `---
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app} } }
+spec:
+  nodeName: ${p.node.name}
+  serviceAccountName: ${sa}
+  containers: [{ name: app, image: app }]
+status: { phase: Running, podIP: ${p.ip} }
+`;
+    const yaml = `apiVersion: v1
+kind: Namespace
+metadata: { name: demo, labels: { istio.io/dataplane-mode: ambient } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: legacy }
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: client, namespace: demo }
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: server, namespace: demo }
+${pod('client', 'demo', 'client', 'client', this.client)}${pod('echo-a', 'demo', 'server', 'echo', this.echoA)}${pod('echo-b', 'demo', 'server', 'echo', this.echoB)}${pod('legacy', 'legacy', 'default', 'legacy', this.legacy)}---
+apiVersion: v1
+kind: Service
+metadata: { name: echo, namespace: demo }
+spec:
+  selector: { app: echo }
+  clusterIP: ${VIP}
+  ports:
+  - { name: whoami, port: 80, targetPort: ${APP_PORTS.whoami} }
+  - { name: echo, port: 81, targetPort: ${APP_PORTS.echo} }
+  - { name: sha, port: 82, targetPort: ${APP_PORTS.sha} }
+${extra}`;
+    await writeFile(join(this.dir, 'kube', 'mesh.yaml'), yaml);
+  }
+
+  /** Runs the real CNI plugin as the container runtime would, against the pod's node agent. */
+  async cni(
+    command: 'ADD' | 'DEL',
+    p: TopologyPod,
+    name: string,
+    ns: string,
+  ): Promise<{ code: number | null; out: string; prev: unknown }> {
+    const conf = {
+      cniVersion: '1.0.0',
+      name: 'k8s-pod-network',
+      type: 'ambit-cni',
+      prevResult: { cniVersion: '1.0.0', ips: [{ address: `${p.ip}/32`, interface: 0 }] },
+    };
+    const child = spawn(CNI_PLUGIN, [], {
+      env: {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: `ctr-${p.netns}`,
+        CNI_NETNS: p.netnsPath,
+        CNI_IFNAME: 'eth0',
+        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name}`,
+        CNI_PATH: '/opt/cni/bin',
+        AMBIT_CNI_SOCKET: this.agents.get(p.node.name)!.socket,
+      },
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stdin.end(JSON.stringify(conf));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    return { code, out, prev: conf.prevResult };
+  }
+
+  /** Starts (or restarts) the node's agent; its output is appended to what it printed before. */
+  startAgent(node: TopologyNode): Agent {
+    const a: Agent = this.agents.get(node.name) ?? {
+      child: undefined as unknown as ChildProcess,
+      output: '',
+      node,
+      socket: join(this.dir, `${node.name}.sock`),
+    };
+    a.output += `\n--- agent started ---\n`;
+    a.child = this.topo.exec(node, process.execPath, [MAIN, 'ztunnel'], { env: this.agentEnv(node) });
+    a.child.stdout!.on('data', (b: Buffer) => (a.output += b.toString()));
+    a.child.stderr!.on('data', (b: Buffer) => (a.output += b.toString()));
+    this.agents.set(node.name, a);
+    return a;
+  }
+
+  /** GET from inside a namespace with curl; stdout ends with the status code on its own line. */
+  http(ns: { netns: string }, url: string) {
+    return this.topo.run(ns, 'curl', ['-s', '-m', '3', '-w', '\n%{http_code}', url], { timeoutMs: 5000 });
+  }
+
+  async waitReady(a: Agent): Promise<void> {
+    let last = '';
+    const deadline = Date.now() + READY_MS;
+    while (Date.now() < deadline) {
+      const r = await this.http(a.node, `http://${a.node.ip}:15021/healthz/ready`);
+      last = r.stdout;
+      if (r.stdout.endsWith('\n200')) return;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`${a.node.name} not ready: ${last}\n--- agent output ---\n${a.output.slice(-4000)}`);
+  }
+
+  /** Runs a pod-app client command inside a pod; returns its stdout, throws on a non-zero exit. */
+  async inPod(p: TopologyPod, args: readonly string[], timeoutMs = 30_000): Promise<string> {
+    const r = await this.topo.run(p, process.execPath, [POD_APP, ...args], { timeoutMs });
+    if (r.code !== 0) throw new Error(`pod-app ${args.join(' ')} in ${p.name}: ${r.stderr.trim() || r.code}`);
+    return r.stdout;
+  }
+
+  async whoami(from: TopologyPod, host: string, port: number): Promise<{ peer: string; local: string }> {
+    return JSON.parse(await this.inPod(from, ['whoami', host, String(port)])) as {
+      peer: string;
+      local: string;
+    };
+  }
+
+  /** Every agent's output, for a failure message. */
+  outputs(): string {
+    return [...this.agents.values()]
+      .map((a) => `--- ${a.node.name} ---\n${a.output.slice(-3000)}`)
+      .join('\n');
+  }
+
+  /** Stops everything and removes the topology and files; AMBIT_E2E_LOGS=<dir> keeps agent output. */
+  async close(): Promise<void> {
+    const keep = process.env.AMBIT_E2E_LOGS;
+    if (keep)
+      for (const a of this.agents.values()) await writeFile(join(keep, `${a.node.name}.log`), a.output);
+    for (const a of this.agents.values()) a.child.kill('SIGTERM');
+    this.controller?.kill('SIGTERM');
+    await Promise.all([...this.agents.values()].map((a) => waitForExit(a.child, 5000)));
+    await this.topo.destroy();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
