@@ -10,6 +10,7 @@
  * An invalid object is skipped with a problem naming it, the field path and the reason; everything
  * else is kept (DESIGN.md §4). Output is sorted so that equal snapshots give equal configs.
  */
+import { WaypointBinder } from './waypoint-binding.ts';
 import { ipFamily, parseCidr } from '../../core/ip.ts';
 import {
   PolicyAction,
@@ -114,9 +115,12 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
   // Services without a selector, whose endpoints come from EndpointSlices.
   const selectorless = new Map<string, KubeService>();
   const taken = new Set<string>();
+  const binder = new WaypointBinder(snapshot.gateways, snapshot.namespaces, options, problems);
   for (const s of snapshot.services) {
-    const svc = service(s, options, problems);
-    if (svc === undefined) continue;
+    const translated = service(s, options, problems);
+    if (translated === undefined) continue;
+    const waypoint = binder.bind({ kind: 'Service', ...s }, 'service');
+    const svc = waypoint ? { ...translated, waypoint } : translated;
     services.push(svc);
     taken.add(serviceKey(svc));
     const first = Object.entries(s.selector)[0];
@@ -134,7 +138,8 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
   for (const se of snapshot.serviceEntries) {
     const t = translateServiceEntry(se, options, problems, taken);
     if (t === undefined) continue;
-    services.push(...t.services);
+    const waypoint = binder.bind({ kind: 'ServiceEntry', ...se }, 'service');
+    services.push(...(waypoint ? t.services.map((x) => ({ ...x, waypoint })) : t.services));
     entries.push(t);
     if (t.selector !== undefined) push(entriesSelecting, se.namespace, t);
   }
@@ -162,7 +167,9 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
       options,
       problems,
     });
-    if (w !== undefined) workloads.push(w);
+    if (w === undefined) continue;
+    const waypoint = binder.bind({ kind: 'Pod', ...pod }, 'workload');
+    workloads.push(waypoint ? { ...w, waypoint } : w);
   }
   workloads.push(...slices.workloads);
   for (const t of entries) {
