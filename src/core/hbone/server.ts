@@ -39,6 +39,11 @@ export interface HboneRequest {
    * directions are done. `headers` may carry a `baggage` for the destination.
    */
   accept(upstream: Socket, headers?: Record<string, string>): Promise<SpliceResult>;
+  /**
+   * Answers 200 and hands the tunnel itself to the program (a waypoint terminates it and reads HTTP
+   * from it). The stream's end is the client's FIN; ending it sends ours.
+   */
+  acceptStream(headers?: Record<string, string>): ServerHttp2Stream | undefined;
 }
 
 export interface HboneServerOptions {
@@ -225,6 +230,13 @@ export class HboneServer {
         }
         stream.respond({ ':status': HboneStatus.Ok, ...extra }, { endStream: false });
         return spliceTunnel(upstream, stream);
+      },
+      acceptStream: (extra) => {
+        if (answered) throw new Error('hbone request answered twice');
+        answered = true;
+        if (stream.destroyed || stream.closed) return undefined;
+        stream.respond({ ':status': HboneStatus.Ok, ...extra }, { endStream: false });
+        return stream;
       },
     });
   }
