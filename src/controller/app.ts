@@ -104,7 +104,7 @@ export async function startController(
     authorize: async (md) => {
       const token = bearerToken(md);
       if (!token) return 'missing "authorization: Bearer <token>"';
-      return (await tokens.nodeOf(token)) === undefined ? 'the bearer token is not valid' : undefined;
+      return (await tokens.callerOf(token)) === undefined ? 'the bearer token is not valid' : undefined;
     },
   });
   new Gauge({

@@ -37,7 +37,7 @@ before(async () => {
   const ca = await CertificateAuthority.createSelfSigned('cluster.local');
   await writeFile(join(dir, 'ca-cert.pem'), ca.rootCertPem);
   await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem);
-  await writeFile(join(dir, 'tokens'), 'token-one node-1\ntoken-two node-2\n');
+  await writeFile(join(dir, 'tokens'), 'token-one node-1\ntoken-two node-2\ntoken-wp sa:default/waypoint\n');
   controller = await startController(
     controllerConfig({ configDir: join(dir, 'kube'), tokensPath: join(dir, 'tokens') }),
     {
@@ -107,6 +107,19 @@ test('a node agent is refused a pod identity that runs only on another node', as
     await assert.rejects(
       p.fetch(id('curl')),
       /no pod with identity spiffe:\/\/cluster.local\/ns\/default\/sa\/curl is scheduled on node node-2/,
+    );
+  } finally {
+    p.close();
+  }
+});
+
+test("a workload's token (a waypoint's) gets its own identity only", async () => {
+  const p = ca('token-wp');
+  try {
+    assert.equal((await p.fetch(id('waypoint'))).identity.serviceAccount, 'waypoint');
+    await assert.rejects(
+      p.fetch(id('curl')),
+      /service account default\/waypoint may not impersonate spiffe:\/\/cluster.local\/ns\/default\/sa\/curl/,
     );
   } finally {
     p.close();
@@ -280,7 +293,8 @@ test('the controller watches an API server through client-node informers, serves
     await waitFor(() => addresses.has('Kubernetes//Pod/shop/cart-1'), 5000);
     const cartPod = addresses.get('Kubernetes//Pod/shop/cart-1') as AddressResource;
     assert.equal(cartPod.kind === 'workload' && cartPod.workload.tunnelProtocol, 'HBONE');
-    // The CA: the node-1 agent may have cart's identity; node-2's agent and an app token may not.
+    // The CA: the node-1 agent may have cart's identity, node-2's agent may not; an app's own token
+    // gets only its own identity (as a waypoint gets its certificate).
     const cart = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'cart' };
     const caAt = (token: string) =>
       new GrpcCaProvider({
@@ -300,7 +314,12 @@ test('the controller watches an API server through client-node informers, serves
     await assert.rejects(other.fetch(cart), /is scheduled on node node-2/);
     other.close();
     const app = caAt('some-app');
-    await assert.rejects(app.fetch(cart), /the bearer token is not valid/);
+    // some-app runs as shop/cart: it may have that identity and no other.
+    await assert.rejects(
+      app.fetch({ ...cart, serviceAccount: 'payments' }),
+      /service account shop\/cart may not impersonate spiffe:\/\/cluster.local\/ns\/shop\/sa\/payments/,
+    );
+    assert.equal((await app.fetch(cart)).identity.serviceAccount, 'cart');
     app.close();
     // A pod deleted in the cluster disappears from every agent.
     api.delete('Pod', { metadata: { name: 'cart-1', namespace: 'shop' } });

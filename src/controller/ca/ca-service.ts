@@ -1,7 +1,8 @@
 /**
  * The CA service (`istio.v1.auth.IstioCertificateService/CreateCertificate`). A caller proves who it
- * is with a bearer token; a node agent may obtain certificates only for identities of pods scheduled
- * on its own node, named in `ImpersonatedIdentity` (reference/ztunnel.md §3.7). Every refusal is a
+ * is with a bearer token. A node agent may obtain certificates only for identities of pods scheduled
+ * on its own node, named in `ImpersonatedIdentity` (reference/ztunnel.md §3.7); any other workload
+ * (a waypoint) only for its own service account's identity, as istiod allows. Every refusal is a
  * gRPC status with a reason a person can act on.
  */
 import {
@@ -18,10 +19,19 @@ import type { Logger } from '../../core/log.ts';
 import type { CertificateRequest, CertificateResponse } from '../../core/proto/ca-service.ts';
 import { workloadSpiffe, type MeshConfig } from '../../core/xds/model.ts';
 
+/** Who presented a token: a node agent (for the pods of its node), or one workload (for itself). */
+export type Caller =
+  | { readonly kind: 'node'; readonly node: string }
+  | { readonly kind: 'workload'; readonly namespace: string; readonly serviceAccount: string };
+
 /** Who a bearer token belongs to. */
 export interface TokenAuthority {
-  /** The node name of the agent the token was issued to; undefined if the token is not valid. */
-  nodeOf(token: string): Promise<string | undefined>;
+  /** The caller the token was issued to; undefined if the token is not valid. */
+  callerOf(token: string): Promise<Caller | undefined>;
+}
+
+export function describeCaller(c: Caller): string {
+  return c.kind === 'node' ? `node ${c.node}` : `service account ${c.namespace}/${c.serviceAccount}`;
 }
 
 export interface CaServiceOptions {
@@ -84,36 +94,57 @@ async function issue(
       details: 'missing "authorization: Bearer <token>"',
       outcome: 'unauthenticated',
     };
-  const node = await opts.tokens.nodeOf(token);
-  if (!node)
+  const caller = await opts.tokens.callerOf(token);
+  if (!caller)
     return {
       code: status.UNAUTHENTICATED,
       details: 'the bearer token is not valid',
       outcome: 'unauthenticated',
     };
   const wanted = call.request.metadata?.ImpersonatedIdentity;
-  if (typeof wanted !== 'string' || !wanted) {
-    return {
-      code: status.PERMISSION_DENIED,
-      details: `node ${node}: name the pod identity in metadata ImpersonatedIdentity`,
-      outcome: 'denied',
+  let identity;
+  if (caller.kind === 'workload') {
+    // A workload signs for itself: the CSR's SAN must be its own service account's identity.
+    identity = {
+      trustDomain: opts.ca.trustDomain,
+      namespace: caller.namespace,
+      serviceAccount: caller.serviceAccount,
     };
-  }
-  const parsed = parseSpiffe(wanted);
-  if (!parsed.ok) return { code: status.INVALID_ARGUMENT, details: parsed.error, outcome: 'invalid' };
-  const id = formatSpiffe(parsed.identity);
-  const onNode = opts.mesh().workloads.some((w) => w.node === node && workloadSpiffe(w) === id);
-  if (!onNode) {
-    return {
-      code: status.PERMISSION_DENIED,
-      details: `no pod with identity ${id} is scheduled on node ${node}`,
-      outcome: 'denied',
-    };
+    if (typeof wanted === 'string' && wanted && wanted !== formatSpiffe(identity)) {
+      return {
+        code: status.PERMISSION_DENIED,
+        details: `${describeCaller(caller)} may not impersonate ${wanted}`,
+        outcome: 'denied',
+      };
+    }
+  } else {
+    if (typeof wanted !== 'string' || !wanted) {
+      return {
+        code: status.PERMISSION_DENIED,
+        details: `node ${caller.node}: name the pod identity in metadata ImpersonatedIdentity`,
+        outcome: 'denied',
+      };
+    }
+    const parsed = parseSpiffe(wanted);
+    if (!parsed.ok) return { code: status.INVALID_ARGUMENT, details: parsed.error, outcome: 'invalid' };
+    const id = formatSpiffe(parsed.identity);
+    const onNode = opts.mesh().workloads.some((w) => w.node === caller.node && workloadSpiffe(w) === id);
+    if (!onNode) {
+      return {
+        code: status.PERMISSION_DENIED,
+        details: `no pod with identity ${id} is scheduled on node ${caller.node}`,
+        outcome: 'denied',
+      };
+    }
+    identity = parsed.identity;
   }
   const requestedMs = (call.request.validity_duration ?? 0) * 1000;
   const ttlMs = Math.min(requestedMs > 0 ? requestedMs : opts.defaultTtlMs, opts.maxTtlMs);
-  const r = await opts.ca.sign({ csrPem: call.request.csr, ttlMs, expected: parsed.identity });
+  const r = await opts.ca.sign({ csrPem: call.request.csr, ttlMs, expected: identity });
   if (!r.ok) return { code: status.INVALID_ARGUMENT, details: r.reason, outcome: 'invalid' };
-  opts.log.info({ node, identity: id, ttlMs }, 'certificate issued');
+  opts.log.info(
+    { caller: describeCaller(caller), identity: formatSpiffe(identity), ttlMs },
+    'certificate issued',
+  );
   return { cert_chain: r.certChain };
 }

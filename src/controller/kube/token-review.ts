@@ -1,12 +1,14 @@
 /**
- * Bearer tokens checked by the API server (TokenReview), as istiod does: the token must be valid,
- * belong to a node agent's service account, and be bound to a pod (or node) so the controller knows
- * which node the agent runs on. A node agent may then obtain only identities of pods on that node.
+ * Bearer tokens checked by the API server (TokenReview), as istiod does: the token must be valid.
+ * A node agent's service account token must be bound to a pod (or node) so the controller knows
+ * which node the agent runs on; the agent may then obtain only identities of pods on that node. Any
+ * other service account's token makes its holder that workload, which may obtain only its own
+ * identity (a waypoint).
  */
 import { AuthenticationV1Api } from '@kubernetes/client-node';
 import { describeError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
-import type { TokenAuthority } from '../ca/ca-service.ts';
+import type { Caller, TokenAuthority } from '../ca/ca-service.ts';
 import { loadKubeConfig, type KubeConfigSource } from './source.ts';
 
 /** Extra fields the API server puts on a bound service account token's user (Kubernetes ≥ 1.30). */
@@ -32,33 +34,33 @@ export interface TokenReviewOptions {
 export class TokenReviewAuthority implements TokenAuthority {
   private readonly api: AuthenticationV1Api;
   private readonly opts: TokenReviewOptions;
-  private readonly cache = new Map<string, { node: string; untilMs: number }>();
-  private readonly inflight = new Map<string, Promise<string | undefined>>();
+  private readonly cache = new Map<string, { caller: Caller; untilMs: number }>();
+  private readonly inflight = new Map<string, Promise<Caller | undefined>>();
 
   constructor(source: KubeConfigSource, opts: TokenReviewOptions) {
     this.api = loadKubeConfig(source).makeApiClient(AuthenticationV1Api);
     this.opts = opts;
   }
 
-  async nodeOf(token: string): Promise<string | undefined> {
+  async callerOf(token: string): Promise<Caller | undefined> {
     const hit = this.cache.get(token);
-    if (hit && hit.untilMs > Date.now()) return hit.node;
+    if (hit && hit.untilMs > Date.now()) return hit.caller;
     // One review per token at a time: a burst of CSRs from an agent starting up shares it.
     let inflight = this.inflight.get(token);
     if (!inflight) {
       inflight = this.review(token).finally(() => this.inflight.delete(token));
       this.inflight.set(token, inflight);
     }
-    const node = await inflight;
+    const caller = await inflight;
     // Only successes are cached: a refusal (or an API server hiccup) is asked again next time.
-    if (node !== undefined) {
+    if (caller !== undefined) {
       if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(token, { node, untilMs: Date.now() + CACHE_MS });
+      this.cache.set(token, { caller, untilMs: Date.now() + CACHE_MS });
     }
-    return node;
+    return caller;
   }
 
-  private async review(token: string): Promise<string | undefined> {
+  private async review(token: string): Promise<Caller | undefined> {
     let status;
     try {
       const review = this.api.createTokenReview({
@@ -98,18 +100,20 @@ export class TokenReviewAuthority implements TokenAuthority {
       return undefined;
     }
     const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user.username);
-    const sa = m ? `${m[1]}/${m[2]}` : undefined;
-    if (!sa || !this.opts.agentServiceAccounts.includes(sa)) {
-      this.opts.log.info({ user: status.user.username }, 'token is not a node agent service account');
+    if (!m) {
+      this.opts.log.info({ user: status.user.username }, 'token is not a service account token');
       return undefined;
     }
+    const [namespace, serviceAccount] = [m[1]!, m[2]!];
+    if (!this.opts.agentServiceAccounts.includes(`${namespace}/${serviceAccount}`))
+      return { kind: 'workload', namespace, serviceAccount };
     const extra = status.user.extra ?? {};
     const node = extra[NODE_NAME]?.[0];
-    if (node) return node;
+    if (node) return { kind: 'node', node };
     const pod = extra[POD_NAME]?.[0];
-    const fromPod = pod && m ? this.opts.nodeOfPod(m[1]!, pod) : undefined;
+    const fromPod = pod ? this.opts.nodeOfPod(namespace, pod) : undefined;
     if (!fromPod)
       this.opts.log.info({ user: status.user.username, pod }, 'token is bound to no known node or pod');
-    return fromPod;
+    return fromPod === undefined ? undefined : { kind: 'node', node: fromPod };
   }
 }
