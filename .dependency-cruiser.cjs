@@ -34,9 +34,32 @@ module.exports = {
       name: 'pure-core-does-no-io',
       comment: 'state/, policy/, xds model and the HBONE protocol helpers are pure: data in, data out',
       severity: 'error',
-      from: { path: '^src/core/(state|policy)/|^src/core/hbone/protocol\\.ts$|^src/core/xds/model\\.ts$' },
+      from: {
+        path: [
+          '^src/core/(state|policy)/',
+          '^src/core/hbone/protocol\\.ts$',
+          '^src/core/xds/model\\.ts$',
+          '^src/core/xds/l7-(model|decode|decode-common|decode-cluster|regex)\\.ts$',
+          '^src/waypoint/(router|cluster-picker|header-mutations|xxhash64)\\.ts$',
+        ],
+      },
       to: {
         path: '^(tls|http2|http|https|fs|fs/promises|dgram|child_process)$|node_modules/(pino|prom-client|@grpc)',
+      },
+    },
+    {
+      name: 'waypoint-l7-core-is-pure',
+      comment:
+        'the L7 model, its decoders, the router and the cluster picker take data and return data: no sockets, files or protobuf runtime (l7-wire.ts is their edge)',
+      severity: 'error',
+      from: {
+        path: [
+          '^src/core/xds/l7-(model|decode|decode-common|decode-cluster|regex)\\.ts$',
+          '^src/waypoint/(router|cluster-picker|header-mutations|xxhash64)\\.ts$',
+        ],
+      },
+      to: {
+        path: '^(node:)?(net|tls|http2|http|https|fs|fs/promises|dgram|child_process|module)$|node_modules/protobufjs',
       },
     },
     {
