@@ -171,7 +171,6 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
       'transport_socket',
       'transport_socket_matches',
       'filters',
-      'load_balancing_policy',
       'upstream_config',
     ],
     '',
@@ -180,6 +179,8 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
     c.err('circuit_breakers.per_host_thresholds', 'is not supported');
   }
 
+  // `load_balancing_policy` is the policy list gRPC clients read (the controller puts lb_policy's
+  // policy first, then one gRPC knows); Envoy and the waypoint follow `lb_policy`.
   const policy = String(w.lb_policy ?? 'ROUND_ROBIN');
   if (!LB_POLICIES.includes(policy)) c.err('lb_policy', `${policy} is not supported`);
   const lbPolicy = (LB_POLICIES.includes(policy) ? policy : 'ROUND_ROBIN') as LbPolicy;

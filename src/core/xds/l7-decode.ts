@@ -76,6 +76,7 @@ export const L7AnyType = {
   FilterConfig: 'envoy.config.route.v3.FilterConfig',
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
 } as const;
 
 /** Envoy's limit on a direct response body unless the route configuration raises it. */
@@ -111,7 +112,8 @@ export interface WireListener {
 export function decodeListener(w: WireListener, unpack: AnyUnpacker): Decoded<L7Listener> {
   const c = new Collector(unpack);
   if (!w.name) c.err('name', 'is required');
-  if (isSet(w.filter_chains)) c.err('filter_chains', 'only API listeners are supported');
+  if (isSet(w.filter_chains) && w.api_listener === undefined) return decodeTcpListener(w, c);
+  if (isSet(w.filter_chains)) c.err('filter_chains', 'a listener is either an API listener or a TCP one');
   const hcm = c.any<WireHcm>(
     w.api_listener?.api_listener,
     [L7AnyType.HttpConnectionManager],
@@ -139,6 +141,37 @@ export function decodeListener(w: WireListener, unpack: AnyUnpacker): Decoded<L7
   }
   if (c.errors.length) return { ok: false, errors: c.errors };
   return { ok: true, value: { name: w.name ?? '', routeConfigName, httpFilters: filters } };
+}
+
+interface WireTcpProxy {
+  cluster?: string;
+  weighted_clusters?: { clusters?: { name?: string; weight?: number }[] };
+  stat_prefix?: string;
+}
+
+/** A TCP port's listener: one filter chain, one `tcp_proxy` filter naming a cluster or weighted ones. */
+function decodeTcpListener(w: WireListener, c: Collector): Decoded<L7Listener> {
+  const chains = w.filter_chains as { filters?: { name?: string; typed_config?: WireAny }[] }[];
+  if (chains.length !== 1) c.err('filter_chains', 'a TCP listener has exactly one filter chain');
+  const filters = chains[0]?.filters ?? [];
+  if (filters.length !== 1)
+    c.err('filter_chains[0].filters', 'a TCP listener has exactly one filter (tcp_proxy)');
+  const at = 'filter_chains[0].filters[0].typed_config';
+  const proxy = filters[0]
+    ? c.any<WireTcpProxy>(filters[0].typed_config, [L7AnyType.TcpProxy], at)
+    : undefined;
+  const tcp: { cluster: string; weight: number }[] = [];
+  if (proxy) {
+    if (proxy.cluster) tcp.push({ cluster: proxy.cluster, weight: 1 });
+    else
+      (proxy.weighted_clusters?.clusters ?? []).forEach((wc, i) => {
+        if (!wc.name) c.err(`${at}.weighted_clusters.clusters[${i}].name`, 'is required');
+        else if ((wc.weight ?? 0) > 0) tcp.push({ cluster: wc.name, weight: wc.weight ?? 0 });
+      });
+    if (tcp.length === 0) c.err(at, 'names no cluster with a weight above 0');
+  }
+  if (c.errors.length) return { ok: false, errors: c.errors };
+  return { ok: true, value: { name: w.name ?? '', routeConfigName: '', httpFilters: [], tcp } };
 }
 
 function decodeHttpFilters(list: WireHttpFilter[], at: string, c: Collector, out: HttpFilter[]): void {

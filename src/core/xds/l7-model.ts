@@ -82,9 +82,21 @@ export interface HttpFilter {
 /** An API listener: HttpConnectionManager with RDS over ADS. */
 export interface L7Listener {
   readonly name: string;
+  /** '' for a TCP listener. */
   readonly routeConfigName: string;
-  /** In order; the last one is always the router. */
+  /** In order; the last one is always the router. Empty for a TCP listener. */
   readonly httpFilters: readonly HttpFilter[];
+  /**
+   * A TCP port (a filter chain with one `tcp_proxy` filter): where connections go, by weight (a
+   * VirtualService `tcp` route such as an 80/20 split). Undefined for an HTTP (API) listener.
+   */
+  readonly tcp?: readonly TcpTarget[];
+}
+
+/** One cluster a TCP listener sends connections to, and its share. */
+export interface TcpTarget {
+  readonly cluster: string;
+  readonly weight: number;
 }
 
 // ---------- routes ----------

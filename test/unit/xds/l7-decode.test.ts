@@ -169,7 +169,18 @@ describe('Listener', () => {
       `${at}.rds.route_config_name`,
       /required/,
     ],
-    ['not an API listener', { name: 'x', filter_chains: [{}] }, 'filter_chains', /API listeners/],
+    [
+      'a TCP listener without its tcp_proxy filter',
+      { name: 'x', filter_chains: [{}] },
+      'filter_chains[0].filters',
+      /exactly one filter \(tcp_proxy\)/,
+    ],
+    [
+      'both an API listener and filter chains',
+      { name: 'x', filter_chains: [{}], api_listener: { api_listener: anyOf(T.Router, {}) } },
+      'filter_chains',
+      /either an API listener or a TCP one/,
+    ],
     [
       'an API listener that is not an HCM',
       { name: 'x', api_listener: { api_listener: anyOf(T.Router, {}) } },

@@ -1,0 +1,79 @@
+/**
+ * The Listener and RouteConfiguration of one service port. Pure.
+ *
+ * HTTP ports (DESIGN.md §3 "L7 xDS"): an API listener whose HttpConnectionManager takes its routes
+ * over ADS from the RouteConfiguration of the same name, with the fault filter (always: gRPC clients
+ * need it listed to apply per-route faults), the CORS filter when a route has a CORS policy (optional,
+ * so gRPC clients, which have none, still accept the listener), and the router, last.
+ *
+ * TCP ports: Ambit's own shape, for the waypoint only (gRPC clients never ask for a TCP port): a
+ * listener on the service's address with a single tcp_proxy filter naming the cluster, or the
+ * weighted clusters of a VirtualService `tcp` (or `tls`) route.
+ */
+import type { Any, Listener, Route, RouteConfiguration } from './envoy-types.ts';
+import { ADS } from './clusters.ts';
+import { emptyAny, EnvoyType, packAny } from './protos.ts';
+import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './routes.ts';
+
+export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
+
+export function httpListener(name: string, cors: boolean): Listener {
+  const filters: { name: string; typed_config: Any; is_optional?: boolean }[] = [
+    { name: FAULT_FILTER, typed_config: emptyAny(EnvoyType.HTTPFault) },
+  ];
+  if (cors) filters.push({ name: CORS_FILTER, typed_config: emptyAny(EnvoyType.Cors), is_optional: true });
+  filters.push({ name: ROUTER_FILTER, typed_config: emptyAny(EnvoyType.Router) });
+  return {
+    name,
+    api_listener: {
+      api_listener: packAny(EnvoyType.HttpConnectionManager, {
+        stat_prefix: name,
+        rds: { route_config_name: name, config_source: ADS },
+        http_filters: filters,
+      }),
+    },
+  };
+}
+
+export function routeConfiguration(
+  name: string,
+  domains: readonly string[],
+  routes: readonly Route[],
+): RouteConfiguration {
+  return { name, virtual_hosts: [{ name, domains, routes }] };
+}
+
+/** Where a TCP port's connections go: one cluster, or several by weight (per connection). */
+export type TcpTarget =
+  | { readonly cluster: string }
+  | { readonly weightedClusters: readonly { readonly name: string; readonly weight: number }[] };
+
+export function tcpListener(
+  name: string,
+  vips: readonly string[],
+  port: number,
+  target: TcpTarget,
+): Listener {
+  const address = (ip: string) => ({ socket_address: { address: ip, port_value: port } });
+  const [first, ...rest] = vips.length > 0 ? vips : ['0.0.0.0'];
+  return {
+    name,
+    address: address(first!),
+    ...(rest.length > 0 ? { additional_addresses: rest.map((ip) => ({ address: address(ip) })) } : {}),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: TCP_PROXY_FILTER,
+            typed_config: packAny(EnvoyType.TcpProxy, {
+              stat_prefix: name,
+              ...('cluster' in target
+                ? { cluster: target.cluster }
+                : { weighted_clusters: { clusters: target.weightedClusters } }),
+            }),
+          },
+        ],
+      },
+    ],
+  };
+}

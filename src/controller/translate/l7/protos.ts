@@ -1,0 +1,109 @@
+/**
+ * The Envoy protos that ship inside `@grpc/grpc-js-xds` (deps/envoy-api, xds, googleapis,
+ * protoc-gen-validate), loaded once with protobufjs (never copied into this repo), and the one thing
+ * the translation needs them for: packing a typed config into a `google.protobuf.Any`.
+ *
+ * Loading reads the .proto files once (about 0.25 s); after that everything here is pure.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import protobuf from 'protobufjs';
+import type { Any } from './envoy-types.ts';
+
+/** Full names of the messages the translation packs into Any, and of the resources. */
+export const EnvoyType = {
+  Listener: 'envoy.config.listener.v3.Listener',
+  RouteConfiguration: 'envoy.config.route.v3.RouteConfiguration',
+  Cluster: 'envoy.config.cluster.v3.Cluster',
+  ClusterLoadAssignment: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+  HttpConnectionManager: 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  HTTPFault: 'envoy.extensions.filters.http.fault.v3.HTTPFault',
+  Cors: 'envoy.extensions.filters.http.cors.v3.Cors',
+  CorsPolicy: 'envoy.extensions.filters.http.cors.v3.CorsPolicy',
+  Router: 'envoy.extensions.filters.http.router.v3.Router',
+  FilterConfig: 'envoy.config.route.v3.FilterConfig',
+  HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  RoundRobin: 'envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin',
+  LeastRequest: 'envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest',
+  Random: 'envoy.extensions.load_balancing_policies.random.v3.Random',
+  RingHash: 'envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash',
+  Maglev: 'envoy.extensions.load_balancing_policies.maglev.v3.Maglev',
+} as const;
+export type EnvoyType = (typeof EnvoyType)[keyof typeof EnvoyType];
+
+const TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+const FILES = [
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
+  'envoy/extensions/filters/http/cors/v3/cors.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
+  ...['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map(
+    (p) => `envoy/extensions/load_balancing_policies/${p}/v3/${p}.proto`,
+  ),
+];
+
+let root: protobuf.Root | undefined;
+
+/** The protobufjs root with every message above (snake_case field names, as in the .proto). */
+export function envoyProtos(): protobuf.Root {
+  if (!root) {
+    const require = createRequire(import.meta.url);
+    const deps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
+    const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
+    // google/protobuf/*: the well-known types are built into protobufjs; the rest (descriptor.proto,
+    // which the validate annotations import) ships beside it.
+    const wellKnown = join(dirname(require.resolve('protobufjs/package.json')), 'google', 'protobuf');
+    const r = new protobuf.Root();
+    r.resolvePath = (_origin, target) => {
+      if (target.startsWith('google/protobuf/')) {
+        const file = join(wellKnown, target.slice('google/protobuf/'.length));
+        return existsSync(file) ? file : target;
+      }
+      for (const dir of includeDirs) {
+        const file = join(dir, target);
+        if (existsSync(file)) return file;
+      }
+      return target;
+    };
+    r.loadSync(FILES, { keepCase: true });
+    r.resolveAll();
+    root = r;
+  }
+  return root;
+}
+
+/** `type.googleapis.com/<name>` */
+export function typeUrl(name: string): string {
+  return TYPE_URL_PREFIX + name;
+}
+
+/** Encodes a plain object (proto-loader shape: enums by name) as the message `name`. */
+export function encodeMessage(name: string, value: object): Uint8Array {
+  const type = envoyProtos().lookupType(name);
+  return type.encode(type.fromObject(value)).finish();
+}
+
+/** A typed config: `value` encoded as the message `name`, in an Any. */
+export function packAny(name: EnvoyType, value: object): Any {
+  return { type_url: typeUrl(name), value: encodeMessage(name, value) };
+}
+
+const empty = new Map<EnvoyType, Any>();
+
+/** A typed config with no fields set, encoded once (the router, the retry predicate, LB policies). */
+export function emptyAny(name: EnvoyType): Any {
+  let any = empty.get(name);
+  if (!any) empty.set(name, (any = packAny(name, {})));
+  return any;
+}
