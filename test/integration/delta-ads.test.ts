@@ -3,6 +3,7 @@
  * removal, ACK/NACK by nonce, reconnect with versions, bad requests), and our client against it.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:http2';
 import { credentials, Metadata, Server, ServerCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { after, before, test } from 'node:test';
 import { AdsClient } from '../../src/core/xds/ads-client.ts';
@@ -33,7 +34,7 @@ before(async () => {
     onNack: (id, _t, m) => nacks.push(`${id}: ${m}`),
   });
   grpcServer = new Server();
-  grpcServer.addService(adsDefinitions().service, ads.handlers());
+  grpcServer.addService(ads.definition(), ads.handlers());
   const port = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
@@ -47,8 +48,8 @@ after(() => {
 });
 
 /** A raw stream: we write requests by hand and read responses one by one. */
-function rawStream() {
-  const client = new (adsDefinitions().client)(target, credentials.createInsecure());
+function rawStream(to = target) {
+  const client = new (adsDefinitions().client)(to, credentials.createInsecure());
   const call = (
     client as unknown as {
       DeltaAggregatedResources(md: Metadata): ClientDuplexStream<DeltaRequest, DeltaResponse>;
@@ -65,11 +66,16 @@ function rawStream() {
     next: (ms = 2000) =>
       new Promise<DeltaResponse>((resolve, reject) => {
         if (queue.length) return resolve(queue.shift()!);
-        const t = setTimeout(() => reject(new Error('no response')), ms);
-        waiters.push((r) => {
+        const waiter = (r: DeltaResponse) => {
           clearTimeout(t);
           resolve(r);
-        });
+        };
+        // A waiter that timed out leaves the list, so a later response is not lost to it.
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error('no response'));
+        }, ms);
+        waiters.push(waiter);
       }),
     pending: () => queue.length,
     close: () => {
@@ -312,5 +318,155 @@ test('a wildcard subscriber that also names a resource stays wildcard; dropping 
     assert.deepEqual(names(r), ['a@2']);
   } finally {
     s.close();
+  }
+});
+
+/** A server of its own, with the send budget and stall time under test. */
+async function pacedServer(opts: { sendBudgetBytes: number; writeStallMs: number }) {
+  const server = new DeltaAdsServer({ log: silentLogger(), types: [W], ...opts });
+  const grpc = new Server();
+  grpc.addService(server.definition(), server.handlers());
+  const port = await new Promise<number>((resolve, reject) =>
+    grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return {
+    ads: server,
+    target: `127.0.0.1:${port}`,
+    close: () => {
+      server.close();
+      grpc.forceShutdown();
+    },
+  };
+}
+
+/** `count` resources of about 1 KiB each, named r0…, all at `version`. */
+const bulk = (count: number, version: string) =>
+  new Map<string, ServedResource>(
+    Array.from({ length: count }, (_, i) => [`r${i}`, res(version, 'x'.repeat(1024))] as const),
+  );
+
+/**
+ * A subscriber over bare HTTP/2 that reads nothing until `resume()`: its flow-control window runs
+ * out and the server's write of a large response cannot complete (a stuck or very slow agent).
+ */
+function stalledStream(to: string, id: string) {
+  const ads = adsDefinitions().service.DeltaAggregatedResources!;
+  const session = connect(`http://${to}`);
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': ads.path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  const frame = (req: DeltaRequest) => {
+    const msg = ads.requestSerialize(req);
+    const out = Buffer.alloc(5 + msg.length);
+    out.writeUInt32BE(msg.length, 1);
+    msg.copy(out, 5);
+    return out;
+  };
+  stream.write(frame({ node: { id }, type_url: W }));
+  stream.pause();
+  const held = new Map<string, string>();
+  let responses = 0;
+  let buffered = Buffer.alloc(0);
+  return {
+    held,
+    responses: () => responses,
+    /** Reads from now on, applying and ACKing every response. */
+    resume() {
+      stream.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt32BE(1)) {
+          const length = buffered.readUInt32BE(1);
+          const r = ads.responseDeserialize(buffered.subarray(5, 5 + length)) as DeltaResponse;
+          buffered = buffered.subarray(5 + length);
+          for (const x of r.resources ?? []) held.set(x.name, x.version);
+          for (const name of r.removed_resources ?? []) held.delete(name);
+          responses++;
+          stream.write(frame({ type_url: W, response_nonce: r.nonce }));
+        }
+      });
+      stream.resume();
+    },
+    close: () => {
+      stream.close();
+      session.destroy();
+    },
+  };
+}
+
+const versions = (m: ReadonlyMap<string, ServedResource>) =>
+  new Map([...m].map(([name, r]) => [name, r.version]));
+
+test('large responses wait for the send budget, small ones do not, and a closed stream gives its share back', async () => {
+  // A budget of one byte: one large response at a time; no stall release within the test.
+  const paced = await pacedServer({ sendBudgetBytes: 1, writeStallMs: 60_000 });
+  paced.ads.set(W, bulk(400, '1'));
+  const stalled = stalledStream(paced.target, 'stalled');
+  const next = rawStream(paced.target);
+  const small = rawStream(paced.target);
+  try {
+    await waitFor(
+      () => paced.ads.subscriberInfo().some((i) => i.id === 'stalled' && i.pending[W] === 1),
+      2000,
+    );
+    next.call.write({ node: { id: 'next' }, type_url: W });
+    // A named subscription of one resource is a small response: it goes out at once.
+    small.call.write({ node: { id: 'small' }, type_url: W, resource_names_subscribe: ['r7'] });
+    assert.deepEqual(names(await small.next()), ['r7@1']);
+    // The full snapshot waits while the stalled stream's write holds the budget…
+    await assert.rejects(next.next(300), /no response/);
+    // …and goes out once that stream is gone.
+    stalled.close();
+    const full = await next.next(3000);
+    assert.equal(full.resources?.length, 400);
+  } finally {
+    stalled.close();
+    next.close();
+    small.close();
+    paced.close();
+  }
+});
+
+test('a subscriber that stops reading does not hold up the others, and converges once it reads', async () => {
+  const paced = await pacedServer({ sendBudgetBytes: 1, writeStallMs: 200 });
+  paced.ads.set(W, bulk(400, '1'));
+  const stalled = stalledStream(paced.target, 'slow');
+  const fast = [rawStream(paced.target), rawStream(paced.target), rawStream(paced.target)];
+  try {
+    await waitFor(() => paced.ads.subscriberInfo().some((i) => i.id === 'slow' && i.pending[W] === 1), 2000);
+    fast.forEach((s, i) => s.call.write({ node: { id: `fast-${i}` }, type_url: W }));
+    // The stalled write stops counting after 200 ms; the others are served one after another.
+    for (const s of fast) {
+      const r = await s.next(3000);
+      assert.equal(r.resources?.length, 400);
+      s.call.write({ type_url: W, response_nonce: r.nonce });
+    }
+    // Changes keep flowing to them while the slow one still has not read its first response.
+    const changed = bulk(399, '1');
+    changed.set('r0', res('2', 'changed'));
+    changed.set('new', res('1', 'new'));
+    paced.ads.set(W, changed);
+    for (const s of fast) {
+      const r = await s.next(2000);
+      assert.deepEqual(names(r), ['new@1', 'r0@2']);
+      assert.deepEqual(r.removed_resources, ['r399']);
+    }
+    // The slow one reads at last: its first response, then everything that changed meanwhile.
+    stalled.resume();
+    await waitFor(
+      () => stalled.held.size === changed.size && stalled.held.get('r0') === '2',
+      3000,
+      () => `slow holds ${stalled.held.size} after ${stalled.responses()} responses`,
+    );
+    assert.deepEqual(stalled.held, versions(changed));
+    assert.equal(stalled.responses(), 2);
+  } finally {
+    stalled.close();
+    for (const s of fast) s.close();
+    paced.close();
   }
 });

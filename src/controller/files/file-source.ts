@@ -3,6 +3,7 @@
  * its subdirectories), merged into one snapshot, re-read after any change. This is the I/O edge;
  * decoding is kube-yaml.ts's.
  */
+import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,12 +26,13 @@ export async function loadKubeDir(dir: string): Promise<KubeDirResult> {
   return (await readDir(dir, new Map())).result;
 }
 
-type DecodeCache = Map<string, { text: string; decoded: ReturnType<typeof decodeKubeYaml> }>;
+type DecodeCache = Map<string, { digest: string; decoded: ReturnType<typeof decodeKubeYaml> }>;
 
 /**
- * The result plus the raw texts, so the watcher can tell a real change from a touch. `cache` keeps
- * each file's decoding by content: after a change only the changed files are parsed again (YAML
- * parsing is most of the cost: about 1.5 s for a 10,000-object file on these machines).
+ * The result plus a fingerprint of every file's content, so the watcher can tell a real change from
+ * a touch. `cache` keeps each file's decoding by content: after a change only the changed files are
+ * parsed again (YAML parsing is most of the cost: about 1.5 s for a 10,000-object file on these
+ * machines). Contents are compared by digest, so no file's text outlives its read.
  */
 async function readDir(
   dir: string,
@@ -58,7 +60,7 @@ async function readDir(
     return { result, fingerprint: `error:${describeError(err)}` };
   }
   const objects: DecodedObject[] = [];
-  const texts: string[] = [];
+  const fingerprint = createHash('sha256');
   for (const name of names) {
     const file = join(dir, name);
     let text: string;
@@ -68,13 +70,14 @@ async function readDir(
       // Removed between readdir and now (an editor's save, a rename): the next event re-reads.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       problems.push(unreadable(file, err));
-      texts.push(`${name}\0error`);
+      fingerprint.update(`${name}\0error\0\0`);
       continue;
     }
-    texts.push(`${name}\0${text}`);
+    const digest = createHash('sha256').update(text).digest('hex');
+    fingerprint.update(`${name}\0${digest}\0\0`);
     const cached = cache.get(file);
-    const decoded = cached?.text === text ? cached.decoded : decodeKubeYaml(text, file);
-    cache.set(file, { text, decoded });
+    const decoded = cached?.digest === digest ? cached.decoded : decodeKubeYaml(text, file);
+    cache.set(file, { digest, decoded });
     objects.push(...decoded.objects);
     problems.push(...decoded.problems);
   }
@@ -82,7 +85,7 @@ async function readDir(
   for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
   const built = buildSnapshot(objects);
   problems.push(...built.problems);
-  return { result: { snapshot: built.snapshot, problems }, fingerprint: texts.join('\0\0') };
+  return { result: { snapshot: built.snapshot, problems }, fingerprint: fingerprint.digest('hex') };
 }
 
 export interface WatchKubeDirOptions {

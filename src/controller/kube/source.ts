@@ -4,9 +4,11 @@
  * edge and the only importer of the client library (DESIGN.md §6); decoding is kube-yaml.ts's, so
  * a cluster and a YAML directory give the same objects and the same problems.
  *
- * The informers keep the raw JSON the API server sent; each object is decoded once per version
- * (cached by object identity, which the informer replaces on every change).
+ * The informers keep the raw JSON the API server sent, less `metadata.managedFields` (server-side
+ * apply bookkeeping, often half of a Pod's JSON, never read; istiod drops it too); each object is
+ * decoded once per version (cached by object identity, which the informer replaces on every change).
  */
+import { createHash } from 'node:crypto';
 import {
   HttpMethod,
   IsomorphicFetchHttpLibrary,
@@ -191,6 +193,9 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
       retry: undefined,
     };
     // Handlers must not throw: the library swallows errors thrown from a watch event's callback.
+    // The object handed to add/update is the one the informer caches.
+    informer.on('add', withoutManagedFields);
+    informer.on('update', withoutManagedFields);
     informer.on('change', () => schedule());
     informer.on('connect', () => log.debug({ kind: resource.kind }, 'watch connecting'));
     informer.on('error', (err: unknown) => {
@@ -234,8 +239,11 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
     const { snapshot, problems } = build(
       watches.map((w) => ({ resource: w.resource, items: w.informer.list() })),
     );
-    // Relists and restarts often change nothing; translation and pushes are not free.
-    const fingerprint = JSON.stringify([snapshot, problems]);
+    // Relists and restarts often change nothing; translation and pushes are not free. A digest,
+    // not the text: at 10,000 pods the JSON is megabytes, kept until the next snapshot.
+    const fingerprint = createHash('sha256')
+      .update(JSON.stringify([snapshot, problems]))
+      .digest('hex');
     if (fingerprint === last) return;
     last = fingerprint;
     options.onSnapshot(snapshot, problems);
@@ -265,6 +273,10 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
 }
 
 const decoded = new WeakMap<KubernetesObject, DecodeResult>();
+
+function withoutManagedFields(obj: KubernetesObject): void {
+  if (obj.metadata?.managedFields !== undefined) delete obj.metadata.managedFields;
+}
 
 /** The informers' objects as one snapshot, in namespace/name order whatever the arrival order. */
 function build(lists: readonly { resource: Resource; items: readonly KubernetesObject[] }[]): {
@@ -368,7 +380,8 @@ async function listRaw(
     items: list.items.map((item): KubernetesObject => {
       const obj =
         item !== null && typeof item === 'object' && !Array.isArray(item) ? (item as KubernetesObject) : {};
-      const metadata = obj.metadata !== null && typeof obj.metadata === 'object' ? obj.metadata : {};
+      const metadata = obj.metadata !== null && typeof obj.metadata === 'object' ? { ...obj.metadata } : {};
+      delete metadata.managedFields;
       return { ...obj, apiVersion: resource.apiVersion, kind: resource.kind, metadata };
     }),
   };
