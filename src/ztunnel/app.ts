@@ -76,14 +76,21 @@ async function startInpod(
   ctx: ProxyContext,
   secrets: SecretManager,
   log: Logger,
+  clock: Clock,
+  configSynced: () => boolean,
 ): Promise<{ manager: InpodManager; cni: CniServer }> {
   // As ztunnel does at start-up: fail now, with what to fix, rather than on the first pod.
   checkInpodPrivileges();
   const manager = new InpodManager(
-    { nodeName: config.nodeName, probeSources: config.probeSources },
+    {
+      nodeName: config.nodeName,
+      probeSources: config.probeSources,
+      ...(config.cniAddTimeoutMs !== undefined && { cniAddTimeoutMs: config.cniAddTimeoutMs }),
+    },
     ctx,
     secrets,
     log,
+    { clock, configSynced },
   );
   const cni = await CniServer.start(config.cniSocketPath, (req) => manager.handleCni(req), log);
   log.info({ socket: cni.path }, 'in-pod mode: waiting for pods');
@@ -147,8 +154,11 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     connectTimeoutMs: config.connectTimeoutMs,
     dialer: { dial: (host, port, from) => dialer.dial(host, port, from) },
   };
+  // Whether the first full config is in (the in-pod manager then looks for rules left behind);
+  // replaced once the xDS client exists.
+  let configSynced = () => config.localConfigPath !== '';
   const inpod = config.inpod
-    ? await startInpod(config, ctx, secrets, log.child({ scope: 'inpod' }))
+    ? await startInpod(config, ctx, secrets, log.child({ scope: 'inpod' }), clock, () => configSynced())
     : undefined;
   if (inpod) dialer = inpod.manager;
 
@@ -224,8 +234,10 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       }, LISTENER_RETRY_MS);
       retryTimer.unref();
     }
-    // Forget certificates no local workload (nor SOCKS client workload) uses any more.
-    const ids = new Set([...localWorkloads(), ...socksWorkloads()].map((w) => workloadSpiffe(w)));
+    // Forget certificates no local workload (nor SOCKS client workload) uses any more. A pod captured
+    // before the config has its IP (in-pod mode) still uses its certificate.
+    const onNode = state.workloadsOnNode(config.nodeName).filter((w) => w.tunnelProtocol === 'HBONE');
+    const ids = new Set([...onNode, ...socksWorkloads()].map((w) => workloadSpiffe(w)));
     for (const s of secrets.states()) if (!ids.has(formatSpiffe(s.identity))) secrets.forget(s.identity);
   };
 
@@ -272,6 +284,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     controlPlane && config.xdsAddress
       ? controlPlane.xdsConfigClient(config, log.child({ scope: 'xds' }), (next) => applyConfig(next))
       : undefined;
+  if (ads) configSynced = () => ads.isSynced();
 
   const pending = () => {
     const out: string[] = [];

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { EnvReader, parseBool, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
-import { parseCidr } from '../core/ip.ts';
+import { ipFromBytes, ipToBytes, parseCidr } from '../core/ip.ts';
 import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
 
 export interface Socks5Listener extends HostPort {
@@ -56,9 +56,21 @@ export interface ZtunnelConfig {
   readonly inpod: boolean;
   /** Unix socket the `ambit-cni` plugin reports pods on (in-pod mode). */
   readonly cniSocketPath: string;
-  /** Sources (IPs or CIDRs) whose connections into pods are not captured: the kubelet's probes. */
+  /**
+   * How long a CNI ADD waits for the pod to appear in the mesh config, and then for its listeners
+   * (in-pod mode). The plugin gives up after 120 s, so this is at most 50 s. Always set by
+   * {@link buildZtunnelConfig}; absent (5 s) only in configs written by hand for tests.
+   */
+  readonly cniAddTimeoutMs?: number;
+  /**
+   * Sources whose connections into pods are not captured (the kubelet's probes), in the canonical
+   * `address/prefix` form `iptables-save` prints, so installed rules compare equal.
+   */
   readonly probeSources: readonly string[];
 }
+
+/** The longest AMBIT_CNI_ADD_TIMEOUT: ADD waits up to twice this, and the plugin gives up at 120 s. */
+const MAX_CNI_ADD_TIMEOUT_MS = 50_000;
 
 /** Every variable the agent reads, with its default, for `--help` and the README. */
 export const ZTUNNEL_ENV = {
@@ -87,6 +99,7 @@ export const ZTUNNEL_ENV = {
   LOG_LEVEL: 'info',
   INPOD_ENABLED: 'false (true: capture pods in their network namespaces)',
   AMBIT_CNI_SOCKET: '/var/run/ambit/cni.sock',
+  AMBIT_CNI_ADD_TIMEOUT: '5s (at most 50s)',
   AMBIT_PROBE_SOURCES: '(none; 169.254.7.127 is always exempt) e.g. 10.201.1.1,10.201.2.0/24',
 } as const;
 
@@ -136,10 +149,15 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
   const probeSources = (r.optional('AMBIT_PROBE_SOURCES') ?? '')
     .split(',')
     .map((x) => x.trim())
-    .filter((x) => x !== '');
-  for (const p of probeSources) {
-    if (!parseCidr(p)) r.errors.push(`AMBIT_PROBE_SOURCES: "${p}" is not an IP address or CIDR`);
-  }
+    .filter((x) => x !== '')
+    .flatMap((p) => {
+      const c = canonicalCidr(p);
+      if (c === undefined) r.errors.push(`AMBIT_PROBE_SOURCES: "${p}" is not an IP address or CIDR`);
+      return c === undefined ? [] : [c];
+    });
+  const cniAddTimeoutMs = duration('AMBIT_CNI_ADD_TIMEOUT', 5000);
+  if (cniAddTimeoutMs > MAX_CNI_ADD_TIMEOUT_MS)
+    r.errors.push(`AMBIT_CNI_ADD_TIMEOUT: must be at most ${MAX_CNI_ADD_TIMEOUT_MS / 1000}s`);
   const config: ZtunnelConfig = {
     nodeName: r.string('NODE_NAME', hostname()),
     trustDomain: r.string('TRUST_DOMAIN', DEFAULT_TRUST_DOMAIN),
@@ -166,9 +184,27 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     logLevel,
     inpod,
     cniSocketPath: r.string('AMBIT_CNI_SOCKET', '/var/run/ambit/cni.sock'),
+    cniAddTimeoutMs,
     probeSources,
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
+}
+
+/**
+ * An address or CIDR as `iptables-save` prints it: host bits cleared, IPv6 in RFC 5952 form, and
+ * always a prefix length (`10.201.2.5/24` → `10.201.2.0/24`, `FD00::1` → `fd00::1/128`). Rules written
+ * from any other spelling would never compare equal to the installed ones, and no pod would be
+ * adopted as it is. Undefined for anything that is not an address or CIDR.
+ */
+function canonicalCidr(v: string): string | undefined {
+  const c = parseCidr(v);
+  const bytes = c && ipToBytes(c.address);
+  if (!c || !bytes) return undefined;
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, c.prefixLength - i * 8));
+    bytes[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  return `${ipFromBytes(bytes)}/${c.prefixLength}`;
 }
 
 /** `host:port=workload[,host:port=workload…]` */

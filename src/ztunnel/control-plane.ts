@@ -3,54 +3,19 @@
  * over TLS when a root is given. Loaded only when the agent is configured to use them, so a
  * file-configured agent does not carry gRPC and protobuf in memory.
  */
-import { readFileSync } from 'node:fs';
-import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import { GrpcCaProvider } from '../core/identity/ca-client.ts';
+import type { GrpcCaProvider } from '../core/identity/ca-client.ts';
 import type { Logger } from '../core/log.ts';
 import { TypeUrl } from '../core/proto/load.ts';
 import { AdsClient } from '../core/xds/ads-client.ts';
+import { controllerCaProvider, controllerChannel, readToken } from '../core/xds/controller-channel.ts';
 import type { Authorization, MeshConfig } from '../core/xds/model.ts';
 import { decodeAddress, decodeAuthorization, type AddressResource } from '../core/xds/workload-proto.ts';
 import type { ZtunnelConfig } from './config.ts';
 
-interface Channel {
-  readonly credentials: ChannelCredentials;
-  readonly options: Record<string, string>;
-}
-
-/** TLS to the controller (15012) when a root is given: the server must present ALT_XDS_HOSTNAME. */
-function channel(config: ZtunnelConfig): Channel {
-  if (!config.xdsRootCaPath) return { credentials: credentials.createInsecure(), options: {} };
-  return {
-    credentials: credentials.createSsl(readFileSync(config.xdsRootCaPath)),
-    options: {
-      'grpc.ssl_target_name_override': config.xdsHostname,
-      'grpc.default_authority': config.xdsHostname,
-    },
-  };
-}
-
-/** AUTH_TOKEN is a path to a token file (read on each use, so rotation works) or the token itself. */
-export function readToken(value: string): string {
-  if (!value.includes('/')) return value;
-  try {
-    return readFileSync(value, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
+export { readToken };
 
 export function caProvider(config: ZtunnelConfig): GrpcCaProvider {
-  const c = channel(config);
-  return new GrpcCaProvider({
-    target: config.caAddress,
-    credentials: c.credentials,
-    channelOptions: c.options,
-    token: () => readToken(config.authToken),
-    clusterId: config.clusterId,
-    ttlMs: config.certTtlMs,
-    timeoutMs: config.connectTimeoutMs,
-  });
+  return controllerCaProvider(config);
 }
 
 /**
@@ -62,7 +27,7 @@ export function xdsConfigClient(
   log: Logger,
   onConfig: (config: MeshConfig) => void,
 ): AdsClient {
-  const c = channel(config);
+  const c = controllerChannel(config);
   let addresses: ReadonlyMap<string, unknown> = new Map();
   let policies: ReadonlyMap<string, unknown> = new Map();
   let scheduled = false;

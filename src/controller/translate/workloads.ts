@@ -203,7 +203,7 @@ function indexPods(pods: readonly Pod[]): PodIndex {
   const byName = new Map<string, Pod>();
   for (const pod of pods) {
     if (pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed') continue;
-    if (pod.podIPs.length === 0 || pod.podIPs.some((ip) => ipFamily(ip) === 0)) continue;
+    if (pod.podIPs.length === 0 ? !pod.nodeName : pod.podIPs.some((ip) => ipFamily(ip) === 0)) continue;
     byName.set(`${pod.namespace}/${pod.name}`, pod);
     for (const ip of pod.podIPs) if (!byIp.has(ip)) byIp.set(ip, pod);
   }
@@ -242,9 +242,13 @@ function workload(pod: Pod, ctx: PodContext): Workload | undefined {
       report(
         'warning',
         'status.podIP',
-        'has no IP address, so it is not part of the mesh yet; set status.podIP',
+        pod.nodeName
+          ? 'has no IP address, so nothing can reach it yet; set status.podIP'
+          : 'has no IP address, so it is not part of the mesh yet; set status.podIP',
       );
-    return undefined;
+    // A scheduled pod is sent without addresses, as istiod does: its node agent captures it at its
+    // CNI ADD, which comes before the pod has an IP here (inpod/manager.ts in the agent).
+    if (!pod.nodeName) return undefined;
   }
   const bad = pod.podIPs.findIndex((ip) => ipFamily(ip) === 0);
   if (bad >= 0) {

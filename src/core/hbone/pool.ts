@@ -71,6 +71,8 @@ export interface HbonePoolOptions {
 interface PooledSession {
   readonly session: ClientHttp2Session;
   readonly key: string;
+  /** The source address it was dialled from ('' when the kernel picked it). */
+  readonly srcIp: string;
   active: number;
   idleTimer: NodeJS.Timeout | undefined;
 }
@@ -114,6 +116,24 @@ export class HbonePool {
   close(): void {
     this.closed = true;
     for (const list of this.sessions.values()) for (const p of list) p.session.close();
+  }
+
+  /**
+   * Sends GOAWAY on every connection dialled from `srcIp` and takes them out of the pool (in-pod
+   * mode: a pod that was released, whose namespace they would otherwise keep alive for up to the
+   * idle timeout). Open streams finish; the connections close after them. Returns how many.
+   */
+  closeFrom(srcIp: string): number {
+    let n = 0;
+    for (const list of [...this.sessions.values()]) {
+      for (const p of [...list]) {
+        if (p.srcIp !== srcIp) continue;
+        this.remove(p);
+        p.session.close();
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Closes every connection now. */
@@ -246,7 +266,13 @@ export class HbonePool {
       peerMaxConcurrentStreams: H2.poolMaxStreamsPerConnection,
     });
     session.setLocalWindowSize(H2.connectionWindowBytes);
-    const pooled: PooledSession = { session, key, active: 0, idleTimer: undefined };
+    const pooled: PooledSession = {
+      session,
+      key,
+      srcIp: target.srcIp ?? '',
+      active: 0,
+      idleTimer: undefined,
+    };
     const list = this.sessions.get(key) ?? [];
     list.push(pooled);
     this.sessions.set(key, list);

@@ -115,12 +115,20 @@ export async function listenInNetns(netnsPath: string | null, opts: ListenInNetn
     bind: { address: opts.address, port: opts.port },
     listen: backlog,
   });
-  // The addon has already bound and listened, so nothing is left to fail in Node's listen({ fd }): it
+  // The addon has already bound and listened, so little is left to fail in Node's listen({ fd }): it
   // wraps the fd in a TCP handle, and its own listen() call only restates the backlog. Once wrapped,
   // the fd belongs to the server and closes with it.
   const server = createServer({ allowHalfOpen: opts.allowHalfOpen === true });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => {
+      // What fails is wrapping the fd (uv_tcp_open), which leaves it ours: close it, or every failed
+      // pod start would leak a listening socket in the pod. (Had the handle taken it, it is closed
+      // already and this fails with EBADF.)
+      try {
+        closeSync(fd);
+      } catch {
+        // closed with the handle
+      }
       const message = `cannot adopt the listener fd ${fd}${where(netnsPath)}`;
       reject(new AmbitError(ErrorCode.BindFailed, message, { cause: err }));
     };

@@ -227,7 +227,8 @@ function decodeWorkload(w: WireWorkload, errors: FieldError[]): Workload {
     err('tunnel_protocol', `unknown value ${w.tunnel_protocol}`);
   }
   const addresses = (w.addresses ?? []).map((b, i) => bytesToIp(b, `addresses[${i}]`, err));
-  if (addresses.length === 0 && !w.hostname) err('addresses', 'a workload needs addresses or a hostname');
+  // No addresses and no hostname is a pod that is scheduled but has no IP yet: Istio's WDS sends
+  // those, and the agent captures such a pod at its CNI ADD, before the IP is known.
   const services = new Map<string, PortMap>();
   for (const [key, list] of Object.entries(w.services ?? {})) {
     if (!/^[^/]+\/[^/]+$/.test(key)) err(`services["${key}"]`, 'key must be "namespace/hostname"');

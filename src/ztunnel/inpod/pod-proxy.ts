@@ -4,6 +4,7 @@
  * 15008 inbound HBONE with the pod's own certificate. One set per address family the pod has. All
  * carry the agent's mark and SO_REUSEPORT, so a restarted agent can bind beside a draining one.
  */
+import { closeSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { describeError } from '../../core/errors.ts';
 import { formatHostPort, TCP_KEEPALIVE_MS } from '../../core/hbone/protocol.ts';
@@ -23,19 +24,49 @@ const WILDCARD = { 4: '0.0.0.0', 6: '::' } as const;
 /** Node's default listen backlog. */
 const LISTEN_BACKLOG = 511;
 
-export class PodProxy {
+/** What the manager needs of a pod's listeners (a fake stands in for it in unit tests). */
+export interface PodListeners {
   /** The workload the listeners speak for (its identity is the certificate's). */
+  readonly workload: Workload;
+  /** `ip:port` of every listener, for the admin page and tests. */
+  listeners(): string[];
+  /** Presents a renewed certificate to new HBONE connections. */
+  setCertificate(cert: WorkloadCertificate): void;
+  /**
+   * Stops accepting; open connections get up to `deadlineMs` to finish, then are cut. 0 cuts them
+   * at once (a deleted pod's, as ztunnel drains a deleted pod immediately).
+   */
+  close(deadlineMs: number): Promise<void>;
+}
+
+/**
+ * The pod's workload as the mesh knows it now (labels and services may have changed since capture),
+ * with the pod's own addresses while the mesh config has none for it yet: a pod is captured as soon
+ * as it is scheduled (its CNI ADD), before the mesh config learns its IP.
+ */
+export function currentWorkload(ctx: ProxyContext, pod: Workload): Workload {
+  const now = ctx.state().workloadByUid(pod.uid) ?? pod;
+  return now.addresses.length > 0 ? now : { ...now, addresses: pod.addresses };
+}
+
+export class PodProxy implements PodListeners {
   readonly workload: Workload;
   private readonly hbone: HboneServer[];
   private readonly plain: Server[];
+  /** Connections accepted on the plain listeners, so a drain can cut them at its deadline. */
+  private readonly sockets: Set<Socket>;
 
-  private constructor(workload: Workload, hbone: HboneServer[], plain: Server[]) {
+  private constructor(workload: Workload, hbone: HboneServer[], plain: Server[], sockets: Set<Socket>) {
     this.workload = workload;
     this.hbone = hbone;
     this.plain = plain;
+    this.sockets = sockets;
   }
 
-  /** Opens every listener; on any failure closes those already open and throws. */
+  /**
+   * Opens every listener for `workload`, whose `addresses` (the pod's, from the CNI or the mesh
+   * config) decide the address families; on any failure closes those already open and throws.
+   */
   static async start(
     ctx: ProxyContext,
     workload: Workload,
@@ -48,6 +79,14 @@ export class PodProxy {
     );
     const hbone: HboneServer[] = [];
     const plain: Server[] = [];
+    const sockets = new Set<Socket>();
+    const track = (socket: Socket) => {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+      socket.on('error', () => undefined);
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    };
     const listen = (family: IpFamily, port: number, transparent: boolean) =>
       listenInNetns(netnsPath, {
         family,
@@ -63,12 +102,15 @@ export class PodProxy {
       for (const family of families) {
         const outbound = await listen(family, CAPTURE_PORTS.outbound, false);
         plain.push(outbound);
-        outbound.on('connection', (socket: Socket) => onOutbound(ctx, workload, socket, log));
+        outbound.on('connection', (socket: Socket) => {
+          track(socket);
+          onOutbound(ctx, workload, socket, log);
+        });
         const inbound = await listen(family, CAPTURE_PORTS.inboundPlaintext, true);
         plain.push(inbound);
         inbound.on('connection', (socket: Socket) => {
-          prepare(socket);
-          void handleInboundPlaintext(ctx, socket, workload);
+          track(socket);
+          void handleInboundPlaintext(ctx, socket, currentWorkload(ctx, workload));
         });
         // The HBONE server (TLS and HTTP/2 on top) adopts a listening fd made in the netns.
         const fd = openTcpSocket(netnsPath, {
@@ -80,8 +122,9 @@ export class PodProxy {
           bind: { address: WILDCARD[family], port: CAPTURE_PORTS.inboundHbone },
           listen: LISTEN_BACKLOG,
         });
-        hbone.push(
-          await HboneServer.start({
+        let server: HboneServer;
+        try {
+          server = await HboneServer.start({
             host: WILDCARD[family],
             port: CAPTURE_PORTS.inboundHbone,
             fd,
@@ -89,17 +132,26 @@ export class PodProxy {
             trustDomain: ctx.trustDomain,
             log: log.child({ scope: 'hbone' }),
             onRequest: (req) => void handleInbound(ctx, req),
-          }),
-        );
+          });
+        } catch (err) {
+          // Not adopted (a bad certificate, or the fd could not be wrapped): still ours to close,
+          // or it would listen in the pod with nobody accepting.
+          try {
+            closeSync(fd);
+          } catch {
+            // closed with a handle that did take it
+          }
+          throw err;
+        }
+        hbone.push(server);
       }
     } catch (err) {
-      await Promise.all([...hbone.map((h) => h.close(0)), ...plain.map((s) => closeServer(s))]);
+      await Promise.all([...hbone.map((h) => h.close(0)), ...plain.map((s) => closeServer(s, sockets, 0))]);
       throw err;
     }
-    return new PodProxy(workload, hbone, plain);
+    return new PodProxy(workload, hbone, plain, sockets);
   }
 
-  /** `ip:port` of every listener, for the admin page and tests. */
   listeners(): string[] {
     return [...this.plain.map((s) => s.address()), ...this.hbone.map((h) => h.address())].flatMap((a) =>
       a && typeof a === 'object' ? [formatHostPort(a.address, a.port)] : [],
@@ -110,17 +162,16 @@ export class PodProxy {
     for (const h of this.hbone) h.setCertificate(cert);
   }
 
-  /** Stops accepting; HBONE sessions get GOAWAY and up to `deadlineMs` to finish. */
+  /** HBONE sessions get GOAWAY; every connection gets up to `deadlineMs`, then is cut. */
   async close(deadlineMs: number): Promise<void> {
     await Promise.all([
       ...this.hbone.map((h) => h.close(deadlineMs)),
-      ...this.plain.map((s) => closeServer(s)),
+      ...this.plain.map((s) => closeServer(s, this.sockets, deadlineMs)),
     ]);
   }
 }
 
-function onOutbound(ctx: ProxyContext, fallback: Workload, socket: Socket, log: Logger): void {
-  prepare(socket);
+function onOutbound(ctx: ProxyContext, pod: Workload, socket: Socket, log: Logger): void {
   let target;
   try {
     target = originalDestination(socket);
@@ -129,17 +180,26 @@ function onOutbound(ctx: ProxyContext, fallback: Workload, socket: Socket, log: 
     socket.resetAndDestroy();
     return;
   }
-  // The pod's workload as the mesh knows it now (labels and services may have changed).
-  const source = ctx.state().workloadByUid(fallback.uid) ?? fallback;
-  void handleCapturedOutbound(ctx, socket, source, { ip: target.address, port: target.port });
+  void handleCapturedOutbound(ctx, socket, currentWorkload(ctx, pod), {
+    ip: target.address,
+    port: target.port,
+  });
 }
 
-function prepare(socket: Socket): void {
-  socket.setNoDelay(true);
-  socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
-  socket.on('error', () => undefined);
-}
-
-function closeServer(s: Server): Promise<void> {
-  return new Promise((resolve) => s.close(() => resolve()));
+/**
+ * Stops `s` accepting and resolves once it has closed, which Node waits for until every connection
+ * it accepted has ended: those still open at the deadline are destroyed, so an idle connection
+ * cannot hold a drain (and an agent's shutdown) forever.
+ */
+function closeServer(s: Server, sockets: Set<Socket>, deadlineMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+  const cut = () => {
+    for (const socket of sockets) socket.destroy();
+  };
+  if (deadlineMs <= 0) {
+    cut();
+    return closed;
+  }
+  const timer = setTimeout(cut, deadlineMs);
+  return closed.finally(() => clearTimeout(timer));
 }

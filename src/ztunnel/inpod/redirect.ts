@@ -2,7 +2,10 @@
  * Installs, checks and removes a pod's redirection rules (rules.ts) inside its network namespace, with
  * the real tools: `iptables-save`/`iptables-restore --noflush` (and the ip6tables pair) and `ip rule`/
  * `ip route` for the TPROXY policy route, each run in the pod's netns through `nsenter --net=<path>`.
- * One `iptables-restore` per family applies atomically, so a pod never has half its rules.
+ * Each `iptables-restore` applies one family's tables atomically, but a pod's redirection takes
+ * several commands (per family: the tables, then the policy rule and route), so a failure part-way
+ * can leave some in place: whoever tried to install them must call `removeRedirection`, which reads
+ * what is there and removes it, whatever state the pod was left in.
  */
 import { spawn } from 'node:child_process';
 import { AmbitError, ErrorCode } from '../../core/errors.ts';
@@ -15,6 +18,7 @@ import {
   TPROXY_MARK,
   TPROXY_ROUTE_TABLE,
   TPROXY_RULE_PRIORITY,
+  unhookScript,
   type RuleOptions,
 } from './rules.ts';
 
@@ -83,14 +87,44 @@ export async function ensureRedirection(netnsPath: string, opts: RedirectOptions
   return { adopted };
 }
 
-/** Whether the pod's rules are in place for every family (an agent restart adopts such a pod). */
-export async function redirectionInstalled(netnsPath: string, opts: RedirectOptions): Promise<boolean> {
-  for (const family of opts.families) {
+/**
+ * Whether any trace of our redirection is in the namespace (our chains or hooks, in either family):
+ * how the agent recognises a pod it once captured.
+ */
+export async function hasRedirection(netnsPath: string): Promise<boolean> {
+  for (const family of [4, 6] as const) {
     const saved = parseSaved(await run(netnsPath, TOOLS[family].save, []));
-    if (!rulesMatch(saved, { family, probeSources: opts.probeSources })) return false;
-    if (!(await hasPolicyRoute(netnsPath, family))) return false;
+    if (removeScript(saved) !== '') return true;
   }
-  return true;
+  return false;
+}
+
+/** The addresses of the namespace's interfaces other than loopback (`ip -o addr`). */
+export async function interfaceAddresses(netnsPath: string): Promise<string[]> {
+  return parseIpAddr(await run(netnsPath, 'ip', ['-o', 'addr', 'show']));
+}
+
+/** `ip -o addr show` output → the addresses on interfaces other than `lo`. */
+export function parseIpAddr(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    // "2: eth0    inet 10.201.1.2/32 scope global eth0\       valid_lft forever …"
+    const m = /^\d+:\s+(\S+?)(?:@\S+)?\s+inet6?\s+([0-9a-fA-F.:]+)\/\d+/.exec(line);
+    if (m && m[1] !== 'lo') out.push(m[2]!);
+  }
+  return out;
+}
+
+/**
+ * Stops capturing the pod's new connections, leaving the rest of the rules (and with them the
+ * translation of connections already captured, rules.ts `unhookScript`) for `removeRedirection`.
+ */
+export async function unhookRedirection(netnsPath: string): Promise<void> {
+  for (const family of [4, 6] as const) {
+    const t = TOOLS[family];
+    const script = unhookScript(parseSaved(await run(netnsPath, t.save, [])));
+    if (script) await run(netnsPath, t.restore, ['--noflush'], script);
+  }
 }
 
 /** Removes every trace of our rules and the policy route; a pod left as if never enrolled. */
@@ -102,7 +136,12 @@ export async function removeRedirection(netnsPath: string): Promise<void> {
     while (await hasPolicyRoute(netnsPath, family)) {
       await run(netnsPath, 'ip', [...t.ip, 'rule', 'del', 'pref', String(TPROXY_RULE_PRIORITY)]);
     }
-    await run(netnsPath, 'ip', [...t.ip, 'route', 'flush', 'table', String(TPROXY_ROUTE_TABLE)]);
+    // A family the pod never had rules in has no table to flush: that is already the goal.
+    await run(netnsPath, 'ip', [...t.ip, 'route', 'flush', 'table', String(TPROXY_ROUTE_TABLE)]).catch(
+      (err: unknown) => {
+        if (!(err instanceof Error && err.message.includes('FIB table does not exist'))) throw err;
+      },
+    );
   }
 }
 

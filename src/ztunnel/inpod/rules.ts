@@ -175,6 +175,23 @@ export function removeScript(installed: InstalledRules): string {
 }
 
 /**
+ * `iptables-restore --noflush` input that unhooks our chains (the jumps from the built-in chains)
+ * but leaves the chains and their rules; '' when no hook is there. From then on the pod's new
+ * connections are not captured, while connections the nat REDIRECT already set up keep their
+ * translation: the kernel drops the translation of every such connection (with the iptables-nft
+ * backend) as soon as the REDIRECT rule itself goes, so a FIN the agent then sends on one of them
+ * would never reach the application. Unhook, close the captured connections, then remove the rest.
+ */
+export function unhookScript(installed: InstalledRules): string {
+  const lines: string[] = [];
+  for (const t of ['mangle', 'nat'] as const) {
+    if (installed.hooks[t].length === 0) continue;
+    lines.push(`*${t}`, ...installed.hooks[t].map((h) => h.replace(/^-A /, '-D ')), 'COMMIT');
+  }
+  return lines.length ? lines.join('\n') + '\n' : '';
+}
+
+/**
  * iptables-save prints matches in its own canonical way (`-m tcp` added, masks shortened); compare
  * on the parts that carry meaning.
  */

@@ -16,16 +16,19 @@ import type { ProxyContext } from './context.ts';
 import { ConnectionRecord, Reporter } from './telemetry.ts';
 import { connectTcp } from './upstream.ts';
 
+/**
+ * `local` is the pod's workload as the mesh knows it now, with the pod's own addresses if the mesh
+ * config has none for it yet (inpod/pod-proxy.ts `currentWorkload`).
+ */
 export async function handleInboundPlaintext(
   ctx: ProxyContext,
   client: Socket,
-  pod: Workload,
+  local: Workload,
 ): Promise<void> {
   const dstIp = client.localAddress ?? '';
   const dstPort = client.localPort ?? 0;
   const srcIp = client.remoteAddress ?? '';
   const state = ctx.state();
-  const local = state.workloadByUid(pod.uid) ?? pod;
   const facts = {
     reporter: Reporter.Destination,
     src: formatHostPort(srcIp, client.remotePort ?? 0),

@@ -8,6 +8,8 @@
  *   node-2: echo-b (demo, app=echo)    legacy (namespace legacy, not in the mesh)
  *
  * and Service demo/echo at VIP 10.96.0.10 with ports 80→8080 (whoami), 81→8081 (echo), 82→8082 (sha).
+ * A demo pod can be left out of capture (label `istio.io/dataplane-mode: none`) at start or later,
+ * so a benchmark can measure the very same pods and veths with and without the mesh.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +34,23 @@ export const CNI_PLUGIN = fileURLToPath(new URL('../../../build/Release/ambit-cn
 export const VIP = '10.96.0.10';
 export const APP_PORTS = { whoami: 8080, echo: 8081, sha: 8082 } as const;
 const READY_MS = 30_000;
+/** How often {@link InpodMesh.setCaptured} looks at a pod's rules and listeners. */
+const CAPTURE_POLL_MS = 200;
+
+/** The pods of the layout, by the name their Pod object has. */
+export const POD_NAMES = ['client', 'echo-a', 'echo-b', 'legacy'] as const;
+export type PodName = (typeof POD_NAMES)[number];
+
+/** Options for {@link InpodMesh.start}. */
+export interface InpodMeshOptions {
+  /** Extra environment for both agents. */
+  readonly agentEnv?: Record<string, string>;
+  /**
+   * Demo pods that start opted out of the mesh (`istio.io/dataplane-mode: none`): their namespace and
+   * veths are the same, only their traffic is not captured. {@link InpodMesh.setCaptured} flips it.
+   */
+  readonly uncaptured?: readonly PodName[];
+}
 
 /** Why the in-pod mesh cannot run here, or false. */
 export function inpodSkipReason(): string | false {
@@ -62,6 +81,10 @@ export class InpodMesh {
   readonly legacy: TopologyPod;
   private controller: ChildProcess | undefined;
   private readonly apps: ChildProcess[] = [];
+  /** Pods written with `istio.io/dataplane-mode: none`. */
+  private readonly optedOut = new Set<PodName>();
+  /** The arguments of the last {@link writeMesh}, so {@link setCaptured} keeps the rest as it was. */
+  private lastMesh = { extra: '', without: '' };
 
   private constructor(topo: Topology, dir: string) {
     this.topo = topo;
@@ -71,9 +94,10 @@ export class InpodMesh {
   }
 
   /** Builds the topology and starts everything; resolves once both agents are ready. */
-  static async start(opts: { agentEnv?: Record<string, string> } = {}): Promise<InpodMesh> {
+  static async start(opts: InpodMeshOptions = {}): Promise<InpodMesh> {
     const topo = await createTopology({ nodes: 2, podsPerNode: 2 });
     const mesh = new InpodMesh(topo, await mkdtemp(join(tmpdir(), 'ambit-inpod-')));
+    for (const name of opts.uncaptured ?? []) mesh.optedOut.add(name);
     try {
       await mesh.boot(opts.agentEnv ?? {});
     } catch (err) {
@@ -150,13 +174,14 @@ export class InpodMesh {
 
   /** The mesh's Kubernetes YAML, with `extra` documents appended and a pod left out if asked. */
   async writeMesh(extra = '', without = ''): Promise<void> {
-    const pod = (name: string, ns: string, sa: string, app: string, p: TopologyPod) =>
+    this.lastMesh = { extra, without };
+    const pod = (name: PodName, ns: string, sa: string, app: string, p: TopologyPod) =>
       name === without
         ? ''
         : `---
 apiVersion: v1
 kind: Pod
-metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app} } }
+metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app}${this.optedOut.has(name) ? ', istio.io/dataplane-mode: none' : ''} } }
 spec:
   nodeName: ${p.node.name}
   serviceAccountName: ${sa}
@@ -193,6 +218,44 @@ ${extra}`;
     await writeFile(join(this.dir, 'kube', 'mesh.yaml'), yaml);
   }
 
+  /** The topology pod behind a Pod name of the layout. */
+  pod(name: PodName): TopologyPod {
+    return { client: this.client, 'echo-a': this.echoA, 'echo-b': this.echoB, legacy: this.legacy }[name];
+  }
+
+  /**
+   * Opts demo pods into the mesh (`captured`) or out of it (`istio.io/dataplane-mode: none`) by
+   * rewriting their Pod objects (other YAML as last written), and resolves once each pod's redirection
+   * rules and its HBONE listener (15008) are there, or gone, as asked. Throws after `timeoutMs`.
+   */
+  async setCaptured(names: readonly PodName[], captured: boolean, timeoutMs = READY_MS): Promise<void> {
+    for (const name of names) {
+      if (captured) this.optedOut.delete(name);
+      else this.optedOut.add(name);
+    }
+    await this.writeMesh(this.lastMesh.extra, this.lastMesh.without);
+    const deadline = Date.now() + timeoutMs;
+    const state = async (p: TopologyPod) => {
+      const [rules, listeners] = await Promise.all([
+        this.topo.run(p, 'iptables-save', []),
+        this.topo.run(p, 'ss', ['-ltnH']),
+      ]);
+      return { rules: rules.stdout.includes('AMBIT'), hbone: /:15008\b/.test(listeners.stdout) };
+    };
+    let pending = [...names];
+    while (pending.length > 0) {
+      const states = await Promise.all(pending.map((n) => state(this.pod(n))));
+      pending = pending.filter((_, i) => states[i]!.rules !== captured || states[i]!.hbone !== captured);
+      if (pending.length === 0) return;
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `${pending.join(', ')} still ${captured ? 'not captured' : 'captured'} after ${timeoutMs} ms:\n${this.outputs()}`,
+        );
+      }
+      await new Promise((res) => setTimeout(res, CAPTURE_POLL_MS));
+    }
+  }
+
   /** Runs the real CNI plugin as the container runtime would, against the pod's node agent. */
   async cni(
     command: 'ADD' | 'DEL',
@@ -200,10 +263,12 @@ ${extra}`;
     name: string,
     ns: string,
   ): Promise<{ code: number | null; out: string; prev: unknown }> {
+    // The agent's socket comes from the network configuration, as the node's CNI config list gives it.
     const conf = {
       cniVersion: '1.0.0',
       name: 'k8s-pod-network',
       type: 'ambit-cni',
+      socket: this.agents.get(p.node.name)!.socket,
       prevResult: { cniVersion: '1.0.0', ips: [{ address: `${p.ip}/32`, interface: 0 }] },
     };
     const child = spawn(CNI_PLUGIN, [], {
@@ -214,7 +279,6 @@ ${extra}`;
         CNI_IFNAME: 'eth0',
         CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name}`,
         CNI_PATH: '/opt/cni/bin',
-        AMBIT_CNI_SOCKET: this.agents.get(p.node.name)!.socket,
       },
       stdio: ['pipe', 'pipe', 'ignore'],
     });

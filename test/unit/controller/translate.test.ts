@@ -225,13 +225,18 @@ test('health: Running and Ready; missing phase or condition (hand-written YAML) 
   }
 });
 
-test('pods that are not workloads: host network, finished, no address, bad address', () => {
+test('pods that are not workloads: host network, finished, not scheduled and no address, bad address', () => {
   const cases: [string, Partial<Pod>, Pick<TranslateProblem, 'severity' | 'path'>[]][] = [
     ['host network', { hostNetwork: true }, []],
     ['succeeded', { phase: 'Succeeded' }, []],
     ['failed', { phase: 'Failed' }, []],
-    ['pending without IP', { phase: 'Pending', podIPs: [] }, []],
-    ['no IP, no status', { phase: undefined, podIPs: [] }, [{ severity: 'warning', path: 'status.podIP' }]],
+    ['pending without IP', { phase: 'Pending', podIPs: [], nodeName: '' }, []],
+    [
+      'no IP, no status',
+      { phase: undefined, podIPs: [], nodeName: '' },
+      [{ severity: 'warning', path: 'status.podIP' }],
+    ],
+    ['scheduled without IP, host network', { phase: 'Pending', podIPs: [], hostNetwork: true }, []],
     ['bad IP', { podIPs: ['10.0.1.5', '10.0.1'] }, [{ severity: 'error', path: 'status.podIPs[1]' }]],
   ];
   for (const [name, over, want] of cases) {
@@ -245,6 +250,38 @@ test('pods that are not workloads: host network, finished, no address, bad addre
     for (const p of r.problems)
       assert.deepEqual([p.kind, p.namespace, p.name], ['Pod', 'default', 'reviews-v1-abc']);
   }
+});
+
+test('in-pod must-fix 3: a scheduled pod with no IP yet is a workload without addresses (its node agent captures it at its CNI ADD)', () => {
+  const r = translate(
+    snapshot({
+      namespaces: [AMBIENT],
+      pods: [pod({ podIPs: [], phase: 'Pending', ready: false })],
+    }),
+    OPTIONS,
+  );
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.config.workloads.length, 1);
+  const w = r.config.workloads[0]!;
+  assert.deepEqual(w.addresses, []);
+  assert.equal(w.node, 'node-1');
+  assert.equal(w.tunnelProtocol, 'HBONE');
+  assert.equal(w.uid, 'Kubernetes//Pod/default/reviews-v1-abc');
+  assert.equal(w.serviceAccount, 'bookinfo-reviews');
+  assert.equal(w.healthy, false);
+  // The same uid, identity and protocol once the IP is in: an agent that captured it changes nothing.
+  const later = onlyWorkload({ namespaces: [AMBIENT], pods: [pod({ podIPs: ['10.0.1.5'] })] });
+  assert.deepEqual(
+    [later.uid, later.serviceAccount, later.tunnelProtocol, later.node],
+    [w.uid, w.serviceAccount, w.tunnelProtocol, w.node],
+  );
+  // A pod that should have an IP by now is still worth a word.
+  const running = translate(snapshot({ pods: [pod({ podIPs: [], phase: 'Running' })] }), OPTIONS);
+  assert.equal(running.config.workloads.length, 1);
+  assert.deepEqual(
+    running.problems.map((p) => [p.severity, p.path]),
+    [['warning', 'status.podIP']],
+  );
 });
 
 test('dual-stack pods keep every address', () => {

@@ -49,6 +49,7 @@ test('defaults', () => {
     logLevel: 'info',
     inpod: false,
     cniSocketPath: '/var/run/ambit/cni.sock',
+    cniAddTimeoutMs: 5000,
     probeSources: [],
   });
 });
@@ -70,6 +71,7 @@ test('every variable is read', () => {
     LOG_LEVEL: 'debug',
     INPOD_ENABLED: 'true',
     AMBIT_CNI_SOCKET: '/run/x/cni.sock',
+    AMBIT_CNI_ADD_TIMEOUT: '12s',
     AMBIT_PROBE_SOURCES: '10.0.0.1, 10.1.0.0/16,fd00::1',
   });
   assert.equal(c.nodeName, 'node-7');
@@ -86,7 +88,23 @@ test('every variable is read', () => {
   assert.equal(c.logLevel, 'debug');
   assert.equal(c.inpod, true);
   assert.equal(c.cniSocketPath, '/run/x/cni.sock');
-  assert.deepEqual(c.probeSources, ['10.0.0.1', '10.1.0.0/16', 'fd00::1']);
+  assert.equal(c.cniAddTimeoutMs, 12_000);
+  assert.deepEqual(c.probeSources, ['10.0.0.1/32', '10.1.0.0/16', 'fd00::1/128']);
+});
+
+test('AMBIT_PROBE_SOURCES are kept in the form iptables-save prints, so installed rules compare equal', () => {
+  const c = build({
+    ...REQUIRED,
+    AMBIT_PROBE_SOURCES: '10.201.2.5/24,FD00:0:0::ABCD/64,10.0.0.1,FE80::1',
+  });
+  assert.deepEqual(c.probeSources, ['10.201.2.0/24', 'fd00::/64', '10.0.0.1/32', 'fe80::1/128']);
+});
+
+test('AMBIT_CNI_ADD_TIMEOUT: at most 50 s (ADD may wait twice as long, and the plugin gives up at 120 s)', () => {
+  assert.deepEqual(errorsOf({ ...REQUIRED, AMBIT_CNI_ADD_TIMEOUT: '1m' }), [
+    'AMBIT_CNI_ADD_TIMEOUT: must be at most 50s',
+  ]);
+  assert.equal(build({ ...REQUIRED, AMBIT_CNI_ADD_TIMEOUT: '50s' }).cniAddTimeoutMs, 50_000);
 });
 
 test('INPOD_ENABLED and AMBIT_PROBE_SOURCES: bad values are named', () => {

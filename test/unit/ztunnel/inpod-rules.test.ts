@@ -5,6 +5,7 @@ import {
   installScript,
   parseSaved,
   removeScript,
+  unhookScript,
   rulesMatch,
   type RuleOptions,
 } from '../../../src/ztunnel/inpod/rules.ts';
@@ -144,6 +145,20 @@ test('removeScript deletes hooks, flushes and deletes the chains; nothing to do 
     ]);
   }
   assert.equal(removeScript(parseSaved('*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n')), '');
+});
+
+test('unhookScript deletes only the jumps into our chains (captured connections keep their NAT); nothing on a clean netns', () => {
+  assert.deepEqual(unhookScript(parseSaved(SAVED_V4)).trim().split('\n'), [
+    '*mangle',
+    '-D PREROUTING -j AMBIT_PRERT',
+    '-D OUTPUT -j AMBIT_OUTPUT',
+    'COMMIT',
+    '*nat',
+    '-D PREROUTING -j AMBIT_PRERT',
+    '-D OUTPUT -j AMBIT_OUTPUT',
+    'COMMIT',
+  ]);
+  assert.equal(unhookScript(parseSaved('*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n')), '');
 });
 
 test('parseSaved ignores other tables and other chains that merely mention ours', () => {

@@ -1,0 +1,110 @@
+/**
+ * Helper processes of `npm run bench:e2e` that run inside a pod's network namespace: the servers in
+ * the server pod and the load generator in the client pod. Each is `pod-worker-main.ts` started with
+ * `ip netns exec`, which switches namespace and execs Node in place, so the IPC channel (an inherited
+ * file descriptor) and the ProcessGroup's parent-death signal carry over. The benchmark process only
+ * orchestrates; no load runs in it or in the agents.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ProcessGroup, WorkerMessage } from './children.ts';
+import type { E2eLoadOps } from './e2e-load.ts';
+
+const MAIN = fileURLToPath(new URL('./pod-worker-main.ts', import.meta.url));
+const READY_TIMEOUT_MS = 15_000;
+
+/** The roles `pod-worker-main.ts` can play, with their start-up configuration. */
+export interface PodWorkerRoles {
+  /** backend.ts: echo and sink on one port. */
+  backend: { host: string; port: number };
+  /** A minimal HTTP/1.1 server (keep-alive, a 2-byte body) for wrk. */
+  http: { host: string; port: number };
+  loadgen: Record<string, never>;
+}
+
+/** A call from the benchmark to the load generator. */
+export interface PodCallMessage {
+  kind: 'call';
+  id: number;
+  op: keyof E2eLoadOps;
+  args: unknown[];
+}
+
+/**
+ * Starts a worker in `netns` and resolves once it says it is ready. With `cpu`, it runs pinned to that
+ * CPU (`taskset`, which execs in place as `ip netns exec` does).
+ */
+export async function forkInPod<R extends keyof PodWorkerRoles>(
+  group: ProcessGroup,
+  name: string,
+  netns: string,
+  role: R,
+  config: PodWorkerRoles[R],
+  cpu?: number,
+): Promise<PodWorker> {
+  const argv = ['netns', 'exec', netns, process.execPath, MAIN, role, JSON.stringify(config)];
+  const child =
+    cpu === undefined
+      ? group.spawn(name, 'ip', argv, { ipc: true })
+      : group.spawn(name, 'taskset', ['-c', String(cpu), 'ip', ...argv], { ipc: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => done(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms:\n${group.logTail(name)}`)),
+      READY_TIMEOUT_MS,
+    );
+    const onMessage = (m: WorkerMessage) => {
+      if (m.kind === 'ready') done();
+      else if (m.kind === 'fatal') done(new Error(`${name}: ${m.error}`));
+    };
+    const onExit = (code: number | null) =>
+      done(new Error(`${name} exited (${code}) while starting:\n${group.logTail(name)}`));
+    function done(err?: Error) {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    }
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+  return new PodWorker(name, child, group);
+}
+
+/** A worker in a pod; `call` runs a load-generator operation in it. */
+export class PodWorker {
+  readonly name: string;
+  readonly child: ChildProcess;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+
+  constructor(name: string, child: ChildProcess, group: ProcessGroup) {
+    this.name = name;
+    this.child = child;
+    child.on('message', (m: WorkerMessage) => {
+      if (m.kind !== 'result') return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new Error(`${name}: ${m.error}`));
+    });
+    child.once('exit', (code) => {
+      for (const p of this.pending.values())
+        p.reject(new Error(`${name} exited (${code}):\n${group.logTail(name)}`));
+      this.pending.clear();
+    });
+  }
+
+  call<K extends keyof E2eLoadOps>(
+    op: K,
+    ...args: Parameters<E2eLoadOps[K]>
+  ): Promise<Awaited<ReturnType<E2eLoadOps[K]>>> {
+    const id = this.nextId++;
+    const message: PodCallMessage = { kind: 'call', id, op, args };
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send(message);
+    });
+  }
+}
