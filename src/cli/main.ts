@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
 import { CONTROLLER_ENV } from '../controller/config.ts';
+import { WAYPOINT_ENV } from '../waypoint/config.ts';
 
 const VERSION = '0.1.0';
 
@@ -58,6 +59,56 @@ program
     // Each program is loaded only when run: an agent does not carry the controller's Kubernetes client.
     const { runZtunnel } = await import('../ztunnel/main.ts');
     process.exitCode = await runZtunnel(env);
+  });
+
+program
+  .command('waypoint')
+  .description(
+    'run a waypoint: L7 routing (VirtualService, DestinationRule) for the services bound to a Gateway',
+  )
+  .option('--namespace <ns>', 'namespace of the waypoint pod and its Gateway (POD_NAMESPACE)')
+  .option('--gateway <name>', 'the waypoint Gateway this pod serves (GATEWAY_NAME)')
+  .option('--service-account <sa>', 'service account the waypoint runs as (SERVICE_ACCOUNT)')
+  .option('--ip <address>', 'pod IP; HBONE listens on <ip>:15008 (INSTANCE_IP)')
+  .option('--xds <host:port>', 'controller to get config from (XDS_ADDRESS)')
+  .option('--ca <host:port>', 'CA service (CA_ADDRESS)')
+  .option('--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)')
+  .option('--ca-cert <file>', 'CA certificate PEM, instead of a CA service (AMBIT_CA_CERT_FILE)')
+  .option('--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)')
+  .option('--trust-domain <domain>', 'SPIFFE trust domain (TRUST_DOMAIN)')
+  .option('--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)')
+  .option('--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)')
+  .option('--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)')
+  .addHelpText(
+    'after',
+    `\nEnvironment (flags win):\n${Object.entries(WAYPOINT_ENV)
+      .map(([k, v]) => `  ${k.padEnd(34)} ${v}`)
+      .join('\n')}`,
+  )
+  .action(async (opts: Record<string, string | undefined>) => {
+    const flags: Record<string, string | undefined> = {
+      POD_NAMESPACE: opts.namespace,
+      GATEWAY_NAME: opts.gateway,
+      SERVICE_ACCOUNT: opts.serviceAccount,
+      INSTANCE_IP: opts.ip,
+      XDS_ADDRESS: opts.xds,
+      CA_ADDRESS: opts.ca,
+      AUTH_TOKEN: opts.token,
+      AMBIT_CA_CERT_FILE: opts.caCert,
+      AMBIT_CA_KEY_FILE: opts.caKey,
+      TRUST_DOMAIN: opts.trustDomain,
+      AMBIT_ADMIN_ADDR: opts.admin,
+      AMBIT_METRICS_ADDR: opts.metrics,
+      AMBIT_READINESS_ADDR: opts.readiness,
+      LOG_LEVEL: opts.logLevel,
+    };
+    const env = {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
+    };
+    const { runWaypoint } = await import('../waypoint/main.ts');
+    process.exitCode = await runWaypoint(env);
   });
 
 program

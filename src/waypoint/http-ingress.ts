@@ -13,6 +13,7 @@ import {
   type Http2Session,
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { asHttpSocket } from './stream-socket.ts';
 
 export type IngressRequest = IncomingMessage | Http2ServerRequest;
 export type IngressResponse = ServerResponse | Http2ServerResponse;
@@ -41,6 +42,7 @@ export interface IngressOptions {
  * GOAWAY (requests in flight finish), HTTP/1.1 closes once the request in flight is answered.
  */
 export function serveHttp(stream: Duplex, handler: IngressHandler, opts: IngressOptions): () => void {
+  asHttpSocket(stream);
   let stop: () => void = () => stream.end();
   let seen = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
@@ -59,7 +61,7 @@ export function serveHttp(stream: Duplex, handler: IngressHandler, opts: Ingress
       stop = () => (session ? session.close() : stream.end());
       server.emit('connection', stream);
     } else {
-      let inFlight = 0;
+      const inFlight = new Set<ServerResponse>();
       let closing = false;
       const server = createHttp1Server(
         {
@@ -69,19 +71,21 @@ export function serveHttp(stream: Duplex, handler: IngressHandler, opts: Ingress
           maxHeaderSize: opts.maxHeaderBytes,
         },
         (req, res) => {
-          inFlight++;
+          inFlight.add(res);
           if (closing) res.shouldKeepAlive = false;
           res.once('close', () => {
-            inFlight--;
-            if (closing && inFlight === 0) stream.end();
+            inFlight.delete(res);
+            if (closing && inFlight.size === 0) stream.end();
           });
           handler(req, res, 'http/1.1');
         },
       );
-      // Ends the connection once the response in flight (if any) is sent.
+      // Ends the connection once the response in flight (if any) is sent; a response whose head is
+      // not out yet says `connection: close`.
       stop = () => {
         closing = true;
-        if (inFlight === 0) stream.end();
+        for (const res of inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
+        if (inFlight.size === 0) stream.end();
       };
       server.emit('connection', stream);
     }

@@ -1,0 +1,75 @@
+/**
+ * The waypoint's HTTP endpoints, as the node agent's (src/ztunnel/admin.ts; programs do not share
+ * code with each other): admin on 15000 (localhost), Prometheus metrics on 15020, readiness on 15021.
+ */
+import type { Registry } from 'prom-client';
+import { metricsHandler, send, type Handler } from '../core/http-endpoint.ts';
+import { isLogLevel, type Logger } from '../core/log.ts';
+
+export interface WaypointAdminHooks {
+  /** Everything `/config_dump` shows (JSON-safe after `toJson`). */
+  configDump(): unknown;
+  quit(): void;
+}
+
+/** JSON for dumps: byte arrays as text, bigints as decimal strings, Maps and Sets as objects and lists. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_key, v: unknown) => {
+      if (typeof v === 'bigint') return v.toString();
+      if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+      if (v instanceof Map) return Object.fromEntries(v as Map<unknown, unknown>) as unknown;
+      if (v instanceof Set) return [...(v as Set<unknown>)];
+      return v;
+    },
+    2,
+  );
+}
+
+export function waypointAdminRoutes(hooks: WaypointAdminHooks, log: Logger): Record<string, Handler> {
+  return {
+    '/': (_req, _url, res) =>
+      send(
+        res,
+        200,
+        '<html><body><h1>ambit waypoint admin</h1><ul>' +
+          '<li><a href="/config_dump">/config_dump</a></li>' +
+          '<li>POST /logging?level=debug</li><li>POST /quitquitquit</li></ul></body></html>\n',
+        'text/html; charset=utf-8',
+      ),
+    '/config_dump': (_req, _url, res) =>
+      send(res, 200, toJson(hooks.configDump()) + '\n', 'application/json'),
+    '/logging': (req, url, res) => {
+      const level = url.searchParams.get('level');
+      const reset = url.searchParams.has('reset');
+      if (level === null && !reset) return send(res, 200, `current log level is ${log.level}\n`);
+      if (req.method !== 'POST') return send(res, 405, 'use POST to change the log level\n');
+      const next = reset ? 'info' : level!;
+      if (!isLogLevel(next))
+        return send(res, 400, `"${next}" is not a log level (trace, debug, info, warn, error, silent)\n`);
+      log.level = next;
+      return send(res, 200, `current log level is ${log.level}\n`);
+    },
+    '/quitquitquit': (req, _url, res) => {
+      if (req.method !== 'POST') return send(res, 405, 'use POST\n');
+      send(res, 200, 'shutting down\n');
+      hooks.quit();
+    },
+  };
+}
+
+export function waypointMetricsRoutes(registry: Registry): Record<string, Handler> {
+  const handler = metricsHandler(registry);
+  return { '/metrics': handler, '/stats/prometheus': handler };
+}
+
+export function waypointReadinessRoutes(pending: () => string[]): Record<string, Handler> {
+  return {
+    '/healthz/ready': (_req, _url, res) => {
+      const missing = pending();
+      if (missing.length === 0) return send(res, 200, 'ready\n');
+      send(res, 500, `not ready, pending: ${missing.join(', ')}\n`);
+    },
+  };
+}

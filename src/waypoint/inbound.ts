@@ -1,0 +1,166 @@
+/**
+ * Which tunnels the waypoint takes (reference/ztunnel.md §2.6): a client's agent sends the HBONE
+ * CONNECT with the original destination as `:authority` — `VIP:port`, or `hostname:port` — and the
+ * waypoint serves it only for a service whose `waypoint` is this waypoint and whose port has an L7
+ * listener. Refusals use HBONE's codes: 503 for an unknown service, port or listener, 400 for a
+ * service that is bound to another waypoint (the request reached the wrong server).
+ *
+ * "This waypoint" is decided pragmatically from what the workload xDS carries: the service's
+ * waypoint reference names our Gateway (`<GATEWAY_NAME>.<POD_NAMESPACE>.svc.…`, as the controller
+ * writes it), or resolves — by hostname or address — to a service this pod is an endpoint of, or
+ * is this pod's own address.
+ *
+ * The client is who its certificate says; the workload behind it is looked up by the tunnel's
+ * source address (or the `forwarded: for=` address its agent sent) and used only if its identity
+ * agrees with the certificate. Pure apart from reading the state it is given.
+ */
+import type { Authority } from '../core/hbone/protocol.ts';
+import { HboneStatus } from '../core/hbone/protocol.ts';
+import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
+import type { MeshState } from '../core/state/mesh-state.ts';
+import { listenerName } from '../core/xds/l7-names.ts';
+import { workloadSpiffe, type GatewayAddress, type Service, type Workload } from '../core/xds/model.ts';
+import type { TunnelContext } from './forwarder.ts';
+
+/** What the waypoint knows about itself. */
+export interface SelfFacts {
+  readonly namespace: string;
+  readonly gatewayName: string;
+  /** The pod's IP. */
+  readonly instanceIp: string;
+}
+
+/** The parts of a CONNECT admission looks at. */
+export interface TunnelRequest {
+  readonly authority: Authority;
+  readonly peerIdentity: Identity;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The `forwarded` header the client's agent sent, if any. */
+  readonly forwarded: string | undefined;
+}
+
+export type Admission =
+  | { readonly ok: true; readonly context: TunnelContext }
+  | {
+      readonly ok: false;
+      readonly status: typeof HboneStatus.BadRequest | typeof HboneStatus.Unavailable;
+      readonly reason: string;
+    };
+
+/** Decides whether to serve a tunnel, and with which service and client facts. */
+export function admitTunnel(
+  state: MeshState,
+  hasListener: (name: string) => boolean,
+  self: SelfFacts,
+  req: TunnelRequest,
+): Admission {
+  const a = req.authority;
+  const peer = req.peerIdentity;
+  const service =
+    a.kind === 'ip'
+      ? state.serviceByVip(a.ip, peer.namespace)
+      : state.serviceByHostname(a.hostname, peer.namespace);
+  const target = a.kind === 'ip' ? `${a.ip}:${a.port}` : `${a.hostname}:${a.port}`;
+  if (!service) {
+    const what =
+      a.kind === 'ip' && state.workloadByIp(a.ip)
+        ? `${a.ip} is a workload, not a service VIP (workload waypoints are not served)`
+        : `no service at ${target}`;
+    return { ok: false, status: HboneStatus.Unavailable, reason: what };
+  }
+  const svc = `${service.namespace}/${service.name}`;
+  if (service.ports.size > 0 && !service.ports.has(a.port)) {
+    return { ok: false, status: HboneStatus.Unavailable, reason: `service ${svc} has no port ${a.port}` };
+  }
+  if (!isThisWaypoint(state, self, service.waypoint)) {
+    return {
+      ok: false,
+      status: HboneStatus.BadRequest,
+      reason: `service ${svc} is bound to ${describeWaypoint(service.waypoint)}, not to waypoint ${self.namespace}/${self.gatewayName}`,
+    };
+  }
+  const listener = listenerName(service.hostname, a.port);
+  if (!hasListener(listener)) {
+    return {
+      ok: false,
+      status: HboneStatus.Unavailable,
+      reason: `no HTTP listener ${listener} (is the port HTTP, and has the controller sent its routes?)`,
+    };
+  }
+  const { workload, address } = sourceWorkload(state, peer, req);
+  return {
+    ok: true,
+    context: {
+      service,
+      port: a.port,
+      listenerName: listener,
+      source: {
+        namespace: workload?.namespace ?? peer.namespace,
+        // The workload model carries no pod labels: `sourceLabels` matches see none.
+        labels: {},
+        principal: formatSpiffe(peer),
+        address,
+      },
+      srcWorkload: workload,
+      srcIdentity: peer,
+      clientAddress: address,
+      clientPort: req.remotePort,
+    },
+  };
+}
+
+/** Whether a service's waypoint reference means this waypoint. */
+export function isThisWaypoint(state: MeshState, self: SelfFacts, gw: GatewayAddress | undefined): boolean {
+  if (!gw) return false;
+  const d = gw.destination;
+  const hasSelf = (s: Service | undefined) =>
+    s !== undefined && state.endpoints(s).some((e) => e.workload.addresses.includes(self.instanceIp));
+  if (d.kind === 'hostname') {
+    const own = `${self.gatewayName}.${self.namespace}.svc`;
+    if (d.namespace === self.namespace && (d.hostname === own || d.hostname.startsWith(`${own}.`)))
+      return true;
+    return hasSelf(state.serviceByKey(`${d.namespace}/${d.hostname}`));
+  }
+  if (d.address === self.instanceIp) return true;
+  const w = state.workloadByIp(d.address, d.network);
+  if (w) return w.addresses.includes(self.instanceIp);
+  return hasSelf(state.serviceByVip(d.address, self.namespace, d.network));
+}
+
+function describeWaypoint(gw: GatewayAddress | undefined): string {
+  if (!gw) return 'no waypoint';
+  const d = gw.destination;
+  return d.kind === 'hostname' ? `waypoint ${d.hostname}` : `waypoint at ${d.address}`;
+}
+
+/** `for="ip:port"` (or `for=ip`) of a `forwarded` header. */
+export function forwardedFor(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  for (const pair of header.split(/[;,]/)) {
+    const m = /^\s*for=("?)([^"]*)\1\s*$/i.exec(pair);
+    if (!m || !m[2]) continue;
+    const v = m[2];
+    const bracket = /^\[([^\]]+)\](?::\d+)?$/.exec(v);
+    if (bracket) return bracket[1];
+    const colon = v.lastIndexOf(':');
+    return colon > 0 && v.indexOf(':') === colon ? v.slice(0, colon) : v;
+  }
+  return undefined;
+}
+
+/** The client workload: at the tunnel's source address (or its agent's `forwarded`), if the identity agrees. */
+function sourceWorkload(
+  state: MeshState,
+  peer: Identity,
+  req: TunnelRequest,
+): { workload: Workload | undefined; address: string } {
+  const id = formatSpiffe(peer);
+  const fwd = forwardedFor(req.forwarded);
+  for (const ip of [req.remoteAddress, fwd]) {
+    if (!ip) continue;
+    const w = state.workloadByIp(ip);
+    if (w && workloadSpiffe(w) === id) return { workload: w, address: ip };
+  }
+  return { workload: undefined, address: req.remoteAddress };
+}

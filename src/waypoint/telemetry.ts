@@ -1,0 +1,256 @@
+/**
+ * Istio's request metrics as a waypoint reports them (`reporter="waypoint"`): the request counter and
+ * the duration, request-size and response-size histograms with Istio's standard labels, plus one
+ * access-log line per request.
+ *
+ * The series live in plain objects per label set and are handed to prom-client only when scraped
+ * (as core/metrics.ts does for TCP): prom-client hashes every label on every `inc`/`observe`, which
+ * would cost more than the routing decision itself.
+ */
+import type { Registry } from 'prom-client';
+import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
+import type { Logger } from '../core/log.ts';
+import { TCP_LABELS } from '../core/metrics.ts';
+import type { Service, Workload } from '../core/xds/model.ts';
+
+export const REQUEST_LABELS = [...TCP_LABELS, 'response_code', 'grpc_response_status'] as const;
+export type RequestLabelName = (typeof REQUEST_LABELS)[number];
+export type RequestLabels = Record<RequestLabelName, string>;
+
+/** Istio's buckets for `istio_request_duration_milliseconds`. */
+export const DURATION_BUCKETS_MS = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000,
+  3600000,
+] as const;
+/** Istio's buckets for `istio_request_bytes` and `istio_response_bytes`. */
+export const SIZE_BUCKETS_BYTES = [
+  1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000,
+] as const;
+
+/** Envoy's response flags the waypoint sets (Istio's `response_flags` label). */
+export const ResponseFlags = {
+  None: '-',
+  NoRoute: 'NR',
+  NoClusterFound: 'NC',
+  NoHealthyUpstream: 'UH',
+  UpstreamOverflow: 'UO',
+  UpstreamConnectionFailure: 'UF',
+  UpstreamConnectionTermination: 'UC',
+  UpstreamRemoteReset: 'UR',
+  UpstreamRequestTimeout: 'UT',
+  UpstreamRetryLimitExceeded: 'URX',
+  DownstreamConnectionTermination: 'DC',
+  DelayInjected: 'DI',
+  FaultInjected: 'FI',
+} as const;
+export type ResponseFlag = (typeof ResponseFlags)[keyof typeof ResponseFlags];
+
+interface Histogram {
+  readonly counts: Float64Array;
+  sum: number;
+}
+
+interface Series {
+  readonly labels: RequestLabels;
+  count: number;
+  readonly duration: Histogram;
+  readonly requestBytes: Histogram;
+  readonly responseBytes: Histogram;
+}
+
+const newHistogram = (buckets: readonly number[]): Histogram => ({
+  counts: new Float64Array(buckets.length),
+  sum: 0,
+});
+
+function observe(h: Histogram, buckets: readonly number[], value: number): void {
+  h.sum += value;
+  for (let i = 0; i < buckets.length; i++) {
+    if (value <= buckets[i]!) {
+      h.counts[i]!++;
+      return;
+    }
+  }
+}
+
+/** One finished request, as the metrics see it. */
+export interface RequestSample {
+  readonly labels: RequestLabels;
+  readonly durationMs: number;
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+}
+
+export interface RequestMetrics {
+  record(sample: RequestSample): void;
+}
+
+interface MetricValue {
+  readonly labels: Record<string, string | number>;
+  readonly value: number;
+  readonly metricName?: string;
+}
+
+export function createRequestMetrics(registry: Registry): RequestMetrics {
+  const all = new Map<string, Series>();
+  const metric = (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue[]) => {
+    const m = {
+      name,
+      help,
+      type,
+      aggregator: 'sum',
+      get: async () => ({ name, help, type, values: values(), aggregator: 'sum' }),
+      reset: () => undefined,
+    };
+    registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
+  };
+  const histogram = (
+    name: string,
+    help: string,
+    pick: (s: Series) => Histogram,
+    buckets: readonly number[],
+  ) =>
+    metric(name, help, 'histogram', () => {
+      const out: MetricValue[] = [];
+      for (const s of all.values()) {
+        const h = pick(s);
+        let cumulative = 0;
+        buckets.forEach((le, i) => {
+          cumulative += h.counts[i]!;
+          out.push({ labels: { ...s.labels, le }, value: cumulative, metricName: `${name}_bucket` });
+        });
+        out.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${name}_bucket` });
+        out.push({ labels: s.labels, value: h.sum, metricName: `${name}_sum` });
+        out.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
+      }
+      return out;
+    });
+  metric('istio_requests_total', 'Total number of requests', 'counter', () =>
+    [...all.values()].map((s) => ({ labels: s.labels, value: s.count })),
+  );
+  histogram(
+    'istio_request_duration_milliseconds',
+    'Duration of requests in milliseconds',
+    (s) => s.duration,
+    DURATION_BUCKETS_MS,
+  );
+  histogram(
+    'istio_request_bytes',
+    'Sizes of request bodies in bytes',
+    (s) => s.requestBytes,
+    SIZE_BUCKETS_BYTES,
+  );
+  histogram(
+    'istio_response_bytes',
+    'Sizes of response bodies in bytes',
+    (s) => s.responseBytes,
+    SIZE_BUCKETS_BYTES,
+  );
+  return {
+    record(sample) {
+      let key = '';
+      for (const name of REQUEST_LABELS) key += sample.labels[name] + '\u0000';
+      let s = all.get(key);
+      if (!s) {
+        s = {
+          labels: { ...sample.labels },
+          count: 0,
+          duration: newHistogram(DURATION_BUCKETS_MS),
+          requestBytes: newHistogram(SIZE_BUCKETS_BYTES),
+          responseBytes: newHistogram(SIZE_BUCKETS_BYTES),
+        };
+        all.set(key, s);
+      }
+      s.count++;
+      observe(s.duration, DURATION_BUCKETS_MS, sample.durationMs);
+      observe(s.requestBytes, SIZE_BUCKETS_BYTES, sample.requestBytes);
+      observe(s.responseBytes, SIZE_BUCKETS_BYTES, sample.responseBytes);
+    },
+  };
+}
+
+const UNKNOWN = 'unknown';
+
+/** What the waypoint knows about one request when it is finished. */
+export interface RequestFacts {
+  readonly srcWorkload: Workload | undefined;
+  readonly srcIdentity: Identity;
+  readonly service: Service;
+  /** The endpoint's workload, when a request went upstream. */
+  readonly dstWorkload: Workload | undefined;
+  readonly dstIdentity: string | undefined;
+  readonly protocol: 'http' | 'grpc';
+  readonly status: number;
+  /** gRPC status (response trailers or headers); undefined for plain HTTP. */
+  readonly grpcStatus: string | undefined;
+  readonly flags: readonly ResponseFlag[];
+}
+
+/** `-` or the flags comma-joined, in the order they happened (Envoy joins them with commas). */
+export function formatFlags(flags: readonly ResponseFlag[]): string {
+  return flags.length ? flags.join(',') : ResponseFlags.None;
+}
+
+export function requestLabels(f: RequestFacts): RequestLabels {
+  const w = (x: Workload | undefined, pick: (w: Workload) => string) => (x && pick(x)) || UNKNOWN;
+  return {
+    reporter: 'waypoint',
+    source_workload: w(f.srcWorkload, (x) => x.workloadName || x.name),
+    source_canonical_service: w(f.srcWorkload, (x) => x.canonicalName || x.workloadName || x.name),
+    source_canonical_revision: w(f.srcWorkload, (x) => x.canonicalRevision || 'latest'),
+    source_workload_namespace: f.srcWorkload?.namespace ?? f.srcIdentity.namespace,
+    source_principal: formatSpiffe(f.srcIdentity),
+    source_app: w(f.srcWorkload, (x) => x.canonicalName),
+    source_version: w(f.srcWorkload, (x) => x.canonicalRevision),
+    source_cluster: w(f.srcWorkload, (x) => x.clusterId),
+    destination_service: f.service.hostname,
+    destination_service_namespace: f.service.namespace,
+    destination_service_name: f.service.name,
+    destination_workload: w(f.dstWorkload, (x) => x.workloadName || x.name),
+    destination_canonical_service: w(f.dstWorkload, (x) => x.canonicalName || x.workloadName || x.name),
+    destination_canonical_revision: w(f.dstWorkload, (x) => x.canonicalRevision || 'latest'),
+    destination_workload_namespace: f.dstWorkload?.namespace ?? UNKNOWN,
+    destination_principal: f.dstIdentity ?? UNKNOWN,
+    destination_app: w(f.dstWorkload, (x) => x.canonicalName),
+    destination_version: w(f.dstWorkload, (x) => x.canonicalRevision),
+    destination_cluster: w(f.dstWorkload, (x) => x.clusterId),
+    request_protocol: f.protocol,
+    response_code: String(f.status),
+    grpc_response_status: f.grpcStatus ?? '',
+    response_flags: formatFlags(f.flags),
+    // The client reached us over HBONE: always mutual TLS.
+    connection_security_policy: 'mutual_tls',
+  };
+}
+
+/** The access-log line of one request (STYLE.md §8 field names). */
+export interface AccessLogLine {
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly protocol: string;
+  readonly status: number;
+  readonly responseFlags: string;
+  readonly durationMs: number;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly src: string;
+  readonly srcIdentity: string;
+  readonly dstService: string;
+  readonly route: string | undefined;
+  readonly cluster: string | undefined;
+  readonly upstreamHost: string | undefined;
+  readonly dstIdentity: string | undefined;
+  readonly attempts: number;
+  readonly requestId: string | undefined;
+  readonly details: string | undefined;
+  readonly error: string | undefined;
+}
+
+/** Writes the line at info (warn for 5xx answered by the waypoint itself). */
+export function writeAccessLog(log: Logger, line: AccessLogLine): void {
+  const warn = line.status >= 500 && line.responseFlags !== ResponseFlags.None;
+  if (!log.isLevelEnabled(warn ? 'warn' : 'info')) return;
+  if (warn) log.warn(line, 'request complete');
+  else log.info(line, 'request complete');
+}
