@@ -1,11 +1,15 @@
 /**
- * The controller (local mode): reads a directory of Kubernetes YAML, translates it into Istio's
- * workload resources, serves them over Delta ADS, and runs the CA service — all on one gRPC port.
+ * The controller: reads a directory of Kubernetes YAML (local mode) or an API server, translates it
+ * into Istio's workload resources (for node agents) and the Envoy L7 resources of VirtualServices and
+ * DestinationRules (for waypoints and proxyless gRPC clients), serves them all over ADS (Delta and
+ * state of the world), and runs the CA service — on one gRPC port, plus, in local mode, an optional
+ * tokenless L7-only port for proxyless gRPC clients.
  */
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
+import type { HostPort } from '../core/config/env.ts';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
 import { HttpEndpoint, metricsHandler, send } from '../core/http-endpoint.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
@@ -13,7 +17,8 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry } from '../core/metrics.ts';
 import { caServiceDefinition } from '../core/proto/ca-service.ts';
 import { TypeUrl } from '../core/proto/load.ts';
-import { DeltaAdsServer, type ServedResource } from '../core/xds/ads-server.ts';
+import { AdsServer, type ServedResource } from '../core/xds/ads-server.ts';
+import { EnvoyTypeUrl } from '../core/xds/l7-names.ts';
 import { meshConfigJson, type MeshConfig } from '../core/xds/model.ts';
 import {
   authorizationResourceName,
@@ -30,6 +35,7 @@ import { watchKubeDir } from './files/file-source.ts';
 import type { KubeYamlProblem } from './files/kube-yaml.ts';
 import type { KubeProblem } from './kube/source.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
+import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
 import { translate } from './translate/workloads.ts';
 
 export interface ControllerDeps {
@@ -42,9 +48,13 @@ export interface ControllerBound {
   readonly grpc: { readonly host: string; readonly port: number };
   /** The TLS gRPC port, when enabled. */
   readonly grpcTlsPort: number | undefined;
+  /** The tokenless L7 xDS address for proxyless gRPC clients, when enabled. */
+  readonly proxylessXds: { readonly host: string; readonly port: number } | undefined;
   readonly admin: AddressInfo;
   /** The mesh as last translated. */
   mesh(): MeshConfig;
+  /** The names of the L7 resources served, by type URL. */
+  l7Names(): ReadonlyMap<EnvoyTypeUrl, readonly string[]>;
   /** Resolves after the first push of the first snapshot. */
   readonly ready: Promise<void>;
   close(): Promise<void>;
@@ -96,9 +106,9 @@ export async function startController(
           log: log.child({ scope: 'ca' }),
         },
       );
-  const ads = new DeltaAdsServer({
+  const ads = new AdsServer({
     log: log.child({ scope: 'xds' }),
-    types: [TypeUrl.Address, TypeUrl.Authorization],
+    types: [TypeUrl.Address, TypeUrl.Authorization, ...L7_TYPES],
     onNack: (_id, typeUrl) => nacks.inc({ type_url: typeUrl }),
     // Only node agents (a valid bearer token) may read the mesh.
     authorize: async (md) => {
@@ -117,12 +127,21 @@ export async function startController(
   });
 
   // HTTP/2 keepalive finds dead agents (power loss, partition) so their streams and queued pushes go.
-  const grpcServer = new Server({
+  const serverOptions = {
     'grpc.keepalive_time_ms': GRPC_KEEPALIVE_MS,
     'grpc.keepalive_timeout_ms': GRPC_KEEPALIVE_TIMEOUT_MS,
     'grpc.keepalive_permit_without_calls': 1,
-  });
+  };
+  const grpcServer = new Server(serverOptions);
   grpcServer.addService(ads.definition(), ads.handlers());
+  // Proxyless gRPC clients cannot send a token (config.ts): their own server, its own port, the L7
+  // types only — never the workload identities or the policies — and no CA.
+  const proxylessServer = config.proxylessXdsAddr ? new Server(serverOptions) : undefined;
+  proxylessServer?.addService(ads.definition(), ads.handlers({ types: L7_TYPES }));
+  const shutdownAll = () => {
+    grpcServer.forceShutdown();
+    proxylessServer?.forceShutdown();
+  };
   grpcServer.addService(
     caServiceDefinition(),
     caServiceHandlers({
@@ -136,6 +155,7 @@ export async function startController(
     }),
   );
   let tlsPort: number | undefined;
+  let proxylessPort: number | undefined;
   let port: number;
   try {
     if (config.grpcTlsAddr) {
@@ -165,30 +185,40 @@ export async function startController(
         ),
       ).then((p) => (tlsPort = p));
     }
-    port = await new Promise<number>((resolve, reject) =>
-      grpcServer.bindAsync(
-        `${config.grpcAddr.host}:${config.grpcAddr.port}`,
-        ServerCredentials.createInsecure(),
-        (err, p) =>
-          err
-            ? reject(
-                new AmbitError(
-                  ErrorCode.BindFailed,
-                  `cannot bind gRPC ${config.grpcAddr.host}:${config.grpcAddr.port}`,
-                  { cause: err },
-                ),
-              )
-            : resolve(p),
-      ),
-    );
+    port = await bindInsecure(grpcServer, config.grpcAddr, 'gRPC');
+    if (proxylessServer && config.proxylessXdsAddr) {
+      proxylessPort = await bindInsecure(proxylessServer, config.proxylessXdsAddr, 'proxyless xDS');
+    }
   } catch (err) {
     // A port that did bind must not keep the process alive after a failed start.
-    grpcServer.forceShutdown();
+    shutdownAll();
     throw err;
   }
   let pushed = false;
+  // Only the names are kept: the translated objects of 10,000 services are megabytes, and what is
+  // served lives on in the ADS server's encoded entries.
+  let l7Names = new Map<EnvoyTypeUrl, readonly string[]>(L7_TYPES.map((t) => [t, []]));
   let resolveReady!: () => void;
   const ready = new Promise<void>((r) => (resolveReady = r));
+  /** The L7 resources, encoded before any is served: a failure leaves the last ones in force. */
+  const publishL7 = (next: L7Resources) => {
+    let byType: Map<EnvoyTypeUrl, Map<string, ServedResource>>;
+    try {
+      byType = new Map(
+        [...encodeL7Resources(next)].map(([typeUrl, list]) => [
+          typeUrl,
+          new Map(list.map((r) => [r.name, r])),
+        ]),
+      );
+    } catch (err) {
+      log.error({ error: describeError(err) }, 'L7 config not pushed: encoding failed; the last one stays');
+      return;
+    }
+    // Make before break, as Envoy asks of a server: clusters and their endpoints before the routes
+    // that name them.
+    for (const typeUrl of PUSH_ORDER) ads.set(typeUrl, byType.get(typeUrl) ?? new Map());
+    l7Names = new Map(L7_TYPES.map((t) => [t, [...(byType.get(t)?.keys() ?? [])]]));
+  };
   const publish = (next: MeshConfig) => {
     // Everything is encoded before anything is served: a failure leaves the last config in force.
     let addresses: Map<string, ServedResource>;
@@ -218,13 +248,30 @@ export async function startController(
   };
 
   const onSnapshot = (snapshot: KubeSnapshot, problems: readonly (KubeProblem | KubeYamlProblem)[]) => {
-    const t = translate(snapshot, {
+    const options = {
       clusterId: config.clusterId,
       trustDomain: config.trustDomain,
       clusterDomain: config.clusterDomain,
       rootNamespace: config.rootNamespace,
-    });
-    for (const p of [...problems, ...t.problems]) {
+    };
+    const t = translate(snapshot, options);
+    // The L7 translation reads the workload translation's services and endpoints. A failure of it
+    // (a bug) must not hold back the workloads: the last L7 resources stay in force.
+    let l7Result: ReturnType<typeof translateL7> | undefined;
+    try {
+      l7Result = translateL7(
+        {
+          snapshot,
+          mesh: t.config,
+          virtualServices: snapshot.virtualServices,
+          destinationRules: snapshot.destinationRules,
+        },
+        options,
+      );
+    } catch (err) {
+      log.error({ error: describeError(err) }, 'L7 translation failed; the last L7 config stays');
+    }
+    for (const p of [...problems, ...t.problems, ...(l7Result?.problems ?? [])]) {
       const fields = {
         object: `${p.kind}/${p.namespace ? `${p.namespace}/` : ''}${p.name}`,
         path: p.path,
@@ -239,8 +286,11 @@ export async function startController(
       } else if (p.severity === 'warning') log.warn(fields, 'object applied with a change');
       else log.debug(fields, 'object ignored');
     }
-    // Both sources already debounce (debounceMs), so a snapshot is published as it comes.
+    // Both sources already debounce (debounceMs), so a snapshot is published as it comes. The
+    // workloads first: a waypoint learns of a new pod (its identity, its node) before EDS sends
+    // traffic to it.
     publish(t.config);
+    if (l7Result) publishL7(l7Result.resources);
   };
   // A directory of YAML (local mode) or the API server through client-node informers.
   let source: { close(): void };
@@ -252,7 +302,7 @@ export async function startController(
           { debounceMs: config.debounceMs, log, onSnapshot },
         );
   } catch (err) {
-    grpcServer.forceShutdown();
+    shutdownAll();
     throw err;
   }
 
@@ -266,14 +316,22 @@ export async function startController(
         send(
           res,
           200,
-          JSON.stringify({ ...meshConfigJson(mesh), subscribers: ads.subscriberInfo() }, null, 2) + '\n',
+          JSON.stringify(
+            {
+              ...meshConfigJson(mesh),
+              l7: Object.fromEntries(l7Names),
+              subscribers: ads.subscriberInfo(),
+            },
+            null,
+            2,
+          ) + '\n',
           'application/json',
         ),
     },
     log,
   ).catch(async (err: unknown) => {
     source.close();
-    grpcServer.forceShutdown();
+    shutdownAll();
     throw new AmbitError(
       ErrorCode.BindFailed,
       `cannot bind admin ${config.adminAddr.host}:${config.adminAddr.port}: ${describeError(err)}`,
@@ -283,6 +341,9 @@ export async function startController(
   log.info(
     {
       grpc: `${config.grpcAddr.host}:${port}`,
+      ...(proxylessPort !== undefined
+        ? { proxylessXds: `${config.proxylessXdsAddr!.host}:${proxylessPort}` }
+        : {}),
       admin: admin.address(),
       source: config.configDir || (config.inCluster ? 'in-cluster' : config.kubeconfigPath),
     },
@@ -292,8 +353,13 @@ export async function startController(
   return {
     grpc: { host: config.grpcAddr.host, port },
     grpcTlsPort: tlsPort,
+    proxylessXds:
+      proxylessPort !== undefined && config.proxylessXdsAddr
+        ? { host: config.proxylessXdsAddr.host, port: proxylessPort }
+        : undefined,
     admin: admin.address(),
     mesh: () => mesh,
+    l7Names: () => l7Names,
     ready,
     close: async () => {
       source.close();
@@ -301,10 +367,14 @@ export async function startController(
       // Streams get a moment to end cleanly; then the server stops regardless, so a client that
       // keeps a call open cannot hold the controller up.
       await Promise.race([
-        new Promise<void>((r) => grpcServer.tryShutdown(() => r())),
+        Promise.all(
+          [grpcServer, proxylessServer].map(
+            (s) => new Promise<void>((r) => (s ? s.tryShutdown(() => r()) : r())),
+          ),
+        ),
         new Promise<void>((r) => setTimeout(r, SHUTDOWN_GRACE_MS).unref()),
       ]);
-      grpcServer.forceShutdown();
+      shutdownAll();
       await admin.close();
     },
   };
@@ -319,6 +389,36 @@ const SHUTDOWN_GRACE_MS = 2000;
 
 /** The control plane's serving certificate lives a year (renewed on restart). */
 const SERVING_CERT_TTL_MS = 365 * 24 * 3600_000;
+
+/** The Envoy types of the L7 translation (waypoints and proxyless gRPC clients). */
+const L7_TYPES: readonly EnvoyTypeUrl[] = [
+  EnvoyTypeUrl.Listener,
+  EnvoyTypeUrl.RouteConfiguration,
+  EnvoyTypeUrl.Cluster,
+  EnvoyTypeUrl.ClusterLoadAssignment,
+];
+
+const PUSH_ORDER: readonly EnvoyTypeUrl[] = [
+  EnvoyTypeUrl.Cluster,
+  EnvoyTypeUrl.ClusterLoadAssignment,
+  EnvoyTypeUrl.Listener,
+  EnvoyTypeUrl.RouteConfiguration,
+];
+
+/** Binds a plaintext port; a failure says which. */
+function bindInsecure(server: Server, addr: HostPort, what: string): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${addr.host}:${addr.port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err
+        ? reject(
+            new AmbitError(ErrorCode.BindFailed, `cannot bind ${what} ${addr.host}:${addr.port}`, {
+              cause: err,
+            }),
+          )
+        : resolve(p),
+    ),
+  );
+}
 
 /** A resource with a deterministic version: the hash of its content. */
 function served(bytes: Uint8Array): ServedResource {

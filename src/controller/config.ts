@@ -18,6 +18,12 @@ export interface ControllerConfig {
   readonly grpcAddr: HostPort;
   /** The same services over TLS (15012), with a serving certificate from our CA; undefined: off. */
   readonly grpcTlsAddr: HostPort | undefined;
+  /**
+   * ADS for proxyless gRPC clients (`@grpc/grpc-js-xds`), plaintext and without a token, serving the
+   * L7 types only; local mode only; undefined: off. grpc-js-xds cannot send a bearer token: its
+   * bootstrap knows only `insecure` and `google_default` channel credentials, and no call credentials.
+   */
+  readonly proxylessXdsAddr: HostPort | undefined;
   /** DNS names on the TLS serving certificate (what agents verify, `ALT_XDS_HOSTNAME`). */
   readonly servingDnsNames: readonly string[];
   /** Metrics, readiness and debug endpoints. */
@@ -48,6 +54,7 @@ export const CONTROLLER_ENV = {
   KUBERNETES_SERVICE_HOST: '(one source) set inside a pod: watch the cluster with the pod service account',
   AMBIT_GRPC_ADDR: '127.0.0.1:15010',
   AMBIT_GRPC_TLS_ADDR: '(off) e.g. 0.0.0.0:15012',
+  AMBIT_PROXYLESS_XDS_ADDR: '(off; local mode only) e.g. 127.0.0.1:15011: L7 xDS for gRPC clients, no token',
   AMBIT_SERVING_DNS_NAMES: 'istiod.istio-system.svc,ambit-controller.istio-system.svc',
   AMBIT_CONTROLLER_ADMIN_ADDR: '127.0.0.1:15014',
   AMBIT_CA_CERT_FILE: '(required)',
@@ -93,6 +100,9 @@ export function buildControllerConfig(
     grpcTlsAddr: r.optional('AMBIT_GRPC_TLS_ADDR')
       ? r.parsed('AMBIT_GRPC_TLS_ADDR', { host: '', port: 0 }, parseHostPort)
       : undefined,
+    proxylessXdsAddr: r.optional('AMBIT_PROXYLESS_XDS_ADDR')
+      ? r.parsed('AMBIT_PROXYLESS_XDS_ADDR', { host: '', port: 0 }, parseHostPort)
+      : undefined,
     servingDnsNames: r
       .string('AMBIT_SERVING_DNS_NAMES', 'istiod.istio-system.svc,ambit-controller.istio-system.svc')
       .split(',')
@@ -127,6 +137,12 @@ export function buildControllerConfig(
     );
   }
   if (config.configDir && config.kubeconfigPath) r.errors.push('AMBIT_CONFIG_DIR, KUBECONFIG: set only one');
+  if (config.proxylessXdsAddr && !config.configDir) {
+    // Anyone who reaches it reads every service's routes and endpoints: not for a cluster.
+    r.errors.push(
+      'AMBIT_PROXYLESS_XDS_ADDR: only in local mode (with AMBIT_CONFIG_DIR): it serves L7 xDS without a token',
+    );
+  }
   if (config.configDir && !config.tokensPath) {
     r.errors.push(
       'AMBIT_TOKENS_FILE: is required with AMBIT_CONFIG_DIR (node agent tokens, "<token> <node>" per line)',

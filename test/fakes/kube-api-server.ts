@@ -39,6 +39,18 @@ export const FAKE_RESOURCES = {
   ServiceAccount: { group: '', version: 'v1', plural: 'serviceaccounts', namespaced: true },
   EndpointSlice: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', namespaced: true },
   ServiceEntry: { group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', namespaced: true },
+  VirtualService: {
+    group: 'networking.istio.io',
+    version: 'v1',
+    plural: 'virtualservices',
+    namespaced: true,
+  },
+  DestinationRule: {
+    group: 'networking.istio.io',
+    version: 'v1',
+    plural: 'destinationrules',
+    namespaced: true,
+  },
   AuthorizationPolicy: {
     group: 'security.istio.io',
     version: 'v1',

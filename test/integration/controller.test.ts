@@ -1,6 +1,8 @@
 /**
  * The controller in-process: Kubernetes YAML from a directory → Delta ADS to our agent-side client,
- * and the CA service's authorization (own-node pod allowed, other-node pod refused, bad token refused).
+ * the L7 resources of VirtualServices and DestinationRules to a waypoint-side client, the tokenless
+ * proxyless port (L7 types only), and the CA service's authorization (own-node pod allowed,
+ * other-node pod refused, bad token refused).
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
@@ -16,7 +18,16 @@ import { GrpcCaProvider } from '../../src/core/identity/ca-client.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { TypeUrl } from '../../src/core/proto/load.ts';
 import { AdsClient } from '../../src/core/xds/ads-client.ts';
+import type { SotwRequest, SotwResponse } from '../../src/core/xds/ads-server.ts';
 import { adsDefinitions, type DeltaRequest, type DeltaResponse } from '../../src/core/xds/envoy-protos.ts';
+import { EnvoyTypeUrl } from '../../src/core/xds/l7-names.ts';
+import type { RouteAction, RouteConfiguration } from '../../src/core/xds/l7-model.ts';
+import {
+  decodeClusterBytes,
+  decodeClusterLoadAssignmentBytes,
+  decodeListenerBytes,
+  decodeRouteConfigurationBytes,
+} from '../../src/core/xds/l7-wire.ts';
 import {
   decodeAddress,
   decodeAuthorization,
@@ -39,7 +50,11 @@ before(async () => {
   await writeFile(join(dir, 'ca-key.pem'), ca.rootKeyPem);
   await writeFile(join(dir, 'tokens'), 'token-one node-1\ntoken-two node-2\ntoken-wp sa:default/waypoint\n');
   controller = await startController(
-    controllerConfig({ configDir: join(dir, 'kube'), tokensPath: join(dir, 'tokens') }),
+    controllerConfig({
+      configDir: join(dir, 'kube'),
+      tokensPath: join(dir, 'tokens'),
+      proxylessXdsAddr: { host: '127.0.0.1', port: 0 },
+    }),
     {
       log: silentLogger(),
     },
@@ -60,6 +75,7 @@ function controllerConfig(over: Partial<ControllerConfig>): ControllerConfig {
     inCluster: false,
     grpcAddr: { host: '127.0.0.1', port: 0 },
     grpcTlsAddr: undefined,
+    proxylessXdsAddr: undefined,
     servingDnsNames: ['istiod.istio-system.svc'],
     adminAddr: { host: '127.0.0.1', port: 0 },
     caCertPath: join(dir, 'ca-cert.pem'),
@@ -354,4 +370,161 @@ test('xDS is only for node agents: a stream without a valid token is refused wit
     assert.equal(got.length, 0);
     client.close();
   }
+});
+
+const REVIEWS = 'reviews.default.svc.cluster.local';
+const REVIEWS_ROUTE = `${REVIEWS}:9080`;
+const L7_DECODERS = [
+  { typeUrl: EnvoyTypeUrl.Listener, decode: decodeListenerBytes },
+  { typeUrl: EnvoyTypeUrl.RouteConfiguration, decode: decodeRouteConfigurationBytes },
+  { typeUrl: EnvoyTypeUrl.Cluster, decode: decodeClusterBytes },
+  { typeUrl: EnvoyTypeUrl.ClusterLoadAssignment, decode: decodeClusterLoadAssignmentBytes },
+];
+
+/** The metric's value for one label set, from the admin port. */
+async function metric(name: string, label: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${controller.admin.port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(label));
+  return Number(line?.split(' ').at(-1) ?? 0);
+}
+
+test('waypoints receive the L7 resources over Delta ADS; a VirtualService in the directory changes them, an invalid one is skipped and counted', async () => {
+  const held = new Map<string, ReadonlyMap<string, unknown>>();
+  const client = new AdsClient({
+    target,
+    credentials: credentials.createInsecure(),
+    node: { id: 'test-waypoint' },
+    headers: () => ({ authorization: 'Bearer token-wp' }),
+    types: L7_DECODERS,
+    onResources: (t, m) => held.set(t, new Map(m)),
+    log: silentLogger(),
+  });
+  const routes = () => {
+    const rc = held.get(EnvoyTypeUrl.RouteConfiguration)?.get(REVIEWS_ROUTE) as
+      RouteConfiguration | undefined;
+    const action = rc?.virtualHosts[0]?.routes.at(-1)?.action as RouteAction | undefined;
+    return JSON.stringify(action?.clusters.map((c) => [c.name, c.weight]));
+  };
+  const l7File = join(dir, 'kube', 'reviews-l7.yaml');
+  const badFile = join(dir, 'kube', 'reviews-bad.yaml');
+  client.start();
+  try {
+    await waitFor(() => client.isSynced(), 3000);
+    // No VirtualService: one route to the whole service, and its cluster and endpoints.
+    assert.ok(held.get(EnvoyTypeUrl.Listener)?.has(REVIEWS_ROUTE));
+    assert.equal(routes(), JSON.stringify([[`outbound|9080||${REVIEWS}`, 1]]));
+    assert.ok(held.get(EnvoyTypeUrl.ClusterLoadAssignment)?.has(`outbound|9080||${REVIEWS}`));
+    await writeFile(
+      l7File,
+      `apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: { name: reviews, namespace: default }
+spec:
+  host: reviews
+  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews]
+  http:
+    - route:
+        - { destination: { host: reviews, subset: v1 }, weight: 70 }
+        - { destination: { host: reviews, subset: v2 }, weight: 30 }
+`,
+    );
+    const split = JSON.stringify([
+      [`outbound|9080|v1|${REVIEWS}`, 70],
+      [`outbound|9080|v2|${REVIEWS}`, 30],
+    ]);
+    await waitFor(() => routes() === split, 3000, routes);
+    assert.ok(held.get(EnvoyTypeUrl.Cluster)?.has(`outbound|9080|v2|${REVIEWS}`));
+    assert.deepEqual(
+      controller.l7Names().get(EnvoyTypeUrl.RouteConfiguration),
+      [...held.get(EnvoyTypeUrl.RouteConfiguration)!.keys()].sort(),
+    );
+    // An invalid VirtualService is skipped (counted, by kind) and the rest keeps flowing: the pod
+    // written beside it arrives, and the routes stay as they were.
+    const rejected = await metric('ambit_config_rejected_total', 'kind="VirtualService"');
+    await writeFile(
+      badFile,
+      `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews-bad, namespace: default }
+spec:
+  hosts: [reviews]
+  http: [{ route: [{ destination: { host: reviews, subset: v1 }, weight: 150 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: beside-bad, namespace: default }
+spec: { nodeName: node-1 }
+status: { phase: Running, podIP: 127.0.2.78 }
+`,
+    );
+    await waitFor(() => controller.mesh().workloads.some((w) => w.name === 'beside-bad'), 3000);
+    assert.ok((await metric('ambit_config_rejected_total', 'kind="VirtualService"')) > rejected);
+    assert.equal(routes(), split);
+    // Removing the files brings the default route back.
+    await unlink(l7File);
+    await unlink(badFile);
+    await waitFor(() => routes() === JSON.stringify([[`outbound|9080||${REVIEWS}`, 1]]), 3000, routes);
+    await waitFor(() => !held.get(EnvoyTypeUrl.Cluster)?.has(`outbound|9080|v2|${REVIEWS}`), 3000);
+  } finally {
+    client.close();
+    await rm(l7File, { force: true });
+    await rm(badFile, { force: true });
+  }
+});
+
+/** A raw state-of-the-world stream with optional headers; resolves its first response or error. */
+async function sotwFirst(
+  to: string,
+  typeUrl: string,
+  names: string[],
+  headers: Record<string, string> = {},
+): Promise<{ response?: SotwResponse; error?: { code: number; details: string } }> {
+  const client = new (adsDefinitions().client)(to, credentials.createInsecure());
+  const md = new Metadata();
+  for (const [k, v] of Object.entries(headers)) md.set(k, v);
+  const call = (
+    client as unknown as {
+      StreamAggregatedResources(md: Metadata): ClientDuplexStream<SotwRequest, SotwResponse>;
+    }
+  ).StreamAggregatedResources(md);
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer')), 3000);
+      call.on('data', (response: SotwResponse) => (clearTimeout(timer), resolve({ response })));
+      call.on(
+        'error',
+        (error: { code: number; details: string }) => (clearTimeout(timer), resolve({ error })),
+      );
+      call.write({ node: { id: 'sotw-client' }, type_url: typeUrl, resource_names: names });
+    });
+  } finally {
+    call.cancel();
+    client.close();
+  }
+}
+
+test('the proxyless port serves the L7 types in state of the world without a token, and nothing else', async () => {
+  const proxyless = `127.0.0.1:${controller.proxylessXds!.port}`;
+  const lds = await sotwFirst(proxyless, EnvoyTypeUrl.Listener, [REVIEWS_ROUTE]);
+  assert.deepEqual(
+    lds.response?.resources?.map((r) => decodeListenerBytes(r.value).ok),
+    [true],
+  );
+  // Workload identities and policies are for node agents only.
+  for (const typeUrl of [TypeUrl.Address, TypeUrl.Authorization]) {
+    const r = await sotwFirst(proxyless, typeUrl, []);
+    assert.equal(r.error?.code, 7, typeUrl); // PERMISSION_DENIED
+  }
+  // On the agents' port, state of the world needs the token like Delta does.
+  assert.equal((await sotwFirst(target, EnvoyTypeUrl.Listener, [REVIEWS_ROUTE])).error?.code, 16);
+  const withToken = await sotwFirst(target, EnvoyTypeUrl.Listener, [REVIEWS_ROUTE], {
+    authorization: 'Bearer token-one',
+  });
+  assert.equal(withToken.response?.resources?.length, 1);
 });

@@ -1,13 +1,23 @@
 /**
- * Delta ADS conversations: a hand-driven raw gRPC client against our server (initial, update,
- * removal, ACK/NACK by nonce, reconnect with versions, bad requests), and our client against it.
+ * ADS conversations: a hand-driven raw gRPC client against our server (initial, update, removal,
+ * ACK/NACK by nonce, reconnect with versions, bad requests), and our client against it; then the
+ * same server in state of the world (full-state and per-name types, wildcard and named, NACKs, the
+ * shared entries, per-listener access).
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:http2';
 import { credentials, Metadata, Server, ServerCredentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import { after, before, test } from 'node:test';
 import { AdsClient } from '../../src/core/xds/ads-client.ts';
-import { DeltaAdsServer, type ServedResource } from '../../src/core/xds/ads-server.ts';
+import {
+  AdsServer,
+  DeltaAdsServer,
+  type AdsAccess,
+  type ServedResource,
+  type SotwRequest,
+  type SotwResponse,
+} from '../../src/core/xds/ads-server.ts';
+import { EnvoyTypeUrl } from '../../src/core/xds/l7-names.ts';
 import { adsDefinitions, type DeltaRequest, type DeltaResponse } from '../../src/core/xds/envoy-protos.ts';
 import { TypeUrl } from '../../src/core/proto/load.ts';
 import { decodeAddress, encodeWorkload } from '../../src/core/xds/workload-proto.ts';
@@ -469,4 +479,269 @@ test('a subscriber that stops reading does not hold up the others, and converges
     for (const s of fast) s.close();
     paced.close();
   }
+});
+
+// ---------- state of the world ----------
+
+const LDS = EnvoyTypeUrl.Listener;
+const RDS = EnvoyTypeUrl.RouteConfiguration;
+const sotwNacks: string[] = [];
+const sotwAcks: string[] = [];
+
+/** A server of its own for state-of-the-world tests, with LDS (full state) and RDS (per name). */
+async function sotwServer(access?: AdsAccess) {
+  const server = new AdsServer({
+    log: silentLogger(),
+    types: [LDS, RDS, W],
+    onNack: (id, t, m) => sotwNacks.push(`${id} ${t}: ${m}`),
+    onAck: (id, t, n) => sotwAcks.push(`${id} ${t} ${n}`),
+  });
+  const grpc = new Server();
+  grpc.addService(server.definition(), server.handlers(access));
+  const port = await new Promise<number>((resolve, reject) =>
+    grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return {
+    ads: server,
+    target: `127.0.0.1:${port}`,
+    close: () => {
+      server.close();
+      grpc.forceShutdown();
+    },
+  };
+}
+
+/** A raw state-of-the-world stream. */
+function sotwStream(to: string, md = new Metadata()) {
+  const client = new (adsDefinitions().client)(to, credentials.createInsecure());
+  const call = (
+    client as unknown as {
+      StreamAggregatedResources(md: Metadata): ClientDuplexStream<SotwRequest, SotwResponse>;
+    }
+  ).StreamAggregatedResources(md);
+  const queue: SotwResponse[] = [];
+  const waiters: ((r: SotwResponse) => void)[] = [];
+  call.on('data', (r: SotwResponse) => (waiters.length ? waiters.shift()!(r) : queue.push(r)));
+  const errors: (Error & { code?: number })[] = [];
+  call.on('error', (e: Error) => errors.push(e));
+  return {
+    call,
+    errors,
+    next: (ms = 2000) =>
+      new Promise<SotwResponse>((resolve, reject) => {
+        if (queue.length) return resolve(queue.shift()!);
+        const waiter = (r: SotwResponse) => {
+          clearTimeout(t);
+          resolve(r);
+        };
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error('no response'));
+        }, ms);
+        waiters.push(waiter);
+      }),
+    /** Resolves true when no response comes within `ms`. */
+    quiet: async (ms = 150) => {
+      await new Promise((r) => setTimeout(r, ms));
+      return queue.length === 0;
+    },
+    close: () => {
+      call.cancel();
+      client.close();
+    },
+  };
+}
+
+/** The resources of a response as `name=content`: the Any's bytes are what was set. */
+const held = (r: SotwResponse, typeUrl: string) =>
+  (r.resources ?? [])
+    .map((a) => {
+      assert.equal(a.type_url, typeUrl);
+      return a.value.toString();
+    })
+    .sort();
+
+/** Resources whose bytes name them, so a response shows which were sent. */
+const named = (entries: Record<string, string>) =>
+  new Map(Object.entries(entries).map(([name, v]) => [name, res(v, `${name}=${v}`)]));
+
+test('state of the world, full-state type: a wildcard client gets every resource in every response, and removals by absence', async () => {
+  const srv = await sotwServer();
+  const s = sotwStream(srv.target);
+  try {
+    srv.ads.set(LDS, named({ a: '1', b: '1' }));
+    s.call.write({ node: { id: 'grpc-1' }, type_url: LDS, resource_names: [] });
+    const first = await s.next();
+    assert.equal(first.type_url, LDS);
+    assert.ok(first.version_info);
+    assert.deepEqual(held(first, LDS), ['a=1', 'b=1']);
+    s.call.write({ type_url: LDS, version_info: first.version_info, response_nonce: first.nonce });
+    // One changes: both are sent again (the full state), with a new nonce.
+    srv.ads.set(LDS, named({ a: '2', b: '1' }));
+    const second = await s.next();
+    assert.deepEqual(held(second, LDS), ['a=2', 'b=1']);
+    assert.notEqual(second.nonce, first.nonce);
+    s.call.write({ type_url: LDS, version_info: second.version_info, response_nonce: second.nonce });
+    // One goes: the response leaves it out, which is how the client learns it is gone.
+    srv.ads.set(LDS, named({ a: '2' }));
+    const third = await s.next();
+    assert.deepEqual(held(third, LDS), ['a=2']);
+    s.call.write({ type_url: LDS, version_info: third.version_info, response_nonce: third.nonce });
+    // Nothing changed: nothing is sent.
+    srv.ads.set(LDS, named({ a: '2' }));
+    assert.ok(await s.quiet());
+    await waitFor(() => sotwAcks.includes(`grpc-1 ${LDS} ${third.nonce}`), 2000);
+    assert.deepEqual(
+      srv.ads.subscriberInfo().map((i) => [i.id, i.protocol, i.pending[LDS]]),
+      [['grpc-1', 'sotw', 0]],
+    );
+  } finally {
+    s.close();
+    srv.close();
+  }
+});
+
+test('state of the world, named: a client gets what it names; per-name types carry only what changed', async () => {
+  const srv = await sotwServer();
+  const s = sotwStream(srv.target);
+  try {
+    srv.ads.set(RDS, named({ r1: '1', r2: '1', other: '1' }));
+    srv.ads.set(LDS, named({ l1: '1', l2: '1' }));
+    s.call.write({ node: { id: 'grpc-2' }, type_url: LDS, resource_names: ['l1', 'missing'] });
+    let r = await s.next();
+    assert.deepEqual(held(r, LDS), ['l1=1']);
+    s.call.write({ type_url: LDS, resource_names: ['l1', 'missing'], response_nonce: r.nonce });
+    s.call.write({ type_url: RDS, resource_names: ['r1'] });
+    r = await s.next();
+    assert.deepEqual(held(r, RDS), ['r1=1']);
+    let rdsNonce = r.nonce;
+    s.call.write({ type_url: RDS, resource_names: ['r1'], response_nonce: rdsNonce });
+    // A change to a resource nobody here names: no push at all.
+    srv.ads.set(RDS, named({ r1: '1', r2: '1', other: '2' }));
+    srv.ads.set(LDS, named({ l1: '1', l2: '2' }));
+    assert.ok(await s.quiet());
+    // Naming one more: only the new one comes (RDS is not a full-state type).
+    s.call.write({ type_url: RDS, resource_names: ['r1', 'r2'], response_nonce: rdsNonce });
+    r = await s.next();
+    assert.deepEqual(held(r, RDS), ['r2=1']);
+    rdsNonce = r.nonce;
+    s.call.write({ type_url: RDS, resource_names: ['r1', 'r2'], response_nonce: rdsNonce });
+    // A change to a named one: just that one.
+    srv.ads.set(RDS, named({ r1: '2', r2: '1', other: '2' }));
+    r = await s.next();
+    assert.deepEqual(held(r, RDS), ['r1=2']);
+    s.call.write({ type_url: RDS, resource_names: ['r1', 'r2'], response_nonce: r.nonce });
+    // The missing listener appears: the full state of what is named (LDS is a full-state type).
+    srv.ads.set(LDS, named({ l1: '1', l2: '2', missing: '1' }));
+    r = await s.next();
+    assert.deepEqual(held(r, LDS), ['l1=1', 'missing=1']);
+    s.call.write({ type_url: LDS, resource_names: ['l1', 'missing'], response_nonce: r.nonce });
+    // Dropped, then named again: sent again (the client forgot it).
+    s.call.write({ type_url: RDS, resource_names: ['r2'], response_nonce: r.nonce });
+    assert.ok(await s.quiet());
+    s.call.write({ type_url: RDS, resource_names: ['r1', 'r2'] });
+    assert.deepEqual(held(await s.next(), RDS), ['r1=2']);
+  } finally {
+    s.close();
+    srv.close();
+  }
+});
+
+test('state of the world: a NACK is counted once by its nonce, though the client repeats it on later requests', async () => {
+  const srv = await sotwServer();
+  const s = sotwStream(srv.target);
+  try {
+    srv.ads.set(RDS, named({ r1: '1', r2: '1' }));
+    s.call.write({ node: { id: 'grpc-nack' }, type_url: RDS, resource_names: ['r1'] });
+    const r = await s.next();
+    const nack = { code: 14, message: 'r1: unsupported action: redirect' };
+    s.call.write({ type_url: RDS, resource_names: ['r1'], response_nonce: r.nonce, error_detail: nack });
+    // grpc-js-xds sends its last nonce and error again with every subscription change.
+    s.call.write({
+      type_url: RDS,
+      resource_names: ['r1', 'r2'],
+      response_nonce: r.nonce,
+      error_detail: nack,
+    });
+    assert.deepEqual(held(await s.next(), RDS), ['r2=1']);
+    await waitFor(() => sotwNacks.some((n) => n.startsWith('grpc-nack')), 2000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(
+      sotwNacks.filter((n) => n.startsWith('grpc-nack')),
+      [`grpc-nack ${RDS}: r1: unsupported action: redirect`],
+    );
+    // The rejected version is not pushed again; the next change is.
+    assert.ok(await s.quiet());
+    srv.ads.set(RDS, named({ r1: '2', r2: '1' }));
+    assert.deepEqual(held(await s.next(), RDS), ['r1=2']);
+  } finally {
+    s.close();
+    srv.close();
+  }
+});
+
+test("both protocols share the encoded entries: a state-of-the-world resource is the Delta entry's Any", async () => {
+  const srv = await sotwServer();
+  const sotw = sotwStream(srv.target);
+  const delta = rawStream(srv.target);
+  try {
+    // Content long enough for multi-byte lengths, and a long name and version around it.
+    const big = Buffer.alloc(70_000, 7);
+    srv.ads.set(W, new Map([['n'.repeat(300), res('v'.repeat(200), big)]]));
+    sotw.call.write({ node: { id: 'sotw' }, type_url: W, resource_names: [] });
+    delta.call.write({ node: { id: 'delta' }, type_url: W });
+    const [s, d] = await Promise.all([sotw.next(), delta.next()]);
+    assert.equal(s.resources?.length, 1);
+    const [entry] = s.resources ?? [];
+    assert.equal(entry?.type_url, W);
+    assert.ok(entry?.value.equals(big));
+    assert.ok(d.resources![0]!.resource!.value.equals(big));
+    assert.equal(d.resources![0]!.name, 'n'.repeat(300));
+  } finally {
+    sotw.close();
+    delta.close();
+    srv.close();
+  }
+});
+
+test('per-listener access: a listener limited to some types refuses others; a refused token ends the stream', async () => {
+  const limited = await sotwServer({ types: [LDS, RDS] });
+  const guarded = await sotwServer({
+    authorize: async (md) => (md.get('authorization')[0] === 'Bearer ok' ? undefined : 'no token'),
+  });
+  try {
+    const s = sotwStream(limited.target);
+    s.call.write({ node: { id: 'x' }, type_url: W, resource_names: [] });
+    await waitFor(() => s.errors.length > 0, 2000);
+    assert.equal(s.errors[0]!.code, 7); // PERMISSION_DENIED
+    s.close();
+    const ok = sotwStream(limited.target);
+    ok.call.write({ node: { id: 'y' }, type_url: LDS, resource_names: [] });
+    assert.deepEqual(held(await ok.next(), LDS), []);
+    ok.close();
+    for (const token of [undefined, 'Bearer no']) {
+      const md = new Metadata();
+      if (token) md.set('authorization', token);
+      const g = sotwStream(guarded.target, md);
+      g.call.write({ node: { id: 'z' }, type_url: LDS, resource_names: [] });
+      await waitFor(() => g.errors.length > 0, 2000);
+      assert.equal(g.errors[0]!.code, 16); // UNAUTHENTICATED
+      g.close();
+    }
+    const md = new Metadata();
+    md.set('authorization', 'Bearer ok');
+    const g = sotwStream(guarded.target, md);
+    g.call.write({ node: { id: 'z' }, type_url: LDS, resource_names: [] });
+    assert.ok((await g.next()).nonce);
+    g.close();
+  } finally {
+    limited.close();
+    guarded.close();
+  }
+});
+
+test('the server keeps its earlier name', () => {
+  assert.equal(DeltaAdsServer, AdsServer);
 });

@@ -2,7 +2,8 @@
  * The cluster source against a fake API server that speaks the real list/watch protocol, so the
  * real `@kubernetes/client-node` informers do the listing, watching, resuming and relisting:
  * initial list, adds, updates, deletes, 410 Expired after compaction, a server crash and restart,
- * a malformed object, a kind that is not served, and the translation of what it reads.
+ * a malformed object (and an invalid VirtualService), a kind that is not served, and the translation
+ * of what it reads (workloads and L7).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,6 +17,7 @@ import { TunnelProtocol } from '../../src/core/xds/model.ts';
 import { loadKubeDir } from '../../src/controller/files/file-source.ts';
 import { watchKube, type KubeProblem, type KubeWatch } from '../../src/controller/kube/source.ts';
 import type { KubeSnapshot } from '../../src/controller/translate/kube-types.ts';
+import { encodeL7Resources, translateL7 } from '../../src/controller/translate/l7/index.ts';
 import { translate } from '../../src/controller/translate/workloads.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import {
@@ -128,6 +130,8 @@ test('the initial list gives the snapshot the same objects give from YAML', asyn
       authorizationPolicies: sorted(fromFiles.authorizationPolicies),
       peerAuthentications: [],
       gateways: [],
+      virtualServices: [],
+      destinationRules: [],
     },
   );
   // One cluster-wide LIST and WATCH per kind, through the real client with the kubeconfig's token.
@@ -315,6 +319,92 @@ test('EndpointSlices, ServiceEntries, PeerAuthentications and Gateways: added, c
   }
 });
 
+test('VirtualServices and DestinationRules: decoded, changed, an invalid one skipped with its field path, deleted', async () => {
+  const snap = () => latest().snapshot;
+  const vs = (weights: [number, number]) => ({
+    metadata: { name: 'reviews', namespace: 'default' },
+    spec: {
+      hosts: ['reviews'],
+      http: [
+        {
+          route: [
+            { destination: { host: 'reviews', subset: 'v1' }, weight: weights[0] },
+            { destination: { host: 'reviews', subset: 'v2' }, weight: weights[1] },
+          ],
+        },
+      ],
+    },
+  });
+  const weights = () =>
+    snap()
+      .virtualServices.find((v) => v.name === 'reviews')
+      ?.http[0]?.route.map((r) => r.weight);
+  fake.add('DestinationRule', {
+    metadata: { name: 'reviews', namespace: 'default' },
+    spec: {
+      host: 'reviews',
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' } },
+      ],
+    },
+  });
+  fake.add('VirtualService', vs([90, 10]));
+  await waitFor(
+    () => JSON.stringify(weights()) === '[90,10]' && snap().destinationRules.length === 1,
+    WAIT_MS,
+    () => `${JSON.stringify(weights())} ${snap().destinationRules.length}`,
+  );
+  assert.deepEqual(
+    snap().destinationRules[0]!.subsets.map((s) => [s.name, s.labels]),
+    [
+      ['v1', { version: 'v1' }],
+      ['v2', { version: 'v2' }],
+    ],
+  );
+  fake.update('VirtualService', vs([50, 50]));
+  await waitFor(
+    () => JSON.stringify(weights()) === '[50,50]',
+    WAIT_MS,
+    () => JSON.stringify(weights()),
+  );
+  // An invalid one is skipped with every error's field path; the others stay.
+  fake.add('VirtualService', {
+    metadata: { name: 'bad', namespace: 'default' },
+    spec: { hosts: ['ratings'], http: [{ route: [{ destination: { host: 'ratings' }, weight: 150 }] }] },
+  });
+  const problem = () => latest().problems.find((p) => p.name === 'bad');
+  await waitFor(() => problem() !== undefined, WAIT_MS);
+  assert.deepEqual(
+    { ...problem()!, message: '' },
+    {
+      severity: 'error',
+      kind: 'VirtualService',
+      namespace: 'default',
+      name: 'bad',
+      path: 'spec.http[0].route[0].weight',
+      message: '',
+    },
+  );
+  assert.match(problem()!.message, /150/);
+  assert.deepEqual(
+    snap().virtualServices.map((v) => v.name),
+    ['reviews'],
+  );
+  for (const [kind, name] of [
+    ['VirtualService', 'reviews'],
+    ['VirtualService', 'bad'],
+    ['DestinationRule', 'reviews'],
+  ] as const)
+    fake.delete(kind, { metadata: { name, namespace: 'default' } });
+  await waitFor(
+    () =>
+      snap().virtualServices.length + snap().destinationRules.length === 0 &&
+      !latest().problems.some((p) => p.name === 'bad'),
+    WAIT_MS,
+  );
+});
+
 test('the new kinds give the same snapshot from the API server as from the same YAML', async () => {
   const api = await FakeKubeApiServer.start();
   await seedFromFixtures(api, meshKinds);
@@ -340,6 +430,8 @@ test('the new kinds give the same snapshot from the API server as from the same 
           ...s,
           pods: s.pods.map((p) => ({ ...p, uid: '' })),
           peerAuthentications: s.peerAuthentications.map((p) => ({ ...p, creationTimestamp: '' })),
+          virtualServices: s.virtualServices.map((v) => ({ ...v, creationTimestamp: '' })),
+          destinationRules: s.destinationRules.map((d) => ({ ...d, creationTimestamp: '' })),
         }).map(([k, list]) => [k, sortedByName(list as readonly { namespace?: string; name: string }[])]),
       );
     assert.deepEqual(normal(fromApi), normal(fromFiles.snapshot));
@@ -352,6 +444,23 @@ test('the new kinds give the same snapshot from the API server as from the same 
       rootNamespace: 'istio-system',
     };
     assert.deepEqual(translate(fromApi, options).config, translate(fromFiles.snapshot, options).config);
+    // The L7 resources too, byte for byte (the VirtualService and DestinationRule are the fixture's).
+    assert.deepEqual([fromApi.virtualServices.length, fromApi.destinationRules.length], [1, 1]);
+    const l7 = (s: KubeSnapshot) =>
+      encodeL7Resources(
+        translateL7(
+          {
+            snapshot: s,
+            mesh: translate(s, options).config,
+            virtualServices: s.virtualServices,
+            destinationRules: s.destinationRules,
+          },
+          options,
+        ).resources,
+      );
+    const fromApiL7 = l7(fromApi);
+    assert.deepEqual(fromApiL7, l7(fromFiles.snapshot));
+    assert.ok([...fromApiL7.values()].every((list) => list.length > 0));
   } finally {
     w.close();
     await api.close();

@@ -8,9 +8,14 @@
  * (AuthorizationPolicy, PeerAuthentication, ServiceEntry): a misspelt security field (say
  * `notPrincipal`, or `portLevelMTLS`) silently widening a policy is worse than a rejection, and the
  * API server's strict field validation would refuse it too.
+ *
+ * VirtualService and DestinationRule are decoded and validated by the L7 translation's own decoder
+ * (translate/l7/decode.ts, which reads plain data); its field paths are mapped back to lines here.
  */
-import { Composer, Document, isScalar, LineCounter, Parser, type Node as YamlNode } from 'yaml';
+import { Composer, Document, isMap, isScalar, isSeq, LineCounter, Parser, type Node as YamlNode } from 'yaml';
 import { join, YamlDecoder } from '../../core/xds/yaml-decoder.ts';
+import { decodeL7Object } from '../translate/l7/decode.ts';
+import type { DestinationRule, VirtualService } from '../translate/l7/types.ts';
 import type {
   AuthorizationPolicy,
   AuthzCondition,
@@ -41,8 +46,11 @@ import type {
 } from '../translate/kube-types.ts';
 
 export interface KubeYamlProblem {
-  /** `error`: the object (or document) was skipped; `info`: a kind we do not read was ignored. */
-  readonly severity: 'error' | 'info';
+  /**
+   * `error`: the object (or document) was skipped; `warning`: it was kept, with a consequence the
+   * user must know about; `info`: a kind we do not read was ignored.
+   */
+  readonly severity: 'error' | 'warning' | 'info';
   readonly file: string;
   /** 1-based line in the file, 0 when unknown. */
   readonly line: number;
@@ -64,7 +72,9 @@ export type KubeObject =
   | { readonly kind: 'ServiceEntry'; readonly value: ServiceEntry }
   | { readonly kind: 'AuthorizationPolicy'; readonly value: AuthorizationPolicy }
   | { readonly kind: 'PeerAuthentication'; readonly value: PeerAuthentication }
-  | { readonly kind: 'Gateway'; readonly value: Gateway };
+  | { readonly kind: 'Gateway'; readonly value: Gateway }
+  | { readonly kind: 'VirtualService'; readonly value: VirtualService }
+  | { readonly kind: 'DestinationRule'; readonly value: DestinationRule };
 
 /** One decoded object and where it came from. */
 export interface DecodedObject {
@@ -93,7 +103,9 @@ const ISTIO_NETWORKING = [
 ];
 const GATEWAY_API = ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'];
 /** Kinds the controller will read later (DESIGN.md §4): ignoring them is worth a clearer note. */
-const LATER_KINDS = ['VirtualService', 'DestinationRule', 'HTTPRoute'];
+const LATER_KINDS = ['HTTPRoute'];
+/** Decoded by the L7 translation's decoder. */
+const L7_KINDS = ['VirtualService', 'DestinationRule'];
 
 /**
  * Decodes every document of one file. Documents are parsed one at a time (what parseAllDocuments
@@ -123,7 +135,7 @@ export function decodeKubeYaml(text: string, file: string): DecodeResult {
     }
     const root = (doc.contents as YamlNode | null) ?? undefined;
     if (root === undefined || (isScalar(root) && root.value === null)) continue; // an empty document
-    decodeTopLevel(root, file, lines, objects, problems);
+    decodeTopLevel(root, doc, file, lines, objects, problems);
   }
   return { objects, problems };
 }
@@ -135,18 +147,20 @@ export function decodeKubeYaml(text: string, file: string): DecodeResult {
 export function decodeKubeObject(obj: unknown, source: string): DecodeResult {
   // By default a value reached twice becomes a YAML alias, which the decoder does not follow;
   // parsed JSON never shares values, but a caller's object might.
-  const root = new Document(obj, { aliasDuplicateObjects: false }).contents;
+  const doc = new Document(obj, { aliasDuplicateObjects: false });
+  const root = doc.contents;
   const objects: DecodedObject[] = [];
   const problems: KubeYamlProblem[] = [];
   if (root === null) {
     const id = { kind: '', namespace: '', name: '' };
     problems.push(problem(source, id, { path: '', line: 0, message: 'must be an object' }));
-  } else decodeObject(root, source, new LineCounter(), objects, problems);
+  } else decodeObject(root, doc, source, new LineCounter(), objects, problems);
   return { objects, problems };
 }
 
 function decodeTopLevel(
   root: YamlNode,
+  doc: Document,
   file: string,
   lines: LineCounter,
   objects: DecodedObject[],
@@ -158,7 +172,7 @@ function decodeTopLevel(
   if (d.errors.length === 0 && (kind === 'List' || (kind.endsWith('List') && top.has('items')))) {
     const items = d.list(top.get('items'), 'items');
     if (d.errors.length === 0) {
-      for (const item of items) decodeObject(item, file, lines, objects, problems);
+      for (const item of items) decodeObject(item, doc, file, lines, objects, problems);
       return;
     }
   }
@@ -166,7 +180,7 @@ function decodeTopLevel(
     problems.push(...d.errors.map((e) => problem(file, { kind: '', namespace: '', name: '' }, e)));
     return;
   }
-  decodeObject(root, file, lines, objects, problems);
+  decodeObject(root, doc, file, lines, objects, problems);
 }
 
 interface ObjectId {
@@ -184,8 +198,10 @@ function problem(
   return { severity, file, line: e.line, ...id, path: e.path, message: e.message };
 }
 
+/** `doc` is the node's document: the L7 decoder reads plain data, aliases resolved through it. */
 function decodeObject(
   node: YamlNode,
+  doc: Document,
   file: string,
   lines: LineCounter,
   objects: DecodedObject[],
@@ -205,6 +221,10 @@ function decodeObject(
   }
   if (!apiVersion || !kind) {
     problems.push(problem(file, id, { path: '', line, message: 'apiVersion and kind are required' }));
+    return;
+  }
+  if (ISTIO_NETWORKING.includes(apiVersion) && L7_KINDS.includes(kind)) {
+    decodeL7(node, doc, file, lines, line, objects, problems);
     return;
   }
   const decoded = decodeKind(d, apiVersion, kind, top, meta);
@@ -227,6 +247,66 @@ function decodeObject(
     return;
   }
   objects.push({ file, line, object: decoded });
+}
+
+/**
+ * A VirtualService or DestinationRule, by the L7 decoder. A rejected object is reported with its
+ * errors only: its warnings would say it was applied.
+ */
+function decodeL7(
+  node: YamlNode,
+  doc: Document,
+  file: string,
+  lines: LineCounter,
+  line: number,
+  objects: DecodedObject[],
+  problems: KubeYamlProblem[],
+): void {
+  const decoded = decodeL7Object(node.toJS(doc));
+  for (const p of decoded.problems) {
+    if (decoded.value === undefined && p.severity !== 'error') continue;
+    problems.push({
+      severity: p.severity,
+      file,
+      line: lineAt(node, p.path, lines) || line,
+      kind: p.kind,
+      namespace: p.namespace,
+      name: p.name,
+      path: p.path,
+      message: p.message,
+    });
+  }
+  if (decoded.value) objects.push({ file, line, object: decoded.value });
+}
+
+/** One step of a field path as the L7 decoder writes them: `.key`, `[2]` or `["x.y"]`. */
+const PATH_STEP = /\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/y;
+
+/**
+ * The line of the node a field path names, or of the deepest part of it that exists (a missing
+ * field is reported where its parent is); 0 when unknown.
+ */
+function lineAt(root: YamlNode, path: string, lines: LineCounter): number {
+  let node: YamlNode | undefined = root;
+  let found: YamlNode = root;
+  PATH_STEP.lastIndex = 0;
+  while (node !== undefined && PATH_STEP.lastIndex < path.length) {
+    const m = PATH_STEP.exec(path);
+    if (!m) break;
+    const [, field, index, quoted] = m;
+    if (index !== undefined)
+      node = isSeq(node) ? (node.items[Number(index)] as YamlNode | undefined) : undefined;
+    else {
+      const key = field ?? (JSON.parse(quoted!) as string);
+      const pair = isMap(node)
+        ? node.items.find((p) => isScalar(p.key) && String(p.key.value) === key)
+        : undefined;
+      node = (pair?.value ?? pair?.key ?? undefined) as YamlNode | undefined;
+    }
+    if (node) found = node;
+  }
+  const pos = found.range?.[0];
+  return pos === undefined ? 0 : lines.linePos(pos).line;
 }
 
 function decodeKind(
@@ -741,6 +821,8 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     authorizationPolicies: [] as AuthorizationPolicy[],
     peerAuthentications: [] as PeerAuthentication[],
     gateways: [] as Gateway[],
+    virtualServices: [] as VirtualService[],
+    destinationRules: [] as DestinationRule[],
   };
   for (const o of objects) {
     const { kind } = o.object;
@@ -789,6 +871,12 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
         break;
       case 'Gateway':
         out.gateways.push(o.object.value);
+        break;
+      case 'VirtualService':
+        out.virtualServices.push(o.object.value);
+        break;
+      case 'DestinationRule':
+        out.destinationRules.push(o.object.value);
         break;
     }
   }

@@ -33,8 +33,11 @@ import type { KubeSnapshot } from '../translate/kube-types.ts';
 
 /** An object (or part of one) the source skipped or ignored, as the file source reports it minus the file. */
 export interface KubeProblem {
-  /** `error`: the object was skipped; `info`: a kind we do not read was ignored. */
-  readonly severity: 'error' | 'info';
+  /**
+   * `error`: the object was skipped; `warning`: it was kept, with a consequence the user must know
+   * about; `info`: a kind we do not read was ignored.
+   */
+  readonly severity: 'error' | 'warning' | 'info';
   readonly kind: string;
   readonly namespace: string;
   readonly name: string;
@@ -80,6 +83,16 @@ const RESOURCES = [
     kind: 'ServiceEntry',
     apiVersion: 'networking.istio.io/v1',
     path: '/apis/networking.istio.io/v1/serviceentries',
+  },
+  {
+    kind: 'VirtualService',
+    apiVersion: 'networking.istio.io/v1',
+    path: '/apis/networking.istio.io/v1/virtualservices',
+  },
+  {
+    kind: 'DestinationRule',
+    apiVersion: 'networking.istio.io/v1',
+    path: '/apis/networking.istio.io/v1/destinationrules',
   },
   {
     kind: 'AuthorizationPolicy',

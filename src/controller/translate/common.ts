@@ -3,6 +3,9 @@
  * helpers. Kept apart from workloads.ts so the per-kind files can use them without an import cycle.
  */
 import { lookup, type StringMap } from './kube-types.ts';
+import type { ProblemKind, TranslateProblem } from './plain.ts';
+
+export type { ProblemKind, TranslateProblem } from './plain.ts';
 
 export interface TranslateOptions {
   /** Prefix of workload uids (`<clusterId>//Pod/<ns>/<name>`) and each workload's cluster_id. */
@@ -16,26 +19,6 @@ export interface TranslateOptions {
    * e.g. `istio-system`; also the namespace of the static STRICT policy.
    */
   readonly rootNamespace: string;
-}
-
-export type ProblemKind =
-  | 'Pod'
-  | 'Service'
-  | 'EndpointSlice'
-  | 'ServiceEntry'
-  | 'AuthorizationPolicy'
-  | 'PeerAuthentication'
-  | 'Gateway';
-
-export interface TranslateProblem {
-  /** `error`: the object (or one of its parts, e.g. a port) was skipped; `warning`: it was applied with a change the user must know about. */
-  readonly severity: 'error' | 'warning';
-  readonly kind: ProblemKind;
-  readonly namespace: string;
-  readonly name: string;
-  /** Field path within the object, e.g. `spec.rules[0].from[0].source.ipBlocks[1]`. */
-  readonly path: string;
-  readonly message: string;
 }
 
 /** Reports one problem of one object. */

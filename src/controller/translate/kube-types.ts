@@ -6,9 +6,10 @@
  * Only structure is checked when decoding; meaning (port ranges, CIDRs, actions) is checked by the
  * translation, which names the object and field path of every problem it finds.
  */
+import type { DestinationRule, VirtualService } from './l7/types.ts';
+import type { StringMap } from './plain.ts';
 
-/** Label or annotation map. Look keys up with `Object.hasOwn`: keys such as `constructor` are legal. */
-export type StringMap = Readonly<Record<string, string>>;
+export type { StringMap } from './plain.ts';
 
 export interface Namespace {
   readonly name: string;
@@ -304,6 +305,9 @@ export interface KubeSnapshot {
   readonly authorizationPolicies: readonly AuthorizationPolicy[];
   readonly peerAuthentications: readonly PeerAuthentication[];
   readonly gateways: readonly Gateway[];
+  /** Decoded and valid (l7/decode.ts): invalid ones are left out by the sources, with problems. */
+  readonly virtualServices: readonly VirtualService[];
+  readonly destinationRules: readonly DestinationRule[];
 }
 
 export const EMPTY_SNAPSHOT: KubeSnapshot = {
@@ -316,6 +320,8 @@ export const EMPTY_SNAPSHOT: KubeSnapshot = {
   authorizationPolicies: [],
   peerAuthentications: [],
   gateways: [],
+  virtualServices: [],
+  destinationRules: [],
 };
 
 /** The value of `key` in a label or annotation map, ignoring inherited properties. */

@@ -304,8 +304,8 @@ test('kinds the controller does not read are noted and ignored', () => {
         'kind: Deployment',
         'metadata: {name: reviews-v1}',
         '---',
-        'apiVersion: networking.istio.io/v1',
-        'kind: VirtualService',
+        'apiVersion: gateway.networking.k8s.io/v1',
+        'kind: HTTPRoute',
         'metadata: {name: reviews, namespace: default}',
         '---',
         'apiVersion: v2',
@@ -315,7 +315,7 @@ test('kinds the controller does not read are noted and ignored', () => {
     ),
     [
       'info 1 Deployment /reviews-v1 : apps/v1 Deployment is not read by the controller; ignored',
-      'info 5 VirtualService default/reviews : networking.istio.io/v1 VirtualService is not read by the controller yet; ignored',
+      'info 5 HTTPRoute default/reviews : gateway.networking.k8s.io/v1 HTTPRoute is not read by the controller yet; ignored',
       'info 9 Pod /p : v2 Pod is not read by the controller; ignored',
     ],
   );

@@ -35,7 +35,6 @@ import type {
   HttpSettings,
   L4Match,
   L7Problem,
-  L7ProblemKind,
   LoadBalancer,
   MirrorPolicy,
   OutlierDetection,
@@ -128,7 +127,7 @@ interface Meta {
 
 function decodeObject<T>(
   obj: unknown,
-  kind: L7ProblemKind,
+  kind: L7Problem['kind'],
   decodeSpec: (r: Reader, spec: unknown, meta: Meta) => T,
 ): Decoded<T> {
   const r = new Reader();

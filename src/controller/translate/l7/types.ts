@@ -3,7 +3,7 @@
  * decoded and validated once by decode.ts (istio-api.md §1–2), plain readonly data. Absent optional
  * messages are `undefined`; absent lists and maps are empty; maps keep the order written.
  */
-import type { StringMap } from '../kube-types.ts';
+import type { StringMap, TranslateProblem } from '../plain.ts';
 
 /** `google.protobuf.Duration`, exact (never a float of seconds). */
 export interface Duration {
@@ -328,19 +328,9 @@ export interface DestinationRule {
 
 // ---- problems ----
 
-export type L7ProblemKind = 'VirtualService' | 'DestinationRule';
-
 /**
- * Shaped like the translation's TranslateProblem (common.ts), whose ProblemKind does not list these
- * two kinds yet. `error`: the object (or the named part) is not applied; `warning`: it is applied,
- * with a consequence the user must know about.
+ * A problem of a VirtualService or DestinationRule: the translation's problem, of one of these two
+ * kinds. `error`: the object (or the named part) is not applied; `warning`: it is applied, with a
+ * consequence the user must know about.
  */
-export interface L7Problem {
-  readonly severity: 'error' | 'warning';
-  readonly kind: L7ProblemKind;
-  readonly namespace: string;
-  readonly name: string;
-  /** Field path within the object, e.g. `spec.http[2].route[0].weight`. */
-  readonly path: string;
-  readonly message: string;
-}
+export type L7Problem = TranslateProblem & { readonly kind: 'VirtualService' | 'DestinationRule' };
