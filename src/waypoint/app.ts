@@ -23,7 +23,7 @@ import { controllerCaProvider } from '../core/xds/controller-channel.ts';
 import type { AdsClient } from '../core/xds/ads-client.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
-import { waypointAdminRoutes, waypointMetricsRoutes, waypointReadinessRoutes } from './admin.ts';
+import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
 import { redactedWaypointConfig, waypointIdentity, type WaypointConfig } from './config.ts';
 import { L7_DECODERS, L7_TYPES, waypointXdsClient } from './control-plane.ts';
 import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder } from './forwarder.ts';
@@ -404,12 +404,12 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     endpoints.push(
       await HttpEndpoint.start(
         config.admin,
-        waypointAdminRoutes({ configDump, quit: () => void close() }, log),
+        adminRoutes({ program: 'waypoint', configDump, quit: () => void close() }, log),
         log,
       ),
     );
-    endpoints.push(await HttpEndpoint.start(config.metrics, waypointMetricsRoutes(registry), log));
-    endpoints.push(await HttpEndpoint.start(config.readiness, waypointReadinessRoutes(pending), log));
+    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
+    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
     ads?.start();
   } catch (err) {
     await close();

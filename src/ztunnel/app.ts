@@ -26,7 +26,7 @@ import {
   type Workload,
 } from '../core/xds/model.ts';
 import { HttpEndpoint } from '../core/http-endpoint.ts';
-import { adminRoutes, metricsRoutes, readinessRoutes } from './admin.ts';
+import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
 import { CniServer } from './inpod/cni-server.ts';
 import { checkInpodPrivileges } from './inpod/privileges.ts';
@@ -360,7 +360,11 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       );
     }
     endpoints.push(
-      await HttpEndpoint.start(config.admin, adminRoutes({ configDump, quit: () => void close() }, log), log),
+      await HttpEndpoint.start(
+        config.admin,
+        adminRoutes({ program: 'ztunnel', configDump, quit: () => void close() }, log),
+        log,
+      ),
     );
     endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
     endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));

@@ -1,12 +1,15 @@
 /**
- * The agent's HTTP endpoints: admin (15000, localhost), Prometheus metrics (15020) and readiness
- * (15021), as in reference/ztunnel.md §5.
+ * The HTTP endpoints every data-plane program serves (the node agent and the waypoint): admin
+ * (15000, localhost), Prometheus metrics (15020) and readiness (15021), as in reference/ztunnel.md §5.
  */
 import type { Registry } from 'prom-client';
-import { metricsHandler, send, type Handler } from '../core/http-endpoint.ts';
-import { isLogLevel, type Logger } from '../core/log.ts';
+import { metricsHandler, send, type Handler } from './http-endpoint.ts';
+import { isLogLevel, type Logger } from './log.ts';
 
 export interface AdminHooks {
+  /** Shown in the admin page's title, e.g. `ztunnel`. */
+  readonly program: string;
+  /** Everything `/config_dump` shows (Maps, Sets, bigints and byte arrays are rendered readably). */
   configDump(): unknown;
   quit(): void;
 }
@@ -16,19 +19,34 @@ export interface Readiness {
   pending(): string[];
 }
 
+/** JSON for dumps: byte arrays as text, bigints as decimal strings, Maps and Sets as objects and lists. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_key, v: unknown) => {
+      if (typeof v === 'bigint') return v.toString();
+      if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+      if (v instanceof Map) return Object.fromEntries(v as Map<unknown, unknown>) as unknown;
+      if (v instanceof Set) return [...(v as Set<unknown>)];
+      return v;
+    },
+    2,
+  );
+}
+
 export function adminRoutes(hooks: AdminHooks, log: Logger): Record<string, Handler> {
   return {
     '/': (_req, _url, res) =>
       send(
         res,
         200,
-        '<html><body><h1>ambit ztunnel admin</h1><ul>' +
+        `<html><body><h1>ambit ${hooks.program} admin</h1><ul>` +
           '<li><a href="/config_dump">/config_dump</a></li>' +
           '<li>POST /logging?level=debug</li><li>POST /quitquitquit</li></ul></body></html>\n',
         'text/html; charset=utf-8',
       ),
     '/config_dump': (_req, _url, res) =>
-      send(res, 200, JSON.stringify(hooks.configDump(), null, 2) + '\n', 'application/json'),
+      send(res, 200, toJson(hooks.configDump()) + '\n', 'application/json'),
     '/logging': (req, url, res) => {
       const level = url.searchParams.get('level');
       const reset = url.searchParams.has('reset');
