@@ -49,6 +49,13 @@ export function translateRe2(
   let inClass = false;
   let classStart = false;
   const fail = (message: string) => ({ ok: false as const, message: `${message} at offset ${i}` });
+  // Per open group: whether something inside it repeats without bound. JavaScript's engine
+  // backtracks (RE2 does not), so a group like that repeated without bound again — `(a+)+`, `(a*)*`,
+  // `(\w+\s?)*` — can take exponential time on a crafted path or header and stall the waypoint;
+  // such patterns are refused rather than run.
+  const unboundedInside: boolean[] = [];
+  const markUnbounded = () => unboundedInside.fill(true);
+  const unboundedNext = (at: number) => /^(\*|\+|\{\d+,\})/.test(pattern.slice(at));
 
   // Leading global flags: (?i), (?s), (?m), (?is)…
   const lead = /^\(\?([imsU]+)\)/.exec(pattern);
@@ -172,11 +179,13 @@ export function translateRe2(
         if (/^P?<[A-Za-z_][A-Za-z0-9_]*>/.test(rest)) {
           const m = /^P?<([A-Za-z_][A-Za-z0-9_]*)>/.exec(rest)!;
           out += `(?<${m[1]}>`;
+          unboundedInside.push(false);
           i += 2 + m[0].length;
           continue;
         }
         if (rest.startsWith(':')) {
           out += '(?:';
+          unboundedInside.push(false);
           i += 3;
           continue;
         }
@@ -184,6 +193,7 @@ export function translateRe2(
         const mod = /^(-?[ims]+|[ims]+-[ims]+):/.exec(rest);
         if (mod) {
           out += `(?${mod[1]}:`;
+          unboundedInside.push(false);
           i += 2 + mod[0].length;
           continue;
         }
@@ -192,8 +202,14 @@ export function translateRe2(
         return fail('bad group');
       }
       out += '(';
+      unboundedInside.push(false);
       i++;
       continue;
+    }
+    if (c === ')') {
+      const inner = unboundedInside.pop() ?? false;
+      if (inner && unboundedNext(i + 1))
+        return fail('nested unbounded repetition (like (a+)+) could take exponential time; rewrite it');
     }
     if (c === '{') {
       const rep = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i));
@@ -206,6 +222,7 @@ export function translateRe2(
       const hi = rep[3] ? Number(rep[3]) : lo;
       if (lo > MAX_REPEAT || hi > MAX_REPEAT) return fail(`repetition over ${MAX_REPEAT}`);
       if (rep[3] && hi < lo) return fail('bad repetition range');
+      if (rep[2] && !rep[3]) markUnbounded();
       out += rep[0];
       i += rep[0].length;
       continue;
@@ -220,6 +237,7 @@ export function translateRe2(
       if ((pattern[i + 1] === '+' && c !== '?') || (c === '?' && pattern[i + 1] === '+')) {
         return fail('possessive repetition is not supported by RE2');
       }
+      if (c !== '?') markUnbounded();
     }
     out += c;
     i++;

@@ -57,7 +57,18 @@ const refused: [string, RegExp][] = [
   ['\\Z', /not supported/],
   ['\\k', /unknown escape/],
   ['[[:^alpha:]]', /negated POSIX/],
+  // Catastrophic backtracking in JavaScript's engine (RE2 would run these in linear time).
+  ['(a+)+', /nested unbounded repetition/],
+  ['(a*)*$', /nested unbounded repetition/],
+  ['(\\w+\\s?)*', /nested unbounded repetition/],
+  ['(?:x+){2,}', /nested unbounded repetition/],
+  ['(?<p>[a-z]{3,})+', /nested unbounded repetition/],
 ];
+
+test('bounded or unnested repetition stays allowed', () => {
+  for (const p of ['/api/v[0-9]+/.*', '(foo|bar)+', '(a+)?', '([a-z]+)/(.*)', '(a{2,5})*', '(ab)+c'])
+    assert.ok(compileFullMatch(p).ok, p);
+});
 for (const [pattern, message] of refused) {
   test(`${JSON.stringify(pattern)} is refused`, () => {
     const r = compileFullMatch(pattern);

@@ -3,6 +3,7 @@
  * (pkg/config/validation): durations in Go syntax, RE2 regexes, host names, header names and values,
  * retryOn conditions, gRPC status names.
  */
+import { translateRe2 } from '../../../core/xds/l7-regex.ts';
 import type { Duration } from './types.ts';
 
 const NANOS_PER_SECOND = 1_000_000_000n;
@@ -113,6 +114,11 @@ export function checkRe2(pattern: string): string | undefined {
   } catch (err) {
     return `is not a valid RE2 regex: ${(err as Error).message.replace(/^Invalid regular expression: /, '')}`;
   }
+  // What the waypoint's engine will refuse (it NACKs the route), the user hears about here, at the
+  // object: notably nested unbounded repetition, which a backtracking engine can take exponential
+  // time on.
+  const waypoint = translateRe2(pattern);
+  if (!waypoint.ok) return `cannot be run by the waypoint: ${waypoint.message}`;
   return undefined;
 }
 

@@ -236,6 +236,8 @@ test('values in Istio syntax: Go durations, (?i) regexes, 64-bit integers as str
   assert.match(checkRe2('(a)\\1') ?? '', /backreferences/);
   assert.match(checkRe2('a(?=b)') ?? '', /lookaround/);
   assert.match(checkRe2('([') ?? '', /not a valid RE2 regex/);
+  // What the waypoint would NACK is refused at the object, with its reason.
+  assert.match(checkRe2('(a+)+b') ?? '', /cannot be run by the waypoint: nested unbounded repetition/);
 });
 
 /** [case, object, expected errors as [path, message pattern]] */
