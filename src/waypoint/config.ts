@@ -9,7 +9,13 @@ import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../cor
 import { HBONE_PORT } from '../core/hbone/protocol.ts';
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN, formatSpiffe, parseSpiffe, type Identity } from '../core/identity/spiffe.ts';
-import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
+import { type LevelWithSilent } from '../core/log.ts';
+import {
+  readCaSource,
+  readEndpointAddresses,
+  readLogLevel,
+  redactSecrets,
+} from '../core/config/data-plane-env.ts';
 
 export interface WaypointConfig {
   /** This pod's name (logs, the xDS node id). */
@@ -82,11 +88,6 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function buildWaypointConfig(env: Readonly<Record<string, string | undefined>>): WaypointConfigResult {
   const r = new EnvReader(env);
-  const addr = (name: string, fallback: string): HostPort => {
-    const f = parseHostPort(fallback);
-    if (!f.ok) throw new Error(`bad built-in default ${fallback}`);
-    return r.parsed(name, f.value, parseHostPort);
-  };
   const duration = (name: string, fallbackMs: number) => r.parsed(name, fallbackMs, parseDurationMs);
   const required = (name: string, what: string): string => {
     const v = r.optional(name);
@@ -113,21 +114,8 @@ export function buildWaypointConfig(env: Readonly<Record<string, string | undefi
   const xdsAddress = required('XDS_ADDRESS', "the controller's host:port to get routes and clusters from");
   if (xdsAddress && !parseHostPort(xdsAddress).ok)
     r.errors.push(`XDS_ADDRESS: "${xdsAddress}" is not host:port`);
-  const caAddress = r.optional('CA_ADDRESS');
-  if (caAddress && !parseHostPort(caAddress).ok) r.errors.push(`CA_ADDRESS: "${caAddress}" is not host:port`);
-  const authToken = r.optional('AUTH_TOKEN');
-  if (caAddress && !authToken)
-    r.errors.push('AUTH_TOKEN: is required with CA_ADDRESS (a token file or the token)');
-  const caCertPath = r.optional('AMBIT_CA_CERT_FILE');
-  const caKeyPath = r.optional('AMBIT_CA_KEY_FILE');
-  if (!caAddress && (!caCertPath || !caKeyPath)) {
-    r.errors.push(
-      "AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required without CA_ADDRESS (the CA that signs the waypoint's certificate)",
-    );
-  }
-  const rawLogLevel = r.string('LOG_LEVEL', 'info');
-  if (!isLogLevel(rawLogLevel))
-    r.errors.push(`LOG_LEVEL: "${rawLogLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  const ca = readCaSource(r, "the waypoint's certificate");
+  const logLevel = readLogLevel(r);
   const connectTimeoutMs = duration('AMBIT_CONNECT_TIMEOUT', 10_000);
   if (connectTimeoutMs <= 0) r.errors.push('AMBIT_CONNECT_TIMEOUT: must be more than 0');
 
@@ -141,19 +129,17 @@ export function buildWaypointConfig(env: Readonly<Record<string, string | undefi
     trustDomain,
     clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
     xdsAddress,
-    caAddress: caAddress ?? '',
-    authToken: authToken ?? '',
+    caAddress: ca.caAddress,
+    authToken: ca.authToken,
     xdsRootCaPath: r.optional('XDS_ROOT_CA') ?? '',
     xdsHostname: r.string('ALT_XDS_HOSTNAME', 'istiod.istio-system.svc'),
-    caCertPath: caCertPath ?? '',
-    caKeyPath: caKeyPath ?? '',
+    caCertPath: ca.caCertPath,
+    caKeyPath: ca.caKeyPath,
     certTtlMs: duration('SECRET_TTL', DEFAULT_CERT_TTL_MS),
-    admin: addr('AMBIT_ADMIN_ADDR', '127.0.0.1:15000'),
-    metrics: addr('AMBIT_METRICS_ADDR', '0.0.0.0:15020'),
-    readiness: addr('AMBIT_READINESS_ADDR', '0.0.0.0:15021'),
+    ...readEndpointAddresses(r),
     drainDeadlineMs: duration('CONNECTION_TERMINATION_DEADLINE', 5000),
     connectTimeoutMs,
-    logLevel: isLogLevel(rawLogLevel) ? rawLogLevel : 'info',
+    logLevel,
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }
@@ -165,10 +151,5 @@ export function waypointIdentity(c: WaypointConfig): Identity {
 
 /** The config as the admin port shows it: file paths, no key material, no inline token. */
 export function redactedWaypointConfig(c: WaypointConfig): Record<string, unknown> {
-  const inlineToken = c.authToken !== '' && !c.authToken.includes('/');
-  return {
-    ...c,
-    caKeyPath: c.caKeyPath ? '<redacted>' : '',
-    authToken: inlineToken ? '<redacted>' : c.authToken,
-  };
+  return redactSecrets(c);
 }

@@ -8,7 +8,13 @@ import { EnvReader, parseBool, parseDurationMs, parseHostPort, type HostPort } f
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
 import { ipFromBytes, ipToBytes, parseCidr } from '../core/ip.ts';
-import { isLogLevel, type LevelWithSilent } from '../core/log.ts';
+import { type LevelWithSilent } from '../core/log.ts';
+import {
+  readCaSource,
+  readEndpointAddresses,
+  readLogLevel,
+  redactSecrets,
+} from '../core/config/data-plane-env.ts';
 
 export interface Socks5Listener extends HostPort {
   /** Workload uid or `namespace/name` the listener speaks for. */
@@ -107,11 +113,6 @@ export type ConfigResult = { ok: true; config: ZtunnelConfig } | { ok: false; er
 
 export function buildZtunnelConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
   const r = new EnvReader(env);
-  const addr = (name: string, fallback: string): HostPort => {
-    const f = parseHostPort(fallback);
-    if (!f.ok) throw new Error(`bad built-in default ${fallback}`);
-    return r.parsed(name, f.value, parseHostPort);
-  };
   const duration = (name: string, fallbackMs: number) => r.parsed(name, fallbackMs, parseDurationMs);
   const localConfigPath = r.optional('LOCAL_XDS_PATH');
   const xdsAddress = r.optional('XDS_ADDRESS');
@@ -122,23 +123,9 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
   }
   if (xdsAddress && !parseHostPort(xdsAddress).ok)
     r.errors.push(`XDS_ADDRESS: "${xdsAddress}" is not host:port`);
-  const caAddress = r.optional('CA_ADDRESS');
-  if (caAddress && !parseHostPort(caAddress).ok) r.errors.push(`CA_ADDRESS: "${caAddress}" is not host:port`);
-  const authToken = r.optional('AUTH_TOKEN');
-  if (caAddress && !authToken)
-    r.errors.push('AUTH_TOKEN: is required with CA_ADDRESS (a token file or the token)');
-  const caCertPath = r.optional('AMBIT_CA_CERT_FILE');
-  const caKeyPath = r.optional('AMBIT_CA_KEY_FILE');
-  if (!caAddress && (!caCertPath || !caKeyPath)) {
-    r.errors.push(
-      'AMBIT_CA_CERT_FILE, AMBIT_CA_KEY_FILE: both are required without CA_ADDRESS (the CA that signs workload certificates)',
-    );
-  }
+  const ca = readCaSource(r, 'workload certificates');
   const socks5 = parseSocks5(r.optional('AMBIT_SOCKS5') ?? '', r.errors);
-  const rawLogLevel = r.string('LOG_LEVEL', 'info');
-  const logLevel = isLogLevel(rawLogLevel) ? rawLogLevel : 'info';
-  if (!isLogLevel(rawLogLevel))
-    r.errors.push(`LOG_LEVEL: "${rawLogLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  const logLevel = readLogLevel(r);
   const maxStreams = r.parsed('POOL_MAX_STREAMS_PER_CONNECTION', 100, (raw) => {
     const n = Number(raw);
     return Number.isInteger(n) && n >= 1 && n <= 1000
@@ -164,17 +151,15 @@ export function buildZtunnelConfig(env: Readonly<Record<string, string | undefin
     network: r.string('NETWORK', ''),
     localConfigPath: localConfigPath ?? '',
     xdsAddress: xdsAddress ?? '',
-    caAddress: caAddress ?? '',
-    authToken: authToken ?? '',
+    caAddress: ca.caAddress,
+    authToken: ca.authToken,
     clusterId: r.string('CLUSTER_ID', 'Kubernetes'),
     xdsRootCaPath: r.optional('XDS_ROOT_CA') ?? '',
     xdsHostname: r.string('ALT_XDS_HOSTNAME', 'istiod.istio-system.svc'),
-    caCertPath: caCertPath ?? '',
-    caKeyPath: caKeyPath ?? '',
+    caCertPath: ca.caCertPath,
+    caKeyPath: ca.caKeyPath,
     certTtlMs: duration('SECRET_TTL', DEFAULT_CERT_TTL_MS),
-    admin: addr('AMBIT_ADMIN_ADDR', '127.0.0.1:15000'),
-    metrics: addr('AMBIT_METRICS_ADDR', '0.0.0.0:15020'),
-    readiness: addr('AMBIT_READINESS_ADDR', '0.0.0.0:15021'),
+    ...readEndpointAddresses(r),
     socks5,
     drainDeadlineMs: duration('CONNECTION_TERMINATION_DEADLINE', 5000),
     connectTimeoutMs: duration('AMBIT_CONNECT_TIMEOUT', 10_000),
@@ -226,11 +211,5 @@ function parseSocks5(raw: string, errors: string[]): Socks5Listener[] {
 
 /** The config as the admin port shows it: file paths, no key material. */
 export function redactedConfig(c: ZtunnelConfig): Record<string, unknown> {
-  // A token given inline is a secret; a path to it is not.
-  const inlineToken = c.authToken !== '' && !c.authToken.includes('/');
-  return {
-    ...c,
-    caKeyPath: c.caKeyPath ? '<redacted>' : '',
-    authToken: inlineToken ? '<redacted>' : c.authToken,
-  };
+  return redactSecrets(c);
 }
