@@ -32,11 +32,18 @@ const FILES = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  // The load-balancing policy list the controller adds to each Cluster for gRPC clients.
+  ...['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map(
+    (p) => `envoy/extensions/load_balancing_policies/${p}/v3/${p}.proto`,
+  ),
 ];
 
 let root: protobuf.Root | undefined;
 
-/** The protobufjs root with the Envoy L7 messages (snake_case field names, as in the .proto). */
+/**
+ * The protobufjs root with the Envoy L7 messages (snake_case field names, as in the .proto), loaded
+ * once; the controller's translation encodes with the same root.
+ */
 export function envoyL7Protos(): protobuf.Root {
   if (!root) {
     const require = createRequire(import.meta.url);

@@ -3,12 +3,11 @@
  * protoc-gen-validate), loaded once with protobufjs (never copied into this repo), and the one thing
  * the translation needs them for: packing a typed config into a `google.protobuf.Any`.
  *
- * Loading reads the .proto files once (about 0.25 s); after that everything here is pure.
+ * The root is core/xds/l7-wire.ts's, so the controller and the waypoint read the same .proto files,
+ * loaded once per process (about 0.25 s); after that everything here is pure.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
+import { envoyL7Protos } from '../../../core/xds/l7-wire.ts';
 import type { Any } from './envoy-types.ts';
 
 /** Full names of the messages the translation packs into Any, and of the resources. */
@@ -36,51 +35,9 @@ export type EnvoyType = (typeof EnvoyType)[keyof typeof EnvoyType];
 
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
-const FILES = [
-  'envoy/config/listener/v3/listener.proto',
-  'envoy/config/route/v3/route.proto',
-  'envoy/config/cluster/v3/cluster.proto',
-  'envoy/config/endpoint/v3/endpoint.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
-  'envoy/extensions/filters/http/fault/v3/fault.proto',
-  'envoy/extensions/filters/http/cors/v3/cors.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
-  ...['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'].map(
-    (p) => `envoy/extensions/load_balancing_policies/${p}/v3/${p}.proto`,
-  ),
-];
-
-let root: protobuf.Root | undefined;
-
-/** The protobufjs root with every message above (snake_case field names, as in the .proto). */
+/** The protobufjs root with every message above: the one the waypoint decodes with (l7-wire.ts). */
 export function envoyProtos(): protobuf.Root {
-  if (!root) {
-    const require = createRequire(import.meta.url);
-    const deps = join(dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-    const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-    // google/protobuf/*: the well-known types are built into protobufjs; the rest (descriptor.proto,
-    // which the validate annotations import) ships beside it.
-    const wellKnown = join(dirname(require.resolve('protobufjs/package.json')), 'google', 'protobuf');
-    const r = new protobuf.Root();
-    r.resolvePath = (_origin, target) => {
-      if (target.startsWith('google/protobuf/')) {
-        const file = join(wellKnown, target.slice('google/protobuf/'.length));
-        return existsSync(file) ? file : target;
-      }
-      for (const dir of includeDirs) {
-        const file = join(dir, target);
-        if (existsSync(file)) return file;
-      }
-      return target;
-    };
-    r.loadSync(FILES, { keepCase: true });
-    r.resolveAll();
-    root = r;
-  }
-  return root;
+  return envoyL7Protos();
 }
 
 /** `type.googleapis.com/<name>` */
