@@ -9,6 +9,7 @@
  */
 import type { Registry } from 'prom-client';
 import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
+import { peerLabelValues, UNKNOWN_LABEL } from '../core/peer-labels.ts';
 import type { Logger } from '../core/log.ts';
 import { TCP_LABELS } from '../core/metrics.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
@@ -169,7 +170,7 @@ export function createRequestMetrics(registry: Registry): RequestMetrics {
   };
 }
 
-const UNKNOWN = 'unknown';
+const UNKNOWN = UNKNOWN_LABEL;
 
 /** What the waypoint knows about one request when it is finished. */
 export interface RequestFacts {
@@ -192,28 +193,29 @@ export function formatFlags(flags: readonly ResponseFlag[]): string {
 }
 
 export function requestLabels(f: RequestFacts): RequestLabels {
-  const w = (x: Workload | undefined, pick: (w: Workload) => string) => (x && pick(x)) || UNKNOWN;
+  const src = peerLabelValues(f.srcWorkload);
+  const dst = peerLabelValues(f.dstWorkload);
   return {
     reporter: 'waypoint',
-    source_workload: w(f.srcWorkload, (x) => x.workloadName || x.name),
-    source_canonical_service: w(f.srcWorkload, (x) => x.canonicalName || x.workloadName || x.name),
-    source_canonical_revision: w(f.srcWorkload, (x) => x.canonicalRevision || 'latest'),
+    source_workload: src.workload,
+    source_canonical_service: src.canonicalService,
+    source_canonical_revision: src.canonicalRevision,
     source_workload_namespace: f.srcWorkload?.namespace ?? f.srcIdentity.namespace,
     source_principal: formatSpiffe(f.srcIdentity),
-    source_app: w(f.srcWorkload, (x) => x.canonicalName),
-    source_version: w(f.srcWorkload, (x) => x.canonicalRevision),
-    source_cluster: w(f.srcWorkload, (x) => x.clusterId),
+    source_app: src.app,
+    source_version: src.version,
+    source_cluster: src.cluster,
     destination_service: f.service.hostname,
     destination_service_namespace: f.service.namespace,
     destination_service_name: f.service.name,
-    destination_workload: w(f.dstWorkload, (x) => x.workloadName || x.name),
-    destination_canonical_service: w(f.dstWorkload, (x) => x.canonicalName || x.workloadName || x.name),
-    destination_canonical_revision: w(f.dstWorkload, (x) => x.canonicalRevision || 'latest'),
+    destination_workload: dst.workload,
+    destination_canonical_service: dst.canonicalService,
+    destination_canonical_revision: dst.canonicalRevision,
     destination_workload_namespace: f.dstWorkload?.namespace ?? UNKNOWN,
     destination_principal: f.dstIdentity ?? UNKNOWN,
-    destination_app: w(f.dstWorkload, (x) => x.canonicalName),
-    destination_version: w(f.dstWorkload, (x) => x.canonicalRevision),
-    destination_cluster: w(f.dstWorkload, (x) => x.clusterId),
+    destination_app: dst.app,
+    destination_version: dst.version,
+    destination_cluster: dst.cluster,
     request_protocol: f.protocol,
     response_code: String(f.status),
     grpc_response_status: f.grpcStatus ?? '',

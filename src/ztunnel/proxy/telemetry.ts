@@ -2,6 +2,7 @@
  * Istio's TCP metrics and one access-log line per connection (reference/ztunnel.md §5).
  */
 import { formatSpiffe, type Identity } from '../../core/identity/spiffe.ts';
+import { peerLabelValues, UNKNOWN_LABEL } from '../../core/peer-labels.ts';
 import type { Logger } from '../../core/log.ts';
 import { ResponseFlag, type TcpLabels, type TcpMetrics, type TcpSeries } from '../../core/metrics.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
@@ -34,31 +35,32 @@ export interface ConnectionOutcome {
   readonly policy?: string;
 }
 
-const UNKNOWN = 'unknown';
+const UNKNOWN = UNKNOWN_LABEL;
 
 export function tcpLabels(f: ConnectionFacts, flag: ResponseFlag): TcpLabels {
-  const w = (x: Workload | undefined, pick: (w: Workload) => string) => (x && pick(x)) || UNKNOWN;
+  const src = peerLabelValues(f.srcWorkload);
+  const dst = peerLabelValues(f.dstWorkload);
   const labels: TcpLabels = {
     reporter: f.reporter,
-    source_workload: w(f.srcWorkload, (x) => x.workloadName || x.name),
-    source_canonical_service: w(f.srcWorkload, (x) => x.canonicalName || x.workloadName || x.name),
-    source_canonical_revision: w(f.srcWorkload, (x) => x.canonicalRevision || 'latest'),
+    source_workload: src.workload,
+    source_canonical_service: src.canonicalService,
+    source_canonical_revision: src.canonicalRevision,
     source_workload_namespace: f.srcWorkload?.namespace ?? f.srcIdentity?.namespace ?? UNKNOWN,
     source_principal: f.srcIdentity ? formatSpiffe(f.srcIdentity) : UNKNOWN,
-    source_app: w(f.srcWorkload, (x) => x.canonicalName),
-    source_version: w(f.srcWorkload, (x) => x.canonicalRevision),
-    source_cluster: w(f.srcWorkload, (x) => x.clusterId),
+    source_app: src.app,
+    source_version: src.version,
+    source_cluster: src.cluster,
     destination_service: f.dstService?.hostname ?? UNKNOWN,
     destination_service_namespace: f.dstService?.namespace ?? UNKNOWN,
     destination_service_name: f.dstService?.name ?? UNKNOWN,
-    destination_workload: w(f.dstWorkload, (x) => x.workloadName || x.name),
-    destination_canonical_service: w(f.dstWorkload, (x) => x.canonicalName || x.workloadName || x.name),
-    destination_canonical_revision: w(f.dstWorkload, (x) => x.canonicalRevision || 'latest'),
+    destination_workload: dst.workload,
+    destination_canonical_service: dst.canonicalService,
+    destination_canonical_revision: dst.canonicalRevision,
     destination_workload_namespace: f.dstWorkload?.namespace ?? UNKNOWN,
     destination_principal: f.dstIdentity ?? UNKNOWN,
-    destination_app: w(f.dstWorkload, (x) => x.canonicalName),
-    destination_version: w(f.dstWorkload, (x) => x.canonicalRevision),
-    destination_cluster: w(f.dstWorkload, (x) => x.clusterId),
+    destination_app: dst.app,
+    destination_version: dst.version,
+    destination_cluster: dst.cluster,
     request_protocol: 'tcp',
     response_flags: flag,
     connection_security_policy: f.mtls ? 'mutual_tls' : UNKNOWN,
