@@ -42,13 +42,7 @@ export async function handleInboundPlaintext(
   } as const;
   const refuse = (flag: ResponseFlag, reason: string, policy?: string) => {
     client.resetAndDestroy();
-    new ConnectionRecord(ctx.metrics, ctx.accessLog, facts).finish({
-      flag,
-      bytesReceived: 0,
-      bytesSent: 0,
-      error: reason,
-      policy,
-    });
+    new ConnectionRecord(ctx.metrics, ctx.accessLog, facts).fail(flag, reason, policy);
   };
   // A connection to one of the agent's own ports would loop back into it.
   if (ILLEGAL_PORTS.has(dstPort)) return refuse(ResponseFlag.Connect, `port ${dstPort} is reserved`);

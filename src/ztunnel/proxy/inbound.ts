@@ -37,13 +37,7 @@ export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promi
 
   const refuse = (status: 400 | 401 | 503, flag: ResponseFlag, reason: string, policy?: string) => {
     req.reject(status);
-    new ConnectionRecord(ctx.metrics, ctx.accessLog, facts).finish({
-      flag,
-      bytesReceived: 0,
-      bytesSent: 0,
-      error: reason,
-      policy,
-    });
+    new ConnectionRecord(ctx.metrics, ctx.accessLog, facts).fail(flag, reason, policy);
   };
 
   if (!local || local.node !== ctx.nodeName) {

@@ -73,7 +73,7 @@ export async function openOutbound(
       );
       if (r.ok) return { ok: true, route, upstream: r.stream, record };
       const { reply, flag } = classifyStatus(r.status);
-      record.finish({ flag, bytesReceived: 0, bytesSent: 0, error: r.reason });
+      record.fail(flag, r.reason);
       return { ok: false, reply, reason: r.reason };
     }
     const socket = await connectTcp(
@@ -86,7 +86,7 @@ export async function openOutbound(
     return { ok: true, route, upstream: socket, record };
   } catch (err) {
     const { reply, flag } = classify(err);
-    record.finish({ flag, bytesReceived: 0, bytesSent: 0, error: describeError(err) });
+    record.fail(flag, describeError(err));
     return { ok: false, reply, reason: describeError(err) };
   }
 }
@@ -151,7 +151,7 @@ export async function handleCapturedOutbound(
 export function abandonOutbound(open: Extract<OutboundOpen, { ok: true }>): void {
   if (open.route.kind === 'hbone') (open.upstream as ClientHttp2Stream).close(constants.NGHTTP2_CANCEL);
   else open.upstream.destroy();
-  open.record.finish({ flag: ResponseFlag.None, bytesReceived: 0, bytesSent: 0, error: 'client went away' });
+  open.record.fail(ResponseFlag.None, 'client went away');
 }
 
 function fail(ctx: ProxyContext, reason: string, reply: SocksReply, target: OutboundTarget): OutboundOpen {

@@ -90,6 +90,11 @@ export class ConnectionRecord {
     metrics.socketsOpen(facts.reporter, 1);
   }
 
+  /** The connection ended before any byte moved (refused, denied, or its upstream failed). */
+  fail(flag: ResponseFlag, error: string, policy?: string): void {
+    this.finish({ flag, bytesReceived: 0, bytesSent: 0, error, policy });
+  }
+
   finish(outcome: ConnectionOutcome): void {
     if (this.done) return;
     this.done = true;
