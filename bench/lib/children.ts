@@ -38,10 +38,10 @@ export type WorkerMessage =
   | { kind: 'result'; id: number; ok: false; error: string };
 
 /** A call from the benchmark to the load generator. */
-export interface CallMessage {
+export interface CallMessage<Ops extends object = LoadOps> {
   kind: 'call';
   id: number;
-  op: keyof LoadOps;
+  op: keyof Ops;
   args: unknown[];
 }
 
@@ -150,8 +150,11 @@ export class ProcessGroup {
   }
 }
 
-/** A `worker.ts` child; `call` runs a load-generator operation in it. */
-export class Worker {
+/**
+ * A worker child (`worker.ts`, or `pod-worker-main.ts` inside a pod); `call` runs one of its
+ * load-generator operations (`Ops`) in it.
+ */
+export class Worker<Ops extends Record<keyof Ops, (...args: never[]) => unknown> = LoadOps> {
   readonly name: string;
   readonly child: ChildProcess;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -179,12 +182,9 @@ export class Worker {
     return this.child.pid!;
   }
 
-  call<K extends keyof LoadOps>(
-    op: K,
-    ...args: Parameters<LoadOps[K]>
-  ): Promise<Awaited<ReturnType<LoadOps[K]>>> {
+  call<K extends keyof Ops>(op: K, ...args: Parameters<Ops[K]>): Promise<Awaited<ReturnType<Ops[K]>>> {
     const id = this.nextId++;
-    const message: CallMessage = { kind: 'call', id, op, args };
+    const message: CallMessage<Ops> = { kind: 'call', id, op, args };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.child.send(message);

@@ -5,12 +5,10 @@
  */
 import { createServer } from 'node:http';
 import { startBackend } from './backend.ts';
-import type { WorkerMessage } from './children.ts';
 import { E2E_LOAD_OPS } from './e2e-load.ts';
-import type { PodCallMessage, PodWorkerRoles } from './pod-worker.ts';
+import type { PodWorkerRoles } from './pod-worker.ts';
+import { runWorker, serveCalls } from './worker-runtime.ts';
 
-const send = (m: WorkerMessage) => process.send?.(m);
-const message = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
 const BODY = Buffer.from('ok');
 
 async function start(role: string, raw: string): Promise<void> {
@@ -33,28 +31,11 @@ async function start(role: string, raw: string): Promise<void> {
       return;
     }
     case 'loadgen':
-      process.on('message', (m: PodCallMessage) => {
-        if (m.kind !== 'call') return;
-        const op = E2E_LOAD_OPS[m.op] as (...args: unknown[]) => unknown;
-        void Promise.resolve()
-          .then(() => op(...m.args))
-          .then(
-            (value) => send({ kind: 'result', id: m.id, ok: true, value }),
-            (err: unknown) => send({ kind: 'result', id: m.id, ok: false, error: message(err) }),
-          );
-      });
+      serveCalls(E2E_LOAD_OPS);
       return;
     default:
       throw new Error(`unknown role ${role}`);
   }
 }
 
-process.on('disconnect', () => process.exit());
-void start(process.argv[2] ?? '', process.argv[3] ?? '{}').then(
-  () => send({ kind: 'ready' }),
-  (err: unknown) => {
-    send({ kind: 'fatal', error: message(err) });
-    process.exitCode = 1;
-    process.disconnect?.();
-  },
-);
+runWorker(start);

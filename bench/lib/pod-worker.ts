@@ -5,9 +5,8 @@
  * file descriptor) and the ProcessGroup's parent-death signal carry over. The benchmark process only
  * orchestrates; no load runs in it or in the agents.
  */
-import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { ProcessGroup, WorkerMessage } from './children.ts';
+import { Worker, type ProcessGroup, type WorkerMessage } from './children.ts';
 import type { E2eLoadOps } from './e2e-load.ts';
 
 const MAIN = fileURLToPath(new URL('./pod-worker-main.ts', import.meta.url));
@@ -20,14 +19,6 @@ export interface PodWorkerRoles {
   /** A minimal HTTP/1.1 server (keep-alive, a 2-byte body) for wrk. */
   http: { host: string; port: number };
   loadgen: Record<string, never>;
-}
-
-/** A call from the benchmark to the load generator. */
-export interface PodCallMessage {
-  kind: 'call';
-  id: number;
-  op: keyof E2eLoadOps;
-  args: unknown[];
 }
 
 /**
@@ -68,43 +59,8 @@ export async function forkInPod<R extends keyof PodWorkerRoles>(
     child.on('message', onMessage);
     child.once('exit', onExit);
   });
-  return new PodWorker(name, child, group);
+  return new Worker<E2eLoadOps>(name, child, group);
 }
 
 /** A worker in a pod; `call` runs a load-generator operation in it. */
-export class PodWorker {
-  readonly name: string;
-  readonly child: ChildProcess;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
-
-  constructor(name: string, child: ChildProcess, group: ProcessGroup) {
-    this.name = name;
-    this.child = child;
-    child.on('message', (m: WorkerMessage) => {
-      if (m.kind !== 'result') return;
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (m.ok) p.resolve(m.value);
-      else p.reject(new Error(`${name}: ${m.error}`));
-    });
-    child.once('exit', (code) => {
-      for (const p of this.pending.values())
-        p.reject(new Error(`${name} exited (${code}):\n${group.logTail(name)}`));
-      this.pending.clear();
-    });
-  }
-
-  call<K extends keyof E2eLoadOps>(
-    op: K,
-    ...args: Parameters<E2eLoadOps[K]>
-  ): Promise<Awaited<ReturnType<E2eLoadOps[K]>>> {
-    const id = this.nextId++;
-    const message: PodCallMessage = { kind: 'call', id, op, args };
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.child.send(message);
-    });
-  }
-}
+export type PodWorker = Worker<E2eLoadOps>;
