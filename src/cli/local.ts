@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
+import { LocalWaypoints } from './local-waypoints.ts';
 import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleKubeYaml, startSampleApps } from './sample-apps.ts';
 
 export interface LocalMeshOptions {
@@ -56,8 +57,11 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   for (const t of tokens) await writeFile(tokenFiles[t.node]!, t.token + '\n', { mode: 0o600 });
 
   let apps;
+  const appsLog = createWriteStream(join(dir, 'apps.log'), { flags: 'a' });
   try {
-    apps = await startSampleApps(opts.prefix);
+    apps = await startSampleApps(opts.prefix, (r) =>
+      appsLog.write(JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n'),
+    );
   } catch (err) {
     process.stderr.write(
       `ambit local: cannot start the sample workloads: ${describeError(err)}\n` +
@@ -71,6 +75,18 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   const controllerGrpc = `${controllerIp}:15010`;
   // Agents use the TLS port, verifying the controller's certificate against the mesh root.
   const controllerTls = `${controllerIp}:15012`;
+  // Before the controller starts, so its first view already holds the waypoints' addresses.
+  const waypoints = await LocalWaypoints.prepare({
+    kubeDir,
+    dir,
+    prefix: opts.prefix,
+    main,
+    controllerTls,
+    caCertPath: caCert,
+    tokensPath: tokensFile,
+    nodeName: NODES[0].name,
+    report: (line) => process.stderr.write(line),
+  });
   const controllerLog = join(dir, 'controller.log');
   let controller: ChildProcess | undefined;
   let stopping = false;
@@ -110,9 +126,11 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   if ((await waitReady(`http://${controllerIp}:15014/ready`, Date.now() + READY_TIMEOUT_MS)) !== undefined) {
     process.stderr.write(`ambit local: the controller did not come up; see ${controllerLog}\n`);
     controller.kill('SIGTERM');
+    await waypoints.close(stopChild);
     await apps.close();
     return 1;
   }
+  await waypoints.run();
   const client = SAMPLE_APPS.find((a) => a.kind === 'client')!;
   const agents: {
     name: string;
@@ -158,7 +176,10 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     stopping = true;
     process.stdout.write('\nstopping: draining the node agents…\n');
     // Every child is waited for, and killed if it does not stop in time: nothing is left behind.
-    await Promise.all([...agents.map((a) => a.child), ...(controller ? [controller] : [])].map(stopChild));
+    await Promise.all([
+      waypoints.close(stopChild),
+      ...[...agents.map((a) => a.child), ...(controller ? [controller] : [])].map(stopChild),
+    ]);
     await apps.close();
     process.exit(code);
   };
@@ -182,6 +203,17 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     }
   }
 
+  for (const w of waypoints.list()) {
+    const notReady = await waitReady(w.readiness, deadline, () => stopping);
+    if (notReady !== undefined) {
+      process.stderr.write(
+        `ambit local: waypoint ${w.namespace}/${w.name} not ready: ${notReady.trim()}\n  see ${w.log}\n`,
+      );
+      await stop(1);
+      return 1;
+    }
+  }
+
   const socks = `127.0.0.1:${opts.socksPort}`;
   const svc = (app: string) => `${app}.default.svc.cluster.local`;
   const lines = [
@@ -192,6 +224,13 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     `  mesh (Kubernetes YAML, edit me)  ${meshFile}`,
     `  controller    xDS + CA over TLS ${controllerTls} (plaintext ${controllerGrpc})  debug http://${controllerIp}:15014/debug/config_dump  log ${controllerLog}`,
     ...agents.map((a) => `  ${a.name.padEnd(6)} agent  admin ${a.admin}  metrics ${a.metrics}  log ${a.log}`),
+    ...waypoints
+      .list()
+      .map(
+        (w) =>
+          `  waypoint ${w.namespace}/${w.name}  ${w.podIp}:15008  admin ${w.admin}  metrics ${w.metrics}  log ${w.log}`,
+      ),
+    `  what each workload received: ${join(dir, 'apps.log')}`,
     '',
     '  workloads:',
     ...SAMPLE_APPS.map(
@@ -199,7 +238,10 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
         `    ${`${a.namespace}/${a.name}`.padEnd(24)} ${podIp(opts.prefix, a).padEnd(14)} ${a.node}  sa=${a.serviceAccount}`,
     ),
     '  services:',
-    ...SAMPLE_SERVICES.map((s) => `    ${svc(s.app).padEnd(38)} ${opts.prefix}.100.${s.vip}:${s.port}`),
+    ...SAMPLE_SERVICES.map(
+      (s) =>
+        `    ${`${s.name}.${s.namespace}.svc.cluster.local`.padEnd(38)} ${opts.prefix}.100.${s.vip}:${[s.port, ...(s.extraPort ? [s.extraPort] : [])].join(',')}`,
+    ),
     '',
     `Try it (SOCKS5 on ${socks} speaks for default/curl on node-1):`,
     '',
@@ -208,6 +250,12 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     `  echo world | curl -s --max-time 1 --socks5-hostname ${socks} telnet://${svc('tcp-echo')}:9000`,
     `  curl -s ${agents[0]!.metrics} | grep istio_tcp`,
     `  curl -s ${agents[0]!.admin}/config_dump`,
+    '',
+    `L7 through a waypoint: add a Gateway of class istio-waypoint to ${kubeDir} (a waypoint starts for it),`,
+    'label the namespace (or a Service) istio.io/use-waypoint: <its name>, and add VirtualServices and',
+    "DestinationRules there too (Istio's bookinfo samples work unchanged):",
+    `  curl --socks5-hostname ${socks} -H 'end-user: jason' http://${svc('reviews')}:9080/`,
+    `  curl --socks5-hostname ${socks} http://${svc('httpbin')}:8000/status/418`,
     '',
     "Each request goes SOCKS5 → node-1 agent → HBONE (mTLS, HTTP/2 CONNECT) → the server's agent → the pod.",
     'Press Ctrl-C to stop.',
