@@ -17,7 +17,7 @@ import { LocalCaProvider, SecretManager, type CertificateProvider } from '../cor
 import { formatSpiffe } from '../core/identity/spiffe.ts';
 import { HttpEndpoint } from '../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { createRegistry } from '../core/metrics.ts';
+import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
 import { controllerCaProvider } from '../core/xds/controller-channel.ts';
 import type { AdsClient } from '../core/xds/ads-client.ts';
@@ -31,6 +31,7 @@ import { serveHttp, type IngressOptions } from './http-ingress.ts';
 import { admitTunnel, type SelfFacts } from './inbound.ts';
 import { L7State, type L7Kind, type L7Values } from './l7-state.ts';
 import type { Random } from './router.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 import { createRequestMetrics } from './telemetry.ts';
 import { Upstream } from './upstream.ts';
 
@@ -110,7 +111,7 @@ export interface WaypointBound {
   pending(): string[];
   /** Requests being handled now. */
   inFlight(): number;
-  /** Tunnels (client connections) open now. */
+  /** Tunnels (client connections, HTTP and TCP) open now. */
   openTunnels(): number;
   /** Drains: refuses new tunnels, lets requests in flight finish up to the deadline, then closes. */
   close(): Promise<void>;
@@ -172,6 +173,17 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     random,
     connectTimeoutMs: config.connectTimeoutMs,
     retryBufferBytes: deps.retryBufferBytes ?? DEFAULT_RETRY_BUFFER_BYTES,
+  });
+  const tcpProxy = new TcpProxy({
+    l7,
+    mesh: () => state,
+    upstream,
+    metrics: createTcpMetrics(registry),
+    log: log.child({ scope: 'tcp' }),
+    accessLog: log.child({ scope: 'access' }),
+    clock,
+    random,
+    connectTimeoutMs: config.connectTimeoutMs,
   });
   const self: SelfFacts = {
     namespace: config.namespace,
@@ -243,7 +255,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
 
   const onTunnel = (req: HboneRequest) => {
     if (draining) return req.reject(503);
-    const adm = admitTunnel(state, (n) => l7.hasListener(n), self, {
+    const adm = admitTunnel(state, (n) => l7.listener(n), self, {
       authority: req.authority,
       peerIdentity: req.peerIdentity,
       remoteAddress: req.remoteAddress,
@@ -263,6 +275,8 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
       );
       return req.reject(adm.status);
     }
+    // A TCP port: the CONNECT is answered once the upstream connection is up (or has failed).
+    if (adm.listener.tcp) return tcpProxy.handle(req, adm.context, adm.listener);
     const stream = req.acceptStream();
     if (!stream) return;
     log.debug({ src: `${req.remoteAddress}:${req.remotePort}`, dst: req.rawAuthority }, 'tunnel accepted');
@@ -341,14 +355,25 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     draining = true;
     if (retryTimer) clearTimeout(retryTimer);
     log.info(
-      { inFlight: forwarder.inFlight(), tunnels: tunnels.size, deadlineMs: config.drainDeadlineMs },
+      {
+        inFlight: forwarder.inFlight(),
+        tunnels: tunnels.size,
+        tcpConnections: tcpProxy.open(),
+        deadlineMs: config.drainDeadlineMs,
+      },
       'draining',
     );
     ads?.close();
     // HTTP/2 clients get GOAWAY; HTTP/1.1 connections close once the response in flight is sent.
     for (const stop of tunnels) stop();
-    await Promise.all([server?.close(config.drainDeadlineMs), forwarder.waitIdle(config.drainDeadlineMs)]);
-    const left = forwarder.inFlight();
+    // TCP connections run on until the deadline, as Envoy's drain leaves them.
+    await Promise.all([
+      server?.close(config.drainDeadlineMs),
+      forwarder.waitIdle(config.drainDeadlineMs),
+      tcpProxy.waitIdle(config.drainDeadlineMs),
+    ]);
+    const left = forwarder.inFlight() + tcpProxy.open();
+    tcpProxy.closeAll();
     upstream.close();
     pool.destroy();
     secrets.close();
@@ -394,6 +419,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     traffic: {
       inFlight: forwarder.inFlight(),
       tunnels: tunnels.size,
+      tcpConnections: tcpProxy.open(),
       upstream: upstream.describe(),
       pooled: pool.connectionCount,
     },
@@ -445,7 +471,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     applyXds,
     pending,
     inFlight: () => forwarder.inFlight(),
-    openTunnels: () => tunnels.size,
+    openTunnels: () => tunnels.size + tcpProxy.open(),
     close,
     done,
   };

@@ -22,7 +22,7 @@ import type { Identity } from '../core/identity/spiffe.ts';
 import type { Logger } from '../core/log.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { Cluster, HeaderMutations } from '../core/xds/l7-model.ts';
-import { workloadSpiffe, type Service, type Workload } from '../core/xds/model.ts';
+import type { Service, Workload } from '../core/xds/model.ts';
 import { OVERLOADED_HEADER, type ClusterPicker, type HostView } from './cluster-picker.ts';
 import { applyHeaderMutations } from './header-mutations.ts';
 import type { IngressRequest, IngressResponse } from './http-ingress.ts';
@@ -53,6 +53,7 @@ import {
   type ResponseFlag,
 } from './telemetry.ts';
 import {
+  endpointTarget,
   fromRawHeaders,
   toOutgoing,
   type Attempt,
@@ -633,12 +634,7 @@ class Exchange {
 
   /** Where a host is reached: over HBONE as its workload, or plain TCP outside the mesh. */
   private targetFor(host: HostView): { target: UpstreamTarget; workload: Workload | undefined } {
-    const w = this.deps.mesh().workloadByIp(host.address);
-    const hbone = w !== undefined && w.tunnelProtocol === 'HBONE';
-    return {
-      target: { address: host.address, port: host.port, identity: hbone ? workloadSpiffe(w) : undefined },
-      workload: w,
-    };
+    return endpointTarget(this.deps.mesh(), host);
   }
 
   private async forward(d: ForwardDecision): Promise<void> {

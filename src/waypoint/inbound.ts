@@ -1,8 +1,10 @@
 /**
  * Which tunnels the waypoint takes (reference/ztunnel.md §2.6): a client's agent sends the HBONE
  * CONNECT with the original destination as `:authority` — `VIP:port`, or `hostname:port` — and the
- * waypoint serves it only for a service whose `waypoint` is this waypoint and whose port has an L7
- * listener. Refusals use HBONE's codes: 503 for an unknown service, port or listener, 400 for a
+ * waypoint serves it only for a service whose `waypoint` is this waypoint and whose port has a
+ * listener: an HTTP one (the tunnel carries HTTP to route) or a TCP one (the tunnel's bytes go to a
+ * cluster as they are, tcp-proxy.ts). The controller decides which, from the Service port's
+ * appProtocol or name as istiod does. Refusals use HBONE's codes: 503 for an unknown service, port or listener, 400 for a
  * service that is bound to another waypoint (the request reached the wrong server).
  *
  * "This waypoint" is decided pragmatically from what the workload xDS carries: the service's
@@ -18,6 +20,7 @@ import type { Authority } from '../core/hbone/protocol.ts';
 import { HboneStatus } from '../core/hbone/protocol.ts';
 import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
+import type { L7Listener } from '../core/xds/l7-model.ts';
 import { listenerName } from '../core/xds/l7-names.ts';
 import { workloadSpiffe, type GatewayAddress, type Service, type Workload } from '../core/xds/model.ts';
 import type { TunnelContext } from './forwarder.ts';
@@ -41,7 +44,12 @@ export interface TunnelRequest {
 }
 
 export type Admission =
-  | { readonly ok: true; readonly context: TunnelContext }
+  | {
+      readonly ok: true;
+      readonly context: TunnelContext;
+      /** The service port's listener: `tcp` set means a TCP port, whose bytes are proxied as they are. */
+      readonly listener: L7Listener;
+    }
   | {
       readonly ok: false;
       readonly status: typeof HboneStatus.BadRequest | typeof HboneStatus.Unavailable;
@@ -51,7 +59,7 @@ export type Admission =
 /** Decides whether to serve a tunnel, and with which service and client facts. */
 export function admitTunnel(
   state: MeshState,
-  hasListener: (name: string) => boolean,
+  listenerOf: (name: string) => L7Listener | undefined,
   self: SelfFacts,
   req: TunnelRequest,
 ): Admission {
@@ -80,21 +88,23 @@ export function admitTunnel(
       reason: `service ${svc} is bound to ${describeWaypoint(service.waypoint)}, not to waypoint ${self.namespace}/${self.gatewayName}`,
     };
   }
-  const listener = listenerName(service.hostname, a.port);
-  if (!hasListener(listener)) {
+  const name = listenerName(service.hostname, a.port);
+  const listener = listenerOf(name);
+  if (!listener) {
     return {
       ok: false,
       status: HboneStatus.Unavailable,
-      reason: `no HTTP listener ${listener} (is the port HTTP, and has the controller sent its routes?)`,
+      reason: `no listener ${name} (has the controller sent the config of this port?)`,
     };
   }
   const { workload, address } = sourceWorkload(state, peer, req);
   return {
     ok: true,
+    listener,
     context: {
       service,
       port: a.port,
-      listenerName: listener,
+      listenerName: name,
       source: {
         namespace: workload?.namespace ?? peer.namespace,
         // The workload model carries no pod labels: `sourceLabels` matches see none.

@@ -1,7 +1,8 @@
 /**
  * The waypoint's L7 configuration in force: the decoded Listeners, RouteConfigurations, Clusters and
  * ClusterLoadAssignments (l7-model.ts), turned into what the data path reads — one compiled route
- * table per listener and one cluster picker per cluster.
+ * table per HTTP listener (a TCP listener carries its weighted clusters itself) and one cluster
+ * picker per cluster.
  *
  * - A route table is compiled again only when its listener or its route configuration changed (a
  *   listener whose route configuration has not arrived has no table: requests get 404, as Envoy's
@@ -86,6 +87,11 @@ export class L7State {
     return this.listeners.has(name);
   }
 
+  /** A listener by name (`<hostname>:<port>`): an HTTP one, or a TCP one with its `tcp` targets. */
+  listener(name: string): L7Listener | undefined {
+    return this.listeners.get(name);
+  }
+
   /** The picker of a cluster; undefined if the cluster does not exist. */
   picker(clusterName: string): ClusterPicker | undefined {
     return this.clusters.get(clusterName)?.picker;
@@ -122,7 +128,10 @@ export class L7State {
     return {
       listeners: [...this.listeners.values()].map((l) => ({
         ...l,
-        state: this.tables.has(l.name) ? 'active' : `warming: no route configuration ${l.routeConfigName}`,
+        state:
+          l.tcp || this.tables.has(l.name)
+            ? 'active'
+            : `warming: no route configuration ${l.routeConfigName}`,
       })),
       routeConfigurations: [...this.routeConfigurations.values()],
       clusters: [...this.clusters.entries()].map(([name, c]) => ({

@@ -1,7 +1,8 @@
 /**
  * Istio's request metrics as a waypoint reports them (`reporter="waypoint"`): the request counter and
  * the duration, request-size and response-size histograms with Istio's standard labels, plus one
- * access-log line per request.
+ * access-log line per request. TCP services' connections get Istio's TCP metrics (core/metrics.ts)
+ * with the same peer labels, `request_protocol="tcp"`, and one access-log line per connection.
  *
  * The series live in plain objects per label set and are handed to prom-client only when scraped
  * (as core/metrics.ts does for TCP): prom-client hashes every label on every `inc`/`observe`, which
@@ -11,7 +12,7 @@ import type { Registry } from 'prom-client';
 import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
 import { peerLabelValues, UNKNOWN_LABEL } from '../core/peer-labels.ts';
 import type { Logger } from '../core/log.ts';
-import { TCP_LABELS } from '../core/metrics.ts';
+import { TCP_LABELS, type TcpLabels } from '../core/metrics.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
 
 export const REQUEST_LABELS = [...TCP_LABELS, 'response_code', 'grpc_response_status'] as const;
@@ -172,14 +173,18 @@ export function createRequestMetrics(registry: Registry): RequestMetrics {
 
 const UNKNOWN = UNKNOWN_LABEL;
 
-/** What the waypoint knows about one request when it is finished. */
-export interface RequestFacts {
+/** The two peers and the service of one request or connection. */
+export interface PeerFacts {
   readonly srcWorkload: Workload | undefined;
   readonly srcIdentity: Identity;
   readonly service: Service;
-  /** The endpoint's workload, when a request went upstream. */
+  /** The endpoint's workload, when a request or connection went upstream. */
   readonly dstWorkload: Workload | undefined;
   readonly dstIdentity: string | undefined;
+}
+
+/** What the waypoint knows about one request when it is finished. */
+export interface RequestFacts extends PeerFacts {
   readonly protocol: 'http' | 'grpc';
   readonly status: number;
   /** gRPC status (response trailers or headers); undefined for plain HTTP. */
@@ -192,7 +197,9 @@ export function formatFlags(flags: readonly ResponseFlag[]): string {
   return flags.length ? flags.join(',') : ResponseFlags.None;
 }
 
-export function requestLabels(f: RequestFacts): RequestLabels {
+type PeerLabels = Omit<TcpLabels, 'request_protocol' | 'response_flags' | 'connection_security_policy'>;
+
+function peerLabels(f: PeerFacts): PeerLabels {
   const src = peerLabelValues(f.srcWorkload);
   const dst = peerLabelValues(f.dstWorkload);
   return {
@@ -216,12 +223,30 @@ export function requestLabels(f: RequestFacts): RequestLabels {
     destination_app: dst.app,
     destination_version: dst.version,
     destination_cluster: dst.cluster,
+  };
+}
+
+/** The client reached us over HBONE: always mutual TLS. */
+const CONNECTION_SECURITY = 'mutual_tls';
+
+export function requestLabels(f: RequestFacts): RequestLabels {
+  return {
+    ...peerLabels(f),
     request_protocol: f.protocol,
     response_code: String(f.status),
     grpc_response_status: f.grpcStatus ?? '',
     response_flags: formatFlags(f.flags),
-    // The client reached us over HBONE: always mutual TLS.
-    connection_security_policy: 'mutual_tls',
+    connection_security_policy: CONNECTION_SECURITY,
+  };
+}
+
+/** The labels of one TCP connection's `istio_tcp_*` series. */
+export function tcpConnectionLabels(f: PeerFacts, flags: readonly ResponseFlag[]): TcpLabels {
+  return {
+    ...peerLabels(f),
+    request_protocol: 'tcp',
+    response_flags: formatFlags(flags),
+    connection_security_policy: CONNECTION_SECURITY,
   };
 }
 
@@ -251,8 +276,39 @@ export interface AccessLogLine {
 
 /** Writes the line at info (warn for 5xx answered by the waypoint itself). */
 export function writeAccessLog(log: Logger, line: AccessLogLine): void {
-  const warn = line.status >= 500 && line.responseFlags !== ResponseFlags.None;
+  logLine(log, line.status >= 500 && line.responseFlags !== ResponseFlags.None, line, 'request complete');
+}
+
+/** The access-log line of one TCP connection (STYLE.md §8 field names). */
+export interface TcpAccessLogLine {
+  readonly src: string;
+  readonly srcIdentity: string;
+  /** The `VIP:port` (or `hostname:port`) the client asked for. */
+  readonly dst: string;
+  readonly dstService: string;
+  readonly cluster: string | undefined;
+  readonly upstreamHost: string | undefined;
+  readonly dstIdentity: string | undefined;
+  /** The HBONE status the CONNECT got: 200, or the refusal. */
+  readonly status: number;
+  readonly responseFlags: string;
+  readonly durationMs: number;
+  /** Client → server bytes. */
+  readonly bytesReceived: number;
+  /** Server → client bytes. */
+  readonly bytesSent: number;
+  readonly connectAttempts: number;
+  readonly details: string | undefined;
+  readonly error: string | undefined;
+}
+
+/** Writes the line at info (warn for a connection the waypoint refused or could not connect). */
+export function writeTcpAccessLog(log: Logger, line: TcpAccessLogLine): void {
+  logLine(log, line.responseFlags !== ResponseFlags.None, line, 'connection complete');
+}
+
+function logLine(log: Logger, warn: boolean, line: object, message: string): void {
   if (!log.isLevelEnabled(warn ? 'warn' : 'info')) return;
-  if (warn) log.warn(line, 'request complete');
-  else log.info(line, 'request complete');
+  if (warn) log.warn(line, message);
+  else log.info(line, message);
 }

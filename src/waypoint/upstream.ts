@@ -35,6 +35,8 @@ import type { HbonePool } from '../core/hbone/pool.ts';
 import { formatHostPort, HBONE_PORT } from '../core/hbone/protocol.ts';
 import type { Identity } from '../core/identity/spiffe.ts';
 import type { Logger } from '../core/log.ts';
+import type { MeshState } from '../core/state/mesh-state.ts';
+import { workloadSpiffe, type Workload } from '../core/xds/model.ts';
 import { asHttpSocket } from './stream-socket.ts';
 
 /** Header names (lower-case) with their values in order. */
@@ -48,6 +50,19 @@ export interface UpstreamTarget {
   readonly port: number;
   /** The SPIFFE identity the endpoint must present over HBONE; undefined: plain TCP. */
   readonly identity: string | undefined;
+}
+
+/** Where a cluster's host is reached: over HBONE as its workload, or plain TCP outside the mesh. */
+export function endpointTarget(
+  mesh: MeshState,
+  host: { readonly address: string; readonly port: number },
+): { target: UpstreamTarget; workload: Workload | undefined } {
+  const w = mesh.workloadByIp(host.address);
+  const hbone = w !== undefined && w.tunnelProtocol === 'HBONE';
+  return {
+    target: { address: host.address, port: host.port, identity: hbone ? workloadSpiffe(w) : undefined },
+    workload: w,
+  };
 }
 
 /** How to speak to the endpoint, and the cluster's connection settings. */
@@ -176,6 +191,16 @@ export class Upstream {
       : this.startH1(target, settings, head);
   }
 
+  /**
+   * A byte stream to the endpoint for a TCP service's connection, with half-close: the HBONE CONNECT
+   * stream once the endpoint's agent answered 200, or a TCP connection for an endpoint outside the
+   * mesh. Rejects with an UpstreamConnectFailed AmbitError.
+   */
+  async openStream(target: UpstreamTarget, connectTimeoutMs: number): Promise<Duplex> {
+    if (this.closed) throw connectError('waypoint is shutting down');
+    return this.openTunnel(target, connectTimeoutMs, true);
+  }
+
   /** Closes connections to endpoints no cluster has any more (those with requests in flight stay). */
   prune(endpoints: ReadonlySet<string>): void {
     for (const [key, a] of this.agents) {
@@ -210,11 +235,15 @@ export class Upstream {
   // ---------- tunnels ----------
 
   /** A byte stream to the endpoint: an HBONE CONNECT stream, or a TCP connection for a plain one. */
-  private async openTunnel(target: UpstreamTarget, timeoutMs: number): Promise<Duplex> {
+  private async openTunnel(
+    target: UpstreamTarget,
+    timeoutMs: number,
+    allowHalfOpen = false,
+  ): Promise<Duplex> {
     const where = formatHostPort(target.address, target.port);
     if (target.identity === undefined) {
       return new Promise((resolve, reject) => {
-        const socket = netConnect({ host: target.address, port: target.port, noDelay: true });
+        const socket = netConnect({ host: target.address, port: target.port, noDelay: true, allowHalfOpen });
         const timer = setTimeout(() => {
           socket.destroy();
           reject(connectError(`connection to ${where} timed out after ${timeoutMs} ms`));

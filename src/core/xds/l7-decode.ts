@@ -32,6 +32,7 @@ import {
   type RouteConfiguration,
   type RouteMatch,
   type SourceMatcher,
+  type TcpProxySettings,
   type VirtualHost,
   RetryOn as RETRY_ON,
 } from './l7-model.ts';
@@ -145,9 +146,19 @@ export function decodeListener(w: WireListener, unpack: AnyUnpacker): Decoded<L7
 
 interface WireTcpProxy {
   cluster?: string;
-  weighted_clusters?: { clusters?: { name?: string; weight?: number }[] };
+  weighted_clusters?: { clusters?: { name?: string; weight?: number; metadata_match?: object }[] };
   stat_prefix?: string;
+  idle_timeout?: WireDuration;
+  max_connect_attempts?: WireUInt;
+  hash_policy?: { source_ip?: object; filter_state?: object }[];
+  metadata_match?: object;
+  tunneling_config?: object;
+  on_demand?: object;
+  max_downstream_connection_duration?: WireDuration;
 }
+
+/** Envoy's tcp_proxy `max_connect_attempts` default. */
+const DEFAULT_MAX_CONNECT_ATTEMPTS = 1;
 
 /** A TCP port's listener: one filter chain, one `tcp_proxy` filter naming a cluster or weighted ones. */
 function decodeTcpListener(w: WireListener, c: Collector): Decoded<L7Listener> {
@@ -170,8 +181,40 @@ function decodeTcpListener(w: WireListener, c: Collector): Decoded<L7Listener> {
       });
     if (tcp.length === 0) c.err(at, 'names no cluster with a weight above 0');
   }
-  if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { name: w.name ?? '', routeConfigName: '', httpFilters: [], tcp } };
+  const settings = proxy ? decodeTcpProxySettings(proxy, at, c) : undefined;
+  if (c.errors.length || !settings) return { ok: false, errors: c.errors };
+  return {
+    ok: true,
+    value: { name: w.name ?? '', routeConfigName: '', httpFilters: [], tcp, tcpProxy: settings },
+  };
+}
+
+/** The tcp_proxy fields beyond its clusters; the ones that would change where bytes go are errors. */
+function decodeTcpProxySettings(p: WireTcpProxy, at: string, c: Collector): TcpProxySettings {
+  for (const field of [
+    'metadata_match',
+    'tunneling_config',
+    'on_demand',
+    'max_downstream_connection_duration',
+  ] as const) {
+    if (isSet(p[field])) c.err(join(at, field), 'is not supported');
+  }
+  (p.weighted_clusters?.clusters ?? []).forEach((wc, i) => {
+    if (isSet(wc.metadata_match))
+      c.err(join(at, `weighted_clusters.clusters[${i}].metadata_match`), 'is not supported');
+  });
+  const attempts = uint(p.max_connect_attempts, DEFAULT_MAX_CONNECT_ATTEMPTS);
+  if (attempts < 1) c.err(join(at, 'max_connect_attempts'), 'must be at least 1');
+  const hashes = p.hash_policy ?? [];
+  if (hashes.length > 1) c.err(join(at, 'hash_policy'), 'takes at most one policy');
+  hashes.forEach((h, i) => {
+    if (h.source_ip === undefined) c.err(join(at, `hash_policy[${i}]`), 'only source_ip is supported');
+  });
+  return {
+    idleTimeoutMs: durationMs(p.idle_timeout, join(at, 'idle_timeout'), c),
+    maxConnectAttempts: attempts,
+    hashSourceIp: hashes.some((h) => h.source_ip !== undefined),
+  };
 }
 
 function decodeHttpFilters(list: WireHttpFilter[], at: string, c: Collector, out: HttpFilter[]): void {

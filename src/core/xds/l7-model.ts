@@ -91,6 +91,21 @@ export interface L7Listener {
    * VirtualService `tcp` route such as an 80/20 split). Undefined for an HTTP (API) listener.
    */
   readonly tcp?: readonly TcpTarget[];
+  /** The `tcp_proxy` filter's own settings; set exactly when `tcp` is. */
+  readonly tcpProxy?: TcpProxySettings;
+}
+
+/** `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`, the parts the waypoint honours. */
+export interface TcpProxySettings {
+  /**
+   * `idle_timeout` when the filter sets it (0 disables); undefined: the chosen cluster's idle
+   * timeout applies, whose default is Envoy's tcp_proxy default too (1 h).
+   */
+  readonly idleTimeoutMs: number | undefined;
+  /** Hosts tried before the connection fails (`max_connect_attempts`, Envoy default 1). */
+  readonly maxConnectAttempts: number;
+  /** `hash_policy: [{source_ip: {}}]`: RING_HASH and MAGLEV hash the client's address. */
+  readonly hashSourceIp: boolean;
 }
 
 /** One cluster a TCP listener sends connections to, and its share. */
