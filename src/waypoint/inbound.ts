@@ -107,8 +107,9 @@ export function admitTunnel(
       listenerName: name,
       source: {
         namespace: workload?.namespace ?? peer.namespace,
-        // The workload model carries no pod labels: `sourceLabels` matches see none.
-        labels: {},
+        // The labels Ambit's controller sends with each workload (istiod sends none: then
+        // `sourceLabels` matches see none, as Istio's own waypoints never match them).
+        labels: workload?.labels ?? {},
         principal: formatSpiffe(peer),
         address,
       },

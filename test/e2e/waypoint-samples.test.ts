@@ -620,3 +620,42 @@ test('16: port 8080 is sticky on the user cookie; port 9080 has LEAST_REQUEST, t
   assert.equal(alt?.outlierDetection, undefined);
   assert.equal(alt?.maxRequestsPerConnection, 0);
 });
+
+test('sourceLabels and sourceNamespace are matched against the real client workload (Ambit; Istio waypoints ignore them)', async () => {
+  const vs = (labels: string, namespace: string) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ratings-by-source
+spec:
+  hosts: [ratings]
+  http:
+  - match:
+    - sourceLabels: {${labels}}
+      sourceNamespace: ${namespace}
+    fault:
+      abort:
+        httpStatus: 418
+        percentage: {value: 100}
+    route:
+    - destination: {host: ratings}
+  - route:
+    - destination: {host: ratings}
+`;
+  // The SOCKS client is pod default/curl, labels app=curl, version=v1.
+  await apply({ 'vs-source.yaml': vs('app: curl, version: v1', 'default') });
+  await waypointHas('default', 'the source match', (d) =>
+    routesOf(d, 'ratings.default.svc.cluster.local:9080').includes('418'),
+  );
+  assert.equal((await one('http://ratings:9080/')).status, 418);
+  for (const [labels, ns] of [
+    ['app: curl, version: v2', 'default'],
+    ['app: curl', 'prod'],
+  ] as const) {
+    await apply({ 'vs-source.yaml': vs(labels, ns) });
+    await waypointHas('default', `the match ${labels} in ${ns}`, (d) =>
+      routesOf(d, 'ratings.default.svc.cluster.local:9080').includes(ns === 'prod' ? '"prod"' : '"v2"'),
+    );
+    const r = await one('http://ratings:9080/');
+    assert.equal(r.status, 200, `${labels} in ${ns} matched curl`);
+  }
+});

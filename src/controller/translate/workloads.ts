@@ -283,6 +283,7 @@ function workload(pod: Pod, ctx: PodContext): Workload | undefined {
     healthy: healthy(pod),
     clusterId: options.clusterId,
     capacity: 1,
+    labels: pod.labels,
   };
 }
 

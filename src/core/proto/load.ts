@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
 export const PROTO_DIR = fileURLToPath(new URL('.', import.meta.url));
-const FILES = ['workload.proto', 'authorization.proto', 'citadel.proto'];
+const FILES = ['workload.proto', 'authorization.proto', 'citadel.proto', 'ambit.proto'];
 
 let root: protobuf.Root | undefined;
 

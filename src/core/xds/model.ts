@@ -52,6 +52,11 @@ export interface Workload {
   readonly healthy: boolean;
   readonly clusterId: string;
   readonly capacity: number;
+  /**
+   * The pod's (or ServiceEntry's) labels, sent by Ambit's controller in the Workload extension
+   * `ambit.io/labels` for waypoints' `sourceLabels` matches; absent from istiod.
+   */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface Service {

@@ -28,6 +28,9 @@ export interface FieldError {
 export type Decoded<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
 
 const WORKLOAD_TYPES = ['DEPLOYMENT', 'CRONJOB', 'POD', 'JOB'] as const;
+/** The Workload extension that carries its labels (core/proto/ambit.proto). */
+export const LABELS_EXTENSION = 'ambit.io/labels';
+const LABELS_TYPE_URL = 'type.googleapis.com/ambit.WorkloadLabels';
 const SCOPES = { GLOBAL: 'Global', NAMESPACE: 'Namespace', WORKLOAD_SELECTOR: 'WorkloadSelector' } as const;
 
 // ---------- encode (controller) ----------
@@ -66,9 +69,45 @@ export function encodeWorkload(w: Workload): Uint8Array {
         status: w.healthy ? 0 : 1,
         cluster_id: w.clusterId,
         capacity: w.capacity === 1 ? undefined : { value: w.capacity },
+        extensions: labelsExtension(w.labels),
       },
     }),
   ).finish();
+}
+
+function labelsExtension(labels: Workload['labels']) {
+  if (!labels || Object.keys(labels).length === 0) return [];
+  const T = ambitProtos().lookupType('ambit.WorkloadLabels');
+  return [
+    {
+      name: LABELS_EXTENSION,
+      config: { type_url: LABELS_TYPE_URL, value: T.encode(T.fromObject({ labels })).finish() },
+    },
+  ];
+}
+
+/** The labels extension of a Workload, if present; other extensions are ignored, as ztunnel does. */
+function labelsFromWire(
+  list: readonly { name?: string; config?: { type_url?: string; value?: Uint8Array } }[],
+  err: (p: string, m: string) => void,
+): Record<string, string> | undefined {
+  const i = list.findIndex((e) => e.name === LABELS_EXTENSION);
+  if (i < 0) return undefined;
+  const config = list[i]!.config;
+  if (config?.type_url !== LABELS_TYPE_URL) {
+    err(`extensions[${i}].config.type_url`, `must be ${LABELS_TYPE_URL} for ${LABELS_EXTENSION}`);
+    return undefined;
+  }
+  try {
+    const T = ambitProtos().lookupType('ambit.WorkloadLabels');
+    const o = T.toObject(T.decode(config.value ?? new Uint8Array()), { defaults: false }) as {
+      labels?: Record<string, string>;
+    };
+    return { ...o.labels };
+  } catch (e) {
+    err(`extensions[${i}].config.value`, `not an ambit.WorkloadLabels: ${(e as Error).message}`);
+    return undefined;
+  }
 }
 
 export function encodeService(s: Service): Uint8Array {
@@ -176,6 +215,7 @@ interface WireWorkload {
   status?: number;
   cluster_id?: string;
   capacity?: { value?: number };
+  extensions?: { name?: string; config?: { type_url?: string; value?: Uint8Array } }[];
 }
 interface WireService {
   name?: string;
@@ -236,6 +276,7 @@ function decodeWorkload(w: WireWorkload, errors: FieldError[]): Workload {
   }
   const type = WORKLOAD_TYPES[w.workload_type ?? 0];
   if (!type) err('workload_type', `unknown value ${w.workload_type}`);
+  const labels = labelsFromWire(w.extensions ?? [], err);
   return {
     uid: w.uid ?? '',
     name: w.name ?? '',
@@ -257,6 +298,7 @@ function decodeWorkload(w: WireWorkload, errors: FieldError[]): Workload {
     healthy: (w.status ?? 0) === 0,
     clusterId: w.cluster_id || 'Kubernetes',
     capacity: w.capacity?.value ?? 1,
+    ...(labels ? { labels } : {}),
   };
 }
 

@@ -107,6 +107,7 @@ test('a pod becomes a workload with every field filled', () => {
       healthy: true,
       clusterId: 'Kubernetes',
       capacity: 1,
+      labels: { app: 'reviews', version: 'v1' },
     },
   ]);
 });

@@ -230,3 +230,42 @@ test('wire field numbers: Workload.hostname is 21, StringMatch.presence is 4 (re
   for (const n of [5, 1, 2, 4, 4]) b = b && field(b, n);
   assert.deepEqual(b && [...b], []);
 });
+
+test('labels ride in the Workload extension ambit.io/labels (field 26), round-trip, and are checked', () => {
+  const w = { ...model.workloads[1]!, labels: { app: 'reviews', version: 'v2', 'example.com/tier': 'gold' } };
+  const bytes = encodeWorkload(w);
+  const r = decodeAddress(bytes);
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.deepEqual(r.value, { kind: 'workload', workload: w });
+  // On the wire: Address.workload (1) → Workload.extensions (26) → Extension.name (1).
+  const field = (b: Uint8Array, n: number): Uint8Array | undefined => {
+    const rd = protobuf.Reader.create(b);
+    while (rd.pos < rd.len) {
+      const tag = rd.uint32();
+      if (tag >>> 3 === n && (tag & 7) === 2) return rd.bytes();
+      rd.skipType(tag & 7);
+    }
+    return undefined;
+  };
+  const ext = field(field(bytes, 1)!, 26)!;
+  assert.equal(Buffer.from(field(ext, 1)!).toString(), 'ambit.io/labels');
+  // No labels: no extension, so istiod-shaped bytes are unchanged.
+  assert.equal(field(field(encodeWorkload(model.workloads[1]!), 1)!, 26), undefined);
+  // An unknown extension is ignored (as ztunnel ignores it); ours with the wrong type is an error.
+  const Address = ambitProtos().lookupType('istio.workload.Address');
+  const withExt = (name: string, typeUrl: string) =>
+    Address.encode(
+      Address.fromObject({
+        workload: {
+          uid: 'u',
+          namespace: 'n',
+          extensions: [{ name, config: { type_url: typeUrl, value: new Uint8Array([8, 1]) } }],
+        },
+      }),
+    ).finish();
+  const other = decodeAddress(withExt('example.com/other', 'type.googleapis.com/x.Y'));
+  assert.ok(other.ok && other.value.kind === 'workload' && other.value.workload.labels === undefined);
+  const wrong = decodeAddress(withExt('ambit.io/labels', 'type.googleapis.com/x.Y'));
+  assert.ok(!wrong.ok);
+  assert.match(wrong.errors[0]!.path, /^workload\.extensions\[0\]\.config\.type_url$/);
+});
