@@ -64,6 +64,7 @@ export const FAKE_RESOURCES = {
     namespaced: true,
   },
   Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true },
+  HTTPRoute: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;
 export type FakeKind = keyof typeof FAKE_RESOURCES;
 const KINDS = Object.keys(FAKE_RESOURCES) as FakeKind[];

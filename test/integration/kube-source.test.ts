@@ -132,6 +132,7 @@ test('the initial list gives the snapshot the same objects give from YAML', asyn
       gateways: [],
       virtualServices: [],
       destinationRules: [],
+      httpRoutes: [],
     },
   );
   // One cluster-wide LIST and WATCH per kind, through the real client with the kubeconfig's token.
@@ -405,6 +406,77 @@ test('VirtualServices and DestinationRules: decoded, changed, an invalid one ski
   );
 });
 
+test('HTTPRoutes: decoded, changed, an invalid one skipped with its field path, deleted', async () => {
+  const snap = () => latest().snapshot;
+  const route = (weights: [number, number]) => ({
+    metadata: { name: 'reviews', namespace: 'default' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }],
+      rules: [
+        {
+          backendRefs: [
+            { name: 'reviews-v1', port: 9080, weight: weights[0] },
+            { name: 'reviews-v2', port: 9080, weight: weights[1] },
+          ],
+        },
+      ],
+    },
+  });
+  const weights = () =>
+    snap()
+      .httpRoutes.find((r) => r.name === 'reviews')
+      ?.rules[0]?.backendRefs.map((b) => b.weight);
+  fake.add('HTTPRoute', route([90, 10]));
+  await waitFor(
+    () => JSON.stringify(weights()) === '[90,10]',
+    WAIT_MS,
+    () => JSON.stringify(weights()),
+  );
+  // The API server stamps the creation time, which orders routes of equal precedence.
+  assert.ok(snap().httpRoutes[0]!.creationTimestamp !== '');
+  fake.update('HTTPRoute', route([50, 50]));
+  await waitFor(
+    () => JSON.stringify(weights()) === '[50,50]',
+    WAIT_MS,
+    () => JSON.stringify(weights()),
+  );
+  fake.add('HTTPRoute', {
+    metadata: { name: 'bad', namespace: 'default' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'ratings' }],
+      rules: [
+        {
+          matches: [{ path: { type: 'Prefix', value: '/' } }],
+          backendRefs: [{ name: 'ratings', port: 9080 }],
+        },
+      ],
+    },
+  });
+  const problem = () => latest().problems.find((p) => p.name === 'bad');
+  await waitFor(() => problem() !== undefined, WAIT_MS);
+  assert.deepEqual(
+    { ...problem()!, message: '' },
+    {
+      severity: 'error',
+      kind: 'HTTPRoute',
+      namespace: 'default',
+      name: 'bad',
+      path: 'spec.rules[0].matches[0].path.type',
+      message: '',
+    },
+  );
+  assert.deepEqual(
+    snap().httpRoutes.map((r) => r.name),
+    ['reviews'],
+  );
+  for (const name of ['reviews', 'bad'])
+    fake.delete('HTTPRoute', { metadata: { name, namespace: 'default' } });
+  await waitFor(
+    () => snap().httpRoutes.length === 0 && !latest().problems.some((p) => p.name === 'bad'),
+    WAIT_MS,
+  );
+});
+
 test('the new kinds give the same snapshot from the API server as from the same YAML', async () => {
   const api = await FakeKubeApiServer.start();
   await seedFromFixtures(api, meshKinds);
@@ -431,6 +503,7 @@ test('the new kinds give the same snapshot from the API server as from the same 
           pods: s.pods.map((p) => ({ ...p, uid: '' })),
           peerAuthentications: s.peerAuthentications.map((p) => ({ ...p, creationTimestamp: '' })),
           virtualServices: s.virtualServices.map((v) => ({ ...v, creationTimestamp: '' })),
+          httpRoutes: s.httpRoutes.map((r) => ({ ...r, creationTimestamp: '' })),
           destinationRules: s.destinationRules.map((d) => ({ ...d, creationTimestamp: '' })),
         }).map(([k, list]) => [k, sortedByName(list as readonly { namespace?: string; name: string }[])]),
       );

@@ -10,12 +10,15 @@
  * API server's strict field validation would refuse it too.
  *
  * VirtualService and DestinationRule are decoded and validated by the L7 translation's own decoder
- * (translate/l7/decode.ts, which reads plain data); its field paths are mapped back to lines here.
+ * (translate/l7/decode.ts, which reads plain data), and Gateway API HTTPRoute by its HTTPRoute
+ * decoder (translate/l7/decode-http-route.ts); their field paths are mapped back to lines here.
  */
 import { Composer, Document, isMap, isScalar, isSeq, LineCounter, Parser, type Node as YamlNode } from 'yaml';
 import { join, YamlDecoder } from '../../core/xds/yaml-decoder.ts';
-import { decodeL7Object } from '../translate/l7/decode.ts';
-import type { DestinationRule, VirtualService } from '../translate/l7/types.ts';
+import { decodeHttpRoute } from '../translate/l7/decode-http-route.ts';
+import { decodeL7Object, type Decoded } from '../translate/l7/decode.ts';
+import type { GatewayHttpRoute } from '../translate/l7/http-route-types.ts';
+import type { DestinationRule, L7Problem, VirtualService } from '../translate/l7/types.ts';
 import type {
   AuthorizationPolicy,
   AuthzCondition,
@@ -74,7 +77,8 @@ export type KubeObject =
   | { readonly kind: 'PeerAuthentication'; readonly value: PeerAuthentication }
   | { readonly kind: 'Gateway'; readonly value: Gateway }
   | { readonly kind: 'VirtualService'; readonly value: VirtualService }
-  | { readonly kind: 'DestinationRule'; readonly value: DestinationRule };
+  | { readonly kind: 'DestinationRule'; readonly value: DestinationRule }
+  | { readonly kind: 'HTTPRoute'; readonly value: GatewayHttpRoute };
 
 /** One decoded object and where it came from. */
 export interface DecodedObject {
@@ -102,8 +106,18 @@ const ISTIO_NETWORKING = [
   'networking.istio.io/v1alpha3',
 ];
 const GATEWAY_API = ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'];
-/** Kinds the controller will read later (DESIGN.md §4): ignoring them is worth a clearer note. */
-const LATER_KINDS = ['HTTPRoute'];
+/**
+ * Kinds Istio users apply that the controller does not read yet (Gateway API routes other than
+ * HTTPRoute, cross-namespace grants, VM entries, JWT rules): ignoring them is worth a clearer note.
+ */
+const LATER_KINDS: readonly string[] = [
+  'GRPCRoute',
+  'TCPRoute',
+  'TLSRoute',
+  'ReferenceGrant',
+  'WorkloadEntry',
+  'RequestAuthentication',
+];
 /** Decoded by the L7 translation's decoder. */
 const L7_KINDS = ['VirtualService', 'DestinationRule'];
 
@@ -224,7 +238,14 @@ function decodeObject(
     return;
   }
   if (ISTIO_NETWORKING.includes(apiVersion) && L7_KINDS.includes(kind)) {
-    decodeL7(node, doc, file, lines, line, objects, problems);
+    decodeL7(node, doc, file, lines, line, objects, problems, decodeL7Object);
+    return;
+  }
+  if (GATEWAY_API.includes(apiVersion) && kind === 'HTTPRoute') {
+    decodeL7(node, doc, file, lines, line, objects, problems, (obj) => {
+      const d = decodeHttpRoute(obj);
+      return { value: d.value && { kind: 'HTTPRoute', value: d.value }, problems: d.problems };
+    });
     return;
   }
   const decoded = decodeKind(d, apiVersion, kind, top, meta);
@@ -250,8 +271,8 @@ function decodeObject(
 }
 
 /**
- * A VirtualService or DestinationRule, by the L7 decoder. A rejected object is reported with its
- * errors only: its warnings would say it was applied.
+ * A VirtualService, DestinationRule or HTTPRoute, by the L7 decoder `decode`. A rejected object is
+ * reported with its errors only: its warnings would say it was applied.
  */
 function decodeL7(
   node: YamlNode,
@@ -261,8 +282,9 @@ function decodeL7(
   line: number,
   objects: DecodedObject[],
   problems: KubeYamlProblem[],
+  decode: (obj: unknown) => Decoded<KubeObject & { kind: L7Problem['kind'] }>,
 ): void {
-  const decoded = decodeL7Object(node.toJS(doc));
+  const decoded = decode(node.toJS(doc));
   for (const p of decoded.problems) {
     if (decoded.value === undefined && p.severity !== 'error') continue;
     problems.push({
@@ -823,6 +845,7 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     gateways: [] as Gateway[],
     virtualServices: [] as VirtualService[],
     destinationRules: [] as DestinationRule[],
+    httpRoutes: [] as GatewayHttpRoute[],
   };
   for (const o of objects) {
     const { kind } = o.object;
@@ -877,6 +900,9 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
         break;
       case 'DestinationRule':
         out.destinationRules.push(o.object.value);
+        break;
+      case 'HTTPRoute':
+        out.httpRoutes.push(o.object.value);
         break;
     }
   }

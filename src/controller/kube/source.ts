@@ -110,6 +110,12 @@ const RESOURCES = [
     apiVersion: 'gateway.networking.k8s.io/v1',
     path: '/apis/gateway.networking.k8s.io/v1/gateways',
   },
+  {
+    // Likewise 404 without the Gateway API CRDs. v1 serves every stored version (v1beta1 too).
+    kind: 'HTTPRoute',
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    path: '/apis/gateway.networking.k8s.io/v1/httproutes',
+  },
 ] as const;
 type Resource = (typeof RESOURCES)[number];
 

@@ -6,6 +6,7 @@
  * Only structure is checked when decoding; meaning (port ranges, CIDRs, actions) is checked by the
  * translation, which names the object and field path of every problem it finds.
  */
+import type { GatewayHttpRoute } from './l7/http-route-types.ts';
 import type { DestinationRule, VirtualService } from './l7/types.ts';
 import type { StringMap } from './plain.ts';
 
@@ -308,6 +309,8 @@ export interface KubeSnapshot {
   /** Decoded and valid (l7/decode.ts): invalid ones are left out by the sources, with problems. */
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  /** Gateway API HTTPRoutes, decoded and valid (l7/decode-http-route.ts), like the two above. */
+  readonly httpRoutes: readonly GatewayHttpRoute[];
 }
 
 export const EMPTY_SNAPSHOT: KubeSnapshot = {
@@ -322,6 +325,7 @@ export const EMPTY_SNAPSHOT: KubeSnapshot = {
   gateways: [],
   virtualServices: [],
   destinationRules: [],
+  httpRoutes: [],
 };
 
 /** The value of `key` in a label or annotation map, ignoring inherited properties. */

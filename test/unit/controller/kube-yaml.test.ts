@@ -305,7 +305,7 @@ test('kinds the controller does not read are noted and ignored', () => {
         'metadata: {name: reviews-v1}',
         '---',
         'apiVersion: gateway.networking.k8s.io/v1',
-        'kind: HTTPRoute',
+        'kind: GRPCRoute',
         'metadata: {name: reviews, namespace: default}',
         '---',
         'apiVersion: v2',
@@ -315,7 +315,7 @@ test('kinds the controller does not read are noted and ignored', () => {
     ),
     [
       'info 1 Deployment /reviews-v1 : apps/v1 Deployment is not read by the controller; ignored',
-      'info 5 HTTPRoute default/reviews : gateway.networking.k8s.io/v1 HTTPRoute is not read by the controller yet; ignored',
+      'info 5 GRPCRoute default/reviews : gateway.networking.k8s.io/v1 GRPCRoute is not read by the controller yet; ignored',
       'info 9 Pod /p : v2 Pod is not read by the controller; ignored',
     ],
   );

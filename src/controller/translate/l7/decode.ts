@@ -119,16 +119,23 @@ export function decodeDestinationRule(obj: unknown): Decoded<DestinationRule> {
   return decodeObject(obj, 'DestinationRule', (r, spec, meta) => destinationRule(r, spec, meta));
 }
 
-interface Meta {
+/** An object's identity and age, read from its metadata. */
+export interface Meta {
   readonly namespace: string;
   readonly name: string;
   readonly creationTimestamp: string;
 }
 
-function decodeObject<T>(
+/**
+ * Reads the envelope (apiVersion, kind, metadata) of an object of `kind`, then its spec with
+ * `decodeSpec`; the value is undefined when any error was found. `versions`: the API versions the
+ * kind is served under.
+ */
+export function decodeObject<T>(
   obj: unknown,
   kind: L7Problem['kind'],
   decodeSpec: (r: Reader, spec: unknown, meta: Meta) => T,
+  versions: readonly string[] = ISTIO_NETWORKING_VERSIONS,
 ): Decoded<T> {
   const r = new Reader();
   const top = r.object(obj, '', undefined);
@@ -139,8 +146,7 @@ function decodeObject<T>(
   const problems = (): L7Problem[] => r.problems.map((p) => ({ ...p, kind, namespace, name }));
   if (top === undefined) return { value: undefined, problems: problems() };
   if (top.kind !== kind) r.error('kind', `must be ${kind}`);
-  if (!ISTIO_NETWORKING_VERSIONS.includes(apiVersion))
-    r.error('apiVersion', `must be one of ${ISTIO_NETWORKING_VERSIONS.join(', ')}`);
+  if (!versions.includes(apiVersion)) r.error('apiVersion', `must be one of ${versions.join(', ')}`);
   if (!name) r.error('metadata.name', 'is required');
   const value = decodeSpec(r, top.spec, {
     namespace,
@@ -1253,7 +1259,8 @@ function retryBudget(r: Reader, v: unknown, p: string): RetryBudget | undefined 
 
 // ---------- the reader ----------
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+/** A plain object (not a list, date or byte array). */
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return (
     typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date) && !ArrayBuffer.isView(v)
   );
@@ -1272,24 +1279,28 @@ function isCidr(v: string): boolean {
 }
 
 /** `path.key`, or `path["key"]` for a key that is not a plain identifier (`x-user`, `a.b/c`). */
-function joinKey(path: string, key: string): string {
+export function joinKey(path: string, key: string): string {
   return /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 }
 
 type Severity = L7Problem['severity'];
 
 /** Reads plain data, collecting every problem with its path instead of stopping at the first. */
-class Reader {
+export class Reader {
+  /** Every problem found so far, in the order found. */
   readonly problems: { severity: Severity; path: string; message: string }[] = [];
 
+  /** Records an error: the object will not be applied. */
   error(path: string, message: string): void {
     this.problems.push({ severity: 'error', path, message });
   }
 
+  /** Records a warning: the object is applied, with a consequence the user must know about. */
   warn(path: string, message: string): void {
     this.problems.push({ severity: 'warning', path, message });
   }
 
+  /** Whether any error was recorded. */
   hasErrors(): boolean {
     return this.problems.some((p) => p.severity === 'error');
   }
@@ -1322,6 +1333,7 @@ class Reader {
     return v;
   }
 
+  /** A boolean; absent or null is undefined. */
   boolean(v: unknown, path: string): boolean | undefined {
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'boolean') {
@@ -1331,6 +1343,7 @@ class Reader {
     return v;
   }
 
+  /** A finite number (or a numeric string); absent or null is undefined. */
   number(v: unknown, path: string): number | undefined {
     if (v === undefined || v === null) return undefined;
     const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
@@ -1367,6 +1380,7 @@ class Reader {
     return this.optionalInteger(v, path, 0, Number.MAX_SAFE_INTEGER, 'must not be negative') ?? 0;
   }
 
+  /** One of `values`; absent or null is undefined. */
   enumValue<T extends string>(v: unknown, path: string, values: readonly T[]): T | undefined {
     if (v === undefined || v === null) return undefined;
     if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
@@ -1405,6 +1419,7 @@ class Reader {
     return nanosToDuration(nanos);
   }
 
+  /** A list, each item read by `each` (an undefined result is left out); absent or null is []. */
   list<T>(v: unknown, path: string, each: (item: unknown, path: string) => T | undefined): T[] {
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v)) {
@@ -1419,6 +1434,7 @@ class Reader {
     return out;
   }
 
+  /** A list of strings; absent or null is []. */
   stringList(v: unknown, path: string): string[] {
     return this.list(v, path, (item, p) => this.string(item, p));
   }

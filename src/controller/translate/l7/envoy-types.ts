@@ -166,6 +166,8 @@ export interface RouteAction {
   readonly retry_policy?: RetryPolicy;
   readonly request_mirror_policies?: readonly RequestMirrorPolicy[];
   readonly hash_policy?: readonly HashPolicy[];
+  /** What a request gets when the chosen cluster does not exist (Envoy's default: 503). */
+  readonly cluster_not_found_response_code?: 'SERVICE_UNAVAILABLE' | 'NOT_FOUND' | 'INTERNAL_SERVER_ERROR';
 }
 
 export type RedirectResponseCode =

@@ -261,7 +261,8 @@ function translateRule(
   };
 }
 
-function nonEmpty<K extends string, T>(key: K, list: readonly T[]): { [P in K]?: readonly T[] } {
+/** `{ [key]: list }` when the list has entries, else nothing (Envoy's repeated fields left unset). */
+export function nonEmpty<K extends string, T>(key: K, list: readonly T[]): { [P in K]?: readonly T[] } {
   return (list.length > 0 ? { [key]: list } : {}) as { [P in K]?: readonly T[] };
 }
 
@@ -493,8 +494,8 @@ function valueOptions(
     .map(([key, value]) => ({ header: { key, value }, append_action }));
 }
 
-/** istiod's GetRouteOperation: `host:port/path` for one cluster, else `<vs>:<port>/path`. */
-function operation(m: RouteMatch, cluster: string | undefined, vsName: string, port: number): string {
+/** istiod's GetRouteOperation: `host:port/path` for one cluster, else `<route name>:<port>/path`. */
+export function operation(m: RouteMatch, cluster: string | undefined, vsName: string, port: number): string {
   const path =
     m.prefix !== undefined ? `${m.prefix}*` : m.path !== undefined ? m.path : (m.safe_regex?.regex ?? '/*');
   const parsed = cluster === undefined ? undefined : parseClusterName(cluster);

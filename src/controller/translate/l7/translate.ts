@@ -19,6 +19,17 @@
  * A route to a host, port or subset that does not exist is kept, as in Istio, and the request gets a
  * 503: the cluster it names is served empty (rather than missing, which would leave gRPC clients
  * waiting for it), and a warning names the destination's field path.
+ *
+ * Gateway API HTTPRoutes whose parentRef is a Kubernetes Service (GAMMA producer routes: the route
+ * lives in the Service's namespace) route that Service's HTTP ports — the port the parentRef names
+ * (`port` or `sectionName`), else every port — into the same RouteConfiguration (http-routes.ts).
+ * Where an HTTPRoute applies to a port, VirtualServices for the same service do not apply on that
+ * port, and each is told so in a warning. Istio calls mixing the two for one service undefined
+ * behaviour (istio-api.md §0, "Mixing VirtualService and HTTPRoute for the same workload is not
+ * supported"), rates HTTPRoute GA on waypoints and VirtualService alpha, recommends Gateway API
+ * first, and documents VirtualService on waypoints as usable "as long as the configured hosts do not
+ * conflict with the parentRefs of any Gateway API route": so the GA API wins, whole, rather than
+ * the rules of both being interleaved. DestinationRule policies still apply to the clusters.
  */
 import { clusterName, listenerName } from '../../../core/xds/l7-names.ts';
 import { ipFamily } from '../../../core/ip.ts';
@@ -29,7 +40,7 @@ import {
   type Service,
   type Workload,
 } from '../../../core/xds/model.ts';
-import { compare, serviceHostname, type TranslateOptions } from '../common.ts';
+import { compare, push, serviceHostname, type TranslateOptions } from '../common.ts';
 import {
   selects,
   type KubeSnapshot,
@@ -62,6 +73,8 @@ import {
   type EffectivePolicy,
   type MergedDestinationRule,
 } from './select.ts';
+import { CORE_GROUP, type GatewayHttpRoute } from './http-route-types.ts';
+import { buildGatewayRoutes, type AttachedRule, type HttpRouteEnv } from './http-routes.ts';
 import type {
   Destination,
   DestinationRule,
@@ -80,6 +93,8 @@ export interface L7Input {
   /** Decoded and valid (decode.ts); invalid ones are left out by the caller. */
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  /** Decoded and valid (decode-http-route.ts); absent: the snapshot's. */
+  readonly httpRoutes?: readonly GatewayHttpRoute[];
   /**
    * Service key (`namespace/hostname`) → namespace of the waypoint that serves it, whose
    * VirtualServices also apply. Absent: the namespace of the service's `waypoint` when it names one
@@ -113,6 +128,7 @@ interface PortInfo {
 interface ServiceInfo {
   readonly service: Service;
   readonly key: string;
+  readonly source: Source;
   /** The names clients may use for it (without port): FQDN, short forms, VIPs. */
   readonly names: readonly string[];
   readonly ports: readonly PortInfo[];
@@ -159,6 +175,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     const info: ServiceInfo = {
       service,
       key,
+      source,
       names: namesOf(service, source),
       ports,
       virtualServices: selectVirtualServices(
@@ -224,6 +241,36 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       resolve(vs, destination, listenerPort, path, byHostname, clusters, dangling, env, options),
   };
 
+  const kubeInfos = new Map<string, ServiceInfo>();
+  for (const info of infos)
+    if (info.source?.kind === 'service')
+      kubeInfos.set(`${info.source.service.namespace}/${info.source.service.name}`, info);
+  const attached = attachHttpRoutes(input.httpRoutes ?? input.snapshot.httpRoutes, kubeInfos, problems);
+  const gatewayEnv: HttpRouteEnv = {
+    report: (route, severity, path, message) =>
+      problems.add({
+        severity,
+        kind: 'HTTPRoute',
+        namespace: route.namespace,
+        name: route.name,
+        path,
+        message,
+      }),
+    service: (ref) => {
+      const info = kubeInfos.get(`${ref.namespace}/${ref.name}`);
+      if (info === undefined)
+        return { problem: `Service ${ref.namespace}/${ref.name} is not in the mesh`, field: 'name' };
+      const name = clusterName(ref.port ?? 0, '', info.service.hostname);
+      const found = clusters.get(name);
+      if (found === undefined)
+        return {
+          problem: `${info.service.hostname} has no port ${ref.port ?? '(none given)'} (its ports: ${info.ports.map((p) => p.port).join(', ') || 'none'})`,
+          field: 'port',
+        };
+      return { name, hashPolicy: hashPolicyOf(found.policy) };
+    },
+  };
+
   const listeners: Listener[] = [];
   const routeConfigurations: RouteConfiguration[] = [];
   const seen = new Set<string>();
@@ -242,6 +289,14 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
             tcpTarget(info, port, env),
           ),
         );
+        continue;
+      }
+      const gatewayRules = attached.get(name);
+      if (gatewayRules) {
+        const routes = buildGatewayRoutes(gatewayRules, port, gatewayEnv);
+        reportDisplaced(info.virtualServices, gatewayRules, name, problems);
+        listeners.push(httpListener(name, usesCors(routes)));
+        routeConfigurations.push(routeConfiguration(name, domainsOf(info.names, port), routes));
         continue;
       }
       let routes = buildHttpRoutes(info.virtualServices, port, env);
@@ -266,6 +321,126 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     },
     problems: problems.list(),
   };
+}
+
+/**
+ * The HTTPRoute rules that apply to each HTTP service port, by listener name. A parent that is not a
+ * Service of the mesh in the route's own namespace, or names a port the Service lacks, is reported
+ * and ignored; the route's other parents still apply.
+ */
+function attachHttpRoutes(
+  routes: readonly GatewayHttpRoute[],
+  kubeInfos: ReadonlyMap<string, ServiceInfo>,
+  problems: Problems,
+): Map<string, AttachedRule[]> {
+  const out = new Map<string, AttachedRule[]>();
+  for (const route of routes) {
+    const report = (path: string, message: string) =>
+      problems.add({
+        severity: 'warning',
+        kind: 'HTTPRoute',
+        namespace: route.namespace,
+        name: route.name,
+        path,
+        message,
+      });
+    const attachedTo = new Set<string>();
+    let serviceParents = 0;
+    if (route.parentRefs.length === 0)
+      report('spec.parentRefs', 'is empty, so the route applies nowhere; name the Service it routes');
+    route.parentRefs.forEach((ref, i) => {
+      const p = `spec.parentRefs[${i}]`;
+      if (ref.group !== CORE_GROUP || ref.kind !== 'Service') {
+        report(
+          ref.group !== CORE_GROUP ? `${p}.group` : `${p}.kind`,
+          ref.kind === 'Service'
+            ? `${ref.group}/Service is not a Kubernetes Service: write group: "" (the group defaults to gateway.networking.k8s.io); this parent is ignored`
+            : `${ref.group ? `${ref.group}/` : ''}${ref.kind} parents are not supported by Ambit (only core Services, group "", which waypoints serve); this parent is ignored`,
+        );
+        return;
+      }
+      serviceParents++;
+      if (ref.namespace !== route.namespace) {
+        report(
+          `${p}.namespace`,
+          `a route in ${route.namespace} for a Service in ${ref.namespace} is a consumer route, for clients in ${route.namespace} only, which a waypoint cannot tell apart; put the route in ${ref.namespace} (a producer route); this parent is ignored`,
+        );
+        return;
+      }
+      const info = kubeInfos.get(`${ref.namespace}/${ref.name}`);
+      if (info === undefined || info.source?.kind !== 'service') {
+        report(
+          `${p}.name`,
+          `Service ${ref.namespace}/${ref.name} is not in the mesh; this parent has no effect`,
+        );
+        return;
+      }
+      let ports = info.ports;
+      if (ref.sectionName) {
+        const named = info.source.service.ports.find((sp) => sp.name === ref.sectionName);
+        ports = ports.filter((x) => x.port === named?.port);
+        if (ports.length === 0) {
+          report(
+            `${p}.sectionName`,
+            `${info.service.hostname} has no port named "${ref.sectionName}"; this parent has no effect`,
+          );
+          return;
+        }
+      }
+      if (ref.port !== undefined) {
+        ports = ports.filter((x) => x.port === ref.port);
+        if (ports.length === 0) {
+          report(
+            `${p}.port`,
+            `${info.service.hostname} has no port ${ref.port}${ref.sectionName ? ` named "${ref.sectionName}"` : ''} (its ports: ${info.ports.map((x) => x.port).join(', ') || 'none'}); this parent has no effect`,
+          );
+          return;
+        }
+      }
+      const explicit = ref.port !== undefined || ref.sectionName !== '';
+      for (const { port, protocol } of ports) {
+        if (protocol === 'tcp') {
+          if (explicit)
+            report(
+              p,
+              `port ${port} of ${info.service.hostname} is not HTTP (its name or appProtocol says so); an HTTPRoute does not apply there`,
+            );
+          continue;
+        }
+        const name = listenerName(info.service.hostname, port);
+        if (attachedTo.has(name)) continue; // two parentRefs for the same port: the rules once
+        attachedTo.add(name);
+        route.rules.forEach((rule, index) => push(out, name, { route, index, rule }));
+      }
+    });
+    if (route.hostnames.length > 0 && serviceParents > 0)
+      report(
+        'spec.hostnames',
+        'has no effect for Service parents (the Service is the host); requests are matched whatever their Host header',
+      );
+  }
+  return out;
+}
+
+/** A VirtualService for a port HTTPRoutes route: it does not apply there (see the file comment). */
+function reportDisplaced(
+  virtualServices: readonly VirtualService[],
+  rules: readonly AttachedRule[],
+  listener: string,
+  problems: Problems,
+): void {
+  const routes = [...new Set(rules.map((r) => `${r.route.namespace}/${r.route.name}`))].join(', ');
+  for (const vs of virtualServices) {
+    if (vs.http.length === 0) continue;
+    problems.add({
+      severity: 'warning',
+      kind: 'VirtualService',
+      namespace: vs.namespace,
+      name: vs.name,
+      path: 'spec.http',
+      message: `HTTPRoute ${routes} also routes ${listener}; Gateway API routes take precedence, so these http rules are not applied there (mixing both for one service is undefined in Istio)`,
+    });
+  }
 }
 
 /** Problems, each reported once (a rule is translated for every port it applies to). */

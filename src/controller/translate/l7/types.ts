@@ -329,8 +329,10 @@ export interface DestinationRule {
 // ---- problems ----
 
 /**
- * A problem of a VirtualService or DestinationRule: the translation's problem, of one of these two
- * kinds. `error`: the object (or the named part) is not applied; `warning`: it is applied, with a
- * consequence the user must know about.
+ * A problem of a VirtualService, DestinationRule or (Gateway API) HTTPRoute: the translation's
+ * problem, of one of these kinds. `error`: the object (or the named part) is not applied; `warning`:
+ * it is applied, with a consequence the user must know about.
  */
-export type L7Problem = TranslateProblem & { readonly kind: 'VirtualService' | 'DestinationRule' };
+export type L7Problem = Omit<TranslateProblem, 'kind'> & {
+  readonly kind: 'VirtualService' | 'DestinationRule' | 'HTTPRoute';
+};
