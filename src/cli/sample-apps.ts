@@ -181,6 +181,17 @@ export const SAMPLE_APPS: readonly SampleApp[] = [
     port: 9000,
     kind: 'tcp-echo',
   },
+  {
+    name: 'tcp-echo-v2',
+    namespace: 'default',
+    serviceAccount: 'tcp-echo',
+    app: 'tcp-echo',
+    version: 'v2',
+    node: 'node-1',
+    podSuffix: [1, 9],
+    port: 9000,
+    kind: 'tcp-echo',
+  },
 ];
 
 export interface SampleService {
@@ -222,6 +233,7 @@ export interface AppRequest {
 }
 
 const MAX_DELAY_S = 10;
+const TCP_ECHO_WORDS: Readonly<Record<string, string>> = { v1: 'one', v2: 'two' };
 
 export function podIp(prefix: string, app: SampleApp): string {
   return `${prefix}.${app.podSuffix[0]}.${app.podSuffix[1]}`;
@@ -278,18 +290,20 @@ export async function startSampleApps(
             req.resume();
           })
         : createTcpServer({ allowHalfOpen: true }, (socket) => {
-            // Like Istio's tcp-echo sample: prefixes each line with "hello".
+            // Like Istio's tcp-echo sample (v1 runs `tcp-echo 9000 one`, v2 `… two`): each line comes
+            // back prefixed with the version's word.
+            const word = TCP_ECHO_WORDS[app.version] ?? 'hello';
             let pending = '';
             socket.setEncoding('utf8');
             socket.on('data', (chunk: string) => {
               pending += chunk;
               let nl;
               while ((nl = pending.indexOf('\n')) >= 0) {
-                socket.write(`hello ${pending.slice(0, nl)}\n`);
+                socket.write(`${word} ${pending.slice(0, nl)}\n`);
                 pending = pending.slice(nl + 1);
               }
             });
-            socket.on('end', () => (pending ? socket.end(`hello ${pending}\n`) : socket.end()));
+            socket.on('end', () => (pending ? socket.end(`${word} ${pending}\n`) : socket.end()));
             socket.on('error', () => socket.destroy());
           });
     await new Promise<void>((resolve, reject) => {

@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments, stringify } from 'yaml';
+import { readAll, socksConnect } from '../fakes/socks-client.ts';
 
 const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const L7_SAMPLES = new URL('../fixtures/l7/istio-samples/', import.meta.url);
@@ -658,4 +660,70 @@ spec:
     const r = await one('http://ratings:9080/');
     assert.equal(r.status, 200, `${labels} in ${ns} matched curl`);
   }
+});
+
+test('17 in the mesh: TCP connections to tcp-echo split 80/20 by subset at the waypoint, per connection', async () => {
+  // Sample 17 binds its split to an ingress gateway (issue 8); the same VirtualService bound to the
+  // mesh, applied here, makes the namespace's waypoint split each TCP connection.
+  const docs = parseAllDocuments(await sample('17-vs-tcp-echo-80-20.yaml')).map(
+    (d) => d.toJS() as { kind: string; spec: Record<string, unknown> },
+  );
+  const mesh = docs
+    .filter((d) => d.kind !== 'Gateway')
+    .map((d) => {
+      if (d.kind !== 'VirtualService') return d;
+      const tcp = d.spec.tcp as { match?: unknown; route: unknown }[];
+      return { ...d, spec: { hosts: ['tcp-echo'], tcp: tcp.map((t) => ({ route: t.route })) } };
+    });
+  const vs = mesh.map((d) => stringify(d)).join('---\n');
+  await apply({ 'vs-tcp-echo-mesh.yaml': vs });
+  await waypointHas('default', 'the TCP split', (d) => {
+    const l = (JSON.parse(d) as { listeners: { name: string }[] }).listeners.find(
+      (x) => x.name === 'tcp-echo.default.svc.cluster.local:9000',
+    );
+    return JSON.stringify(l ?? '').includes('"weight":80');
+  });
+  const [host, port] = socks.split(':') as [string, string];
+  const words: Record<string, number> = {};
+  const N = 1000;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < N) {
+        const i = next++;
+        const s = await socksConnect({ host, port: Number(port) }, 'tcp-echo', 9000);
+        s.end(`c${i}\n`);
+        const reply = (await readAll(s)).toString();
+        const m = /^(\w+) c(\d+)\n$/.exec(reply);
+        assert.ok(m && Number(m[2]) === i, `connection ${i} got ${JSON.stringify(reply)}`);
+        words[m[1]!] = (words[m[1]!] ?? 0) + 1;
+      }
+    }),
+  );
+  assert.equal((words.one ?? 0) + (words.two ?? 0), N, JSON.stringify(words));
+  assertBinomial(words.one ?? 0, N, 0.8, 'tcp-echo v1');
+  const metrics = await (await fetch(`http://${prefix}.3.1:15020/metrics`)).text();
+  assert.match(
+    metrics,
+    /istio_tcp_connections_opened_total\{reporter="waypoint",[^}]*destination_workload="tcp-echo-v2"[^}]*\} [1-9]/,
+  );
+});
+
+test('20: an HTTPRoute on Service reviews sends 90% to Service reviews-v1 and 10% to reviews-v2', async () => {
+  await apply({
+    '20-httproute-reviews-90-10-waypoint.yaml': await sample('20-httproute-reviews-90-10-waypoint.yaml'),
+  });
+  await waypointHas('default', 'the HTTPRoute split', (d) =>
+    routesOf(d, 'reviews.default.svc.cluster.local:9080').includes('reviews-v1.default.svc.cluster.local'),
+  );
+  const replies = await curl('http://reviews:9080/?n=[1-1000]');
+  const by = count(replies, (r) => r.app?.version);
+  assert.equal((by.v1 ?? 0) + (by.v2 ?? 0), 1000, JSON.stringify(by));
+  assertBinomial(by.v1 ?? 0, 1000, 0.9, 'reviews-v1');
+  // The backends are the per-version Services: the waypoint's metrics name the pods they select.
+  const metrics = await (await fetch(`http://${prefix}.3.1:15020/metrics`)).text();
+  assert.match(
+    metrics,
+    /destination_service="reviews\.default\.svc\.cluster\.local"[^}]*destination_workload="reviews-v2"/,
+  );
 });
