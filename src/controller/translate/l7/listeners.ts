@@ -14,6 +14,7 @@ import type { Any, Listener, Route, RouteConfiguration } from './envoy-types.ts'
 import { ADS } from './clusters.ts';
 import { emptyAny, EnvoyType, packAny } from './protos.ts';
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './routes.ts';
+import type { EffectivePolicy } from './select.ts';
 
 export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
 
@@ -48,13 +49,21 @@ export type TcpTarget =
   | { readonly cluster: string }
   | { readonly weightedClusters: readonly { readonly name: string; readonly weight: number }[] };
 
+/**
+ * `policy` is the service port's DestinationRule policy: as istiod does for tcp_proxy, its
+ * `connectionPool.tcp.idleTimeout` becomes the proxy's idle timeout (else Envoy's 1 h default), and a
+ * `consistentHash.useSourceIp` the proxy's source-IP hash (the only hash a TCP connection has).
+ */
 export function tcpListener(
   name: string,
   vips: readonly string[],
   port: number,
   target: TcpTarget,
+  policy: EffectivePolicy | undefined,
 ): Listener {
   const address = (ip: string) => ({ socket_address: { address: ip, port_value: port } });
+  const idle = policy?.connectionPool?.tcp?.idleTimeout;
+  const sourceIp = policy?.loadBalancer?.consistentHash?.key.kind === 'sourceIp';
   const [first, ...rest] = vips.length > 0 ? vips : ['0.0.0.0'];
   return {
     name,
@@ -70,6 +79,8 @@ export function tcpListener(
               ...('cluster' in target
                 ? { cluster: target.cluster }
                 : { weighted_clusters: { clusters: target.weightedClusters } }),
+              ...(idle ? { idle_timeout: idle } : {}),
+              ...(sourceIp ? { hash_policy: [{ source_ip: {} }] } : {}),
             }),
           },
         ],

@@ -287,6 +287,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
             info.service.vips.map((v) => v.address),
             port,
             tcpTarget(info, port, env),
+            clusters.get(clusterName(port, '', host))?.policy,
           ),
         );
         continue;

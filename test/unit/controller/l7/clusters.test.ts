@@ -406,3 +406,23 @@ test('bad input: an invalid object is skipped with its problems; the other objec
   assert.equal(routesOf(r, `${H('ratings')}:9080`)[0]!.route!.cluster, `outbound|9080|v1|${H('ratings')}`);
   assert.deepEqual(clusterOf(r, `outbound|9080||${H('details')}`).connect_timeout, { seconds: 10, nanos: 0 });
 });
+
+test('TCP ports: the DestinationRule tcp idleTimeout and a useSourceIp hash go into the tcp_proxy, as istiod puts them', () => {
+  const proxyOf = (r: ReturnType<typeof run>, port: number) =>
+    json(
+      r.resources.listeners.find((x) => x.name === `${WEB}:${port}`)!.filter_chains![0]!.filters[0]!
+        .typed_config,
+    ) as Record<string, unknown>;
+  const plain = proxyOf(run({ virtualServices: [], destinationRules: [] }, { mesh: custom() }), 5000);
+  assert.equal(plain.idle_timeout, undefined);
+  assert.equal(plain.hash_policy, undefined);
+  const tuned = proxyOf(
+    dr('{connectionPool: {tcp: {idleTimeout: 90s}}, loadBalancer: {consistentHash: {useSourceIp: true}}}'),
+    5000,
+  );
+  assert.deepEqual(tuned.idle_timeout, { seconds: 90, nanos: 0 });
+  assert.deepEqual(tuned.hash_policy, [{ source_ip: {} }]);
+  // A header hash has no meaning for a TCP connection: none is set.
+  const header = proxyOf(dr('{loadBalancer: {consistentHash: {httpHeaderName: x-user}}}'), 5000);
+  assert.equal(header.hash_policy, undefined);
+});
