@@ -36,6 +36,7 @@ import type { KubeYamlProblem } from './files/kube-yaml.ts';
 import type { KubeProblem } from './kube/source.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
 import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
+import { LastGoodObjects } from './translate/last-good.ts';
 import { translate } from './translate/workloads.ts';
 
 export interface ControllerDeps {
@@ -73,6 +74,12 @@ export async function startController(
     labelNames: ['kind'],
     registers: [registry],
   });
+  const keptObjects = new Gauge({
+    name: 'ambit_config_kept_last_good',
+    help: 'Objects whose newest version was rejected and whose last good version is still served',
+    registers: [registry],
+  });
+  const lastGood = new LastGoodObjects();
   const pushes = new Counter({
     name: 'ambit_xds_pushes_total',
     help: 'Config versions pushed',
@@ -254,24 +261,45 @@ export async function startController(
       clusterDomain: config.clusterDomain,
       rootNamespace: config.rootNamespace,
     };
-    const t = translate(snapshot, options);
-    // The L7 translation reads the workload translation's services and endpoints. A failure of it
-    // (a bug) must not hold back the workloads: the last L7 resources stay in force.
-    let l7Result: ReturnType<typeof translateL7> | undefined;
-    try {
-      l7Result = translateL7(
-        {
-          snapshot,
-          mesh: t.config,
-          virtualServices: snapshot.virtualServices,
-          destinationRules: snapshot.destinationRules,
-        },
-        options,
-      );
-    } catch (err) {
-      log.error({ error: describeError(err) }, 'L7 translation failed; the last L7 config stays');
+    const translateAll = (s: KubeSnapshot) => {
+      const t = translate(s, options);
+      // The L7 translation reads the workload translation's services and endpoints. A failure of it
+      // (a bug) must not hold back the workloads: the last L7 resources stay in force.
+      let l7: ReturnType<typeof translateL7> | undefined;
+      try {
+        l7 = translateL7(
+          {
+            snapshot: s,
+            mesh: t.config,
+            virtualServices: s.virtualServices,
+            destinationRules: s.destinationRules,
+          },
+          options,
+        );
+      } catch (err) {
+        log.error({ error: describeError(err) }, 'L7 translation failed; the last L7 config stays');
+      }
+      return { t, l7Result: l7, problems: [...t.problems, ...(l7?.problems ?? [])] };
+    };
+    // An object the source rejected is served in its last good version; so is one whose
+    // translation fails (then the mesh is translated again with it).
+    const first = lastGood.substitute(snapshot, problems, 'left-out');
+    let current = first.snapshot;
+    let { t, l7Result, problems: translated } = translateAll(current);
+    const second = lastGood.substitute(current, translated, 'failed');
+    if (second.kept.length > 0) {
+      current = second.snapshot;
+      ({ t, l7Result, problems: translated } = translateAll(current));
     }
-    for (const p of [...problems, ...t.problems, ...(l7Result?.problems ?? [])]) {
+    lastGood.commit(current, problems, translated);
+    for (const k of [...first.kept, ...second.kept]) {
+      log.warn(
+        { object: `${k.kind}/${k.namespace ? `${k.namespace}/` : ''}${k.name}` },
+        'new version rejected; the last good version stays in force',
+      );
+    }
+    keptObjects.set(first.kept.length + second.kept.length);
+    for (const p of [...problems, ...translated]) {
       const fields = {
         object: `${p.kind}/${p.namespace ? `${p.namespace}/` : ''}${p.name}`,
         path: p.path,

@@ -727,3 +727,29 @@ test('20: an HTTPRoute on Service reviews sends 90% to Service reviews-v1 and 10
     /destination_service="reviews\.default\.svc\.cluster\.local"[^}]*destination_workload="reviews-v2"/,
   );
 });
+
+test('bad input: a VirtualService edited into an invalid one is rejected with its field path; its last good routes stay', async () => {
+  const good = await sample('03-vs-reviews-90-10.yaml');
+  await apply({ '03-vs-reviews-90-10.yaml': good });
+  await waypointHas('default', 'the 90/10 route', (d) =>
+    routesOf(d, 'reviews.default.svc.cluster.local:9080').includes('"weight":90'),
+  );
+  const bad = good.replace('weight: 90', 'weight: 190');
+  assert.notEqual(bad, good);
+  await writeFile(join(kube, '03-vs-reviews-90-10.yaml'), bad);
+  const log = await until('the controller to report the rejection', async () => {
+    const text = await readFile(join(dir, 'controller.log'), 'utf8');
+    return text.includes('"object":"VirtualService/default/reviews"') && text.includes('last good version')
+      ? text
+      : undefined;
+  });
+  assert.match(
+    log,
+    /"object":"VirtualService\/default\/reviews","path":"spec\.http\[0\]\.route\[0\]\.weight"/,
+  );
+  // The waypoint still splits 90/10.
+  const replies = await curl('http://reviews:9080/?n=[1-200]');
+  const by = count(replies, (r) => r.app?.version);
+  assert.deepEqual(Object.keys(by).sort(), ['v1', 'v2']);
+  assertBinomial(by.v1 ?? 0, 200, 0.9, 'reviews v1 after the bad edit');
+});
