@@ -2,31 +2,20 @@
  * `npm start`'s mesh, end to end, driven by the real curl binary through SOCKS5.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
 
-const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 // A loopback range of our own, so a developer's `npm start` (127.10) keeps running.
 const prefix = `127.${230 + (process.pid % 20)}`;
 let dir: string;
 let socks: string;
-let mesh: ReturnType<typeof spawn>;
+let mesh: ChildProcess;
+let local: LocalMesh;
 let output = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function curl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -41,38 +30,12 @@ function curl(...args: string[]): Promise<{ code: number; stdout: string; stderr
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ambit-e2e-'));
-  const port = await freePort();
-  socks = `127.0.0.1:${port}`;
-  mesh = spawn(
-    process.execPath,
-    [main, 'local', '--dir', dir, '--prefix', prefix, '--socks-port', String(port)],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  mesh.stdout!.on('data', (b: Buffer) => (output += b.toString()));
-  mesh.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`mesh did not come up:\n${output}`)), 30_000);
-    const check = () => {
-      if (output.includes('Press Ctrl-C to stop.')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    mesh.stdout!.on('data', check);
-    mesh.once('exit', (code) => reject(new Error(`mesh exited with ${code}:\n${output}`)));
-  });
+  local = await startLocalMesh(prefix);
+  ({ dir, socks, child: mesh } = local);
+  output = local.output();
 });
 
-after(async () => {
-  if (mesh.exitCode === null) {
-    mesh.kill('SIGTERM');
-    await new Promise((r) => mesh.once('exit', r));
-  }
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => local.stop());
 
 test('the printed guide names the SOCKS address, the services and the agents', () => {
   assert.match(

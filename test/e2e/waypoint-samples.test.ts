@@ -6,17 +6,14 @@
  * timed; retries and mirrored copies are counted where the apps log what they received.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
 import { readAll, socksConnect } from '../fakes/socks-client.ts';
+import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
 
-const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const L7_SAMPLES = new URL('../fixtures/l7/istio-samples/', import.meta.url);
 const KUBE_SAMPLES = new URL('../fixtures/kube/istio-samples/', import.meta.url);
 // A loopback range of our own (local-mesh.test.ts takes 127.230–249).
@@ -33,8 +30,7 @@ const REVIEWS_PROD = 'reviews.prod.svc.cluster.local';
 let dir: string;
 let kube: string;
 let socks: string;
-let mesh: ReturnType<typeof spawn>;
-let output = '';
+let mesh: LocalMesh;
 /** Files the current case wrote into the mesh directory, removed before the next case. */
 let applied: string[] = [];
 
@@ -45,15 +41,6 @@ interface Reply {
   readonly body: string;
   /** The sample app's JSON answer, when the body is one. */
   readonly app?: { pod: string; version: string; app: string; headers: Record<string, string>; path: string };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const MARK = /\n@@(\d{3}) ([\d.]+)@@\n/;
@@ -134,12 +121,13 @@ function assertBinomial(hits: number, n: number, p: number, what: string): void 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${output.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\n${mesh.output().slice(-3000)}`);
     await sleep(100);
   }
 }
@@ -193,24 +181,9 @@ async function received(
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ambit-e2e-wp-'));
+  mesh = await startLocalMesh(prefix);
+  ({ dir, socks } = mesh);
   kube = join(dir, 'kube');
-  const port = await freePort();
-  socks = `127.0.0.1:${port}`;
-  mesh = spawn(
-    process.execPath,
-    [main, 'local', '--dir', dir, '--prefix', prefix, '--socks-port', String(port)],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  mesh.stdout!.on('data', (b: Buffer) => (output += b.toString()));
-  mesh.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-  await until(
-    'the mesh to come up',
-    async () => (output.includes('Press Ctrl-C to stop.') ? true : undefined),
-    30_000,
-  );
 
   // Sample 19 enrols default with a waypoint; prod gets the same, and DestinationRule subsets for the
   // prod hosts Istio's reference examples route to (as sample 02 gives the default namespace's).
@@ -271,13 +244,7 @@ spec:
   }
 });
 
-after(async () => {
-  if (mesh.exitCode === null) {
-    mesh.kill('SIGTERM');
-    await new Promise((r) => mesh.once('exit', r));
-  }
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => mesh.stop());
 
 test('19: with the namespace labelled, traffic to its Services passes the waypoint (reporter="waypoint" metrics)', async () => {
   const r = await one('http://details:9080/');
@@ -732,7 +699,9 @@ test('bad input: a VirtualService edited into an invalid one is rejected with it
   const good = await sample('03-vs-reviews-90-10.yaml');
   await apply({ '03-vs-reviews-90-10.yaml': good });
   await waypointHas('default', 'the 90/10 route', (d) =>
-    routesOf(d, 'reviews.default.svc.cluster.local:9080').includes('"weight":90'),
+    routesOf(d, 'reviews.default.svc.cluster.local:9080').includes(
+      '"outbound|9080|v1|reviews.default.svc.cluster.local","weight":90',
+    ),
   );
   const bad = good.replace('weight: 90', 'weight: 190');
   assert.notEqual(bad, good);
