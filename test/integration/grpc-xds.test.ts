@@ -131,6 +131,9 @@ spec:
     - match: [{ headers: { x-fault: { exact: abort } } }]
       fault: { abort: { grpcStatus: PERMISSION_DENIED, percentage: { value: 100 } } }
       route: [{ destination: { host: echo, subset: v1 } }]
+    - match: [{ headers: { x-fault: { exact: delay } } }]
+      fault: { delay: { fixedDelay: 700ms, percentage: { value: 100 } } }
+      route: [{ destination: { host: echo, subset: v2 } }]
     - match: [{ headers: { x-slow: { exact: "yes" } } }]
       timeout: 300ms
       route: [{ destination: { host: echo, subset: v1 } }]
@@ -299,19 +302,19 @@ test(
 );
 
 test(
-  'with a VirtualService: a 90/10 split over subsets, a header route, a fault abort and a timeout',
+  'with a VirtualService: a 90/10 split over subsets, a header route, a fault abort, a fault delay and a timeout',
   { timeout: TEST_TIMEOUT_MS },
   async () => {
     await writeFile(join(kubeDir, 'l7.yaml'), l7Yaml('a', { v1: 90, v2: 10 }));
     const c = channel();
     try {
       await applied(c, 'a');
-      // (b) The split: 500 calls, 90/10 by weight. The v2 count is binomial(500, 0.1): mean 50,
-      // σ ≈ 6.7; 20..85 is more than 4σ either side.
-      const split = await c.many(500);
+      // (b) The split: 1,000 calls, 90/10 by weight. The v2 count is binomial(1000, 0.1): mean
+      // 100, σ ≈ 9.5; 55..145 is more than 4.5σ either side.
+      const split = await c.many(1000);
       assert.deepEqual(split.failed, []);
-      assert.equal(split.v1 + split.v2, 500);
-      assert.ok(split.v2 >= 20 && split.v2 <= 85, `v2 got ${split.v2} of 500: ${JSON.stringify(split)}`);
+      assert.equal(split.v1 + split.v2, 1000);
+      assert.ok(split.v2 >= 55 && split.v2 <= 145, `v2 got ${split.v2} of 1000: ${JSON.stringify(split)}`);
 
       // (c) A header match routes to its subset, every time.
       const routed = await c.many(40, { 'x-route': 'v2' });
@@ -327,6 +330,15 @@ test(
         backends.reduce((n, b) => n + b.calls, 0),
         before,
       );
+
+      // (d') The fault delay: the call waits the configured 700 ms in the client, then succeeds.
+      const delayed = Date.now();
+      assert.deepEqual(await c.call({ 'x-fault': 'delay' }), { ok: true, version: 'v2' });
+      const delayMs = Date.now() - delayed;
+      assert.ok(delayMs >= 680 && delayMs < 2500, `the delayed call took ${delayMs} ms`);
+      const prompt = Date.now();
+      assert.deepEqual(await c.call({ 'x-route': 'v2' }), { ok: true, version: 'v2' });
+      assert.ok(Date.now() - prompt < 600, 'an undelayed call was slow');
 
       // (e) The route's timeout (max_stream_duration) ends a slow call with DEADLINE_EXCEEDED, long
       // before the client's own 10 s deadline and the backend's 3 s delay.
