@@ -80,6 +80,18 @@ export function serveHttp(stream: Duplex, handler: IngressHandler, opts: Ingress
           handler(req, res, 'http/1.1');
         },
       );
+      // Malformed HTTP ends this tunnel only, after an answer (Node's default would destroy the stream,
+      // which resets it instead of ending it).
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+        if (!socket.writable) return void socket.destroy();
+        const status =
+          err.code === 'HPE_HEADER_OVERFLOW'
+            ? '431 Request Header Fields Too Large'
+            : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+              ? '408 Request Timeout'
+              : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      });
       // Ends the connection once the response in flight (if any) is sent; a response whose head is
       // not out yet says `connection: close`.
       stop = () => {

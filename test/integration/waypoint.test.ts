@@ -1006,6 +1006,41 @@ test('request metrics carry Istio labels (reporter=waypoint, source and destinat
   assert.equal(typeof log.durationMs, 'number');
 });
 
+test('malformed HTTP on a tunnel gets 400 and ends that stream only; the connection and other tunnels carry on', async () => {
+  applyRoutes(toAll());
+  const readReply = (stream: ClientHttp2Stream, bytes: string) =>
+    new Promise<string>((resolve, reject) => {
+      let got = '';
+      stream.on('data', (d: Buffer) => (got += d.toString()));
+      stream.on('end', () => resolve(got));
+      stream.on('close', () => resolve(got));
+      stream.on('error', reject);
+      stream.end(bytes);
+    });
+  const open = await tunnel();
+  const garbage = await readReply(await tunnel(), 'THIS IS NOT HTTP\r\n\r\n');
+  assert.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  const tooLarge = await readReply(
+    await tunnel(),
+    `GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(200_000)}\r\n\r\n`,
+  );
+  assert.match(tooLarge, /^HTTP\/1\.1 431 /);
+  // A tunnel opened before, on the same pooled HBONE connection, still works; so do new ones.
+  const ok = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest(
+      { createConnection: () => open, path: '/after-garbage', headers: { host: `${HOST}:9080` } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(ok, 200);
+  assert.equal((await call('/after-garbage-2')).status, 200);
+});
+
 test('tunnels for unknown services or services of another waypoint are refused', async () => {
   await assert.rejects(tunnel(`${P}.120.77:9080`), (e: { status?: number }) => e.status === 503);
   await assert.rejects(tunnel(`${IP.elsewhereVip}:9080`), (e: { status?: number }) => e.status === 400);
