@@ -4,7 +4,9 @@
  * also get a parent-death signal, so even a SIGKILLed benchmark leaves nothing behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadOps } from './load.ts';
@@ -189,5 +191,72 @@ export class Worker<Ops extends Record<keyof Ops, (...args: never[]) => unknown>
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.child.send(message);
     });
+  }
+}
+
+/** How {@link runBenchProgram} runs and tears down. */
+export interface BenchProgramOptions {
+  /** Prefix of messages on stderr, e.g. `bench:waypoint`. */
+  readonly label: string;
+  /** Keep the temp dir (configs, every child's log). */
+  readonly keep: boolean;
+  /** SIGTERM → SIGKILL grace for the children. */
+  readonly stopGraceMs: number;
+  /** More to tear down after the children stop (a test bed); runs once. */
+  readonly cleanup?: () => Promise<void>;
+}
+
+/** What {@link runBenchProgram} hands the benchmark. */
+export interface BenchContext {
+  readonly group: ProcessGroup;
+  /** A temp dir for configs and the children's logs. */
+  readonly dir: string;
+  /** The 1-minute load average when the benchmark started. */
+  readonly loadAtStart: number;
+}
+
+/** Above this 1-minute load average the benchmark warns that other work adds noise. */
+const BUSY_LOAD_AVERAGE = 0.5;
+
+/**
+ * A benchmark's main: a temp dir and a ProcessGroup for `body`, and everything torn down on every way
+ * out (normal end, a thrown error, SIGINT/SIGTERM/SIGHUP, process exit). The exit code is 1 when
+ * `body` throws or returns false (a measurement could not be made).
+ */
+export async function runBenchProgram(
+  o: BenchProgramOptions,
+  body: (ctx: BenchContext) => Promise<boolean>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), `ambit-${o.label.replace(/\W+/g, '-')}-`));
+  const group = new ProcessGroup(dir);
+  const log = (msg: string) => process.stderr.write(`${o.label}: ${msg}\n`);
+  const loadAtStart = loadavg()[0]!;
+  if (loadAtStart > BUSY_LOAD_AVERAGE)
+    log(`warning: 1-minute load average is ${loadAtStart.toFixed(2)}; other work on this machine adds noise`);
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await group.stopAll(o.stopGraceMs);
+      await o.cleanup?.();
+      if (o.keep) log(`kept ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
+    })());
+  process.once('exit', () => {
+    group.killAllNow();
+    if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    if (!(await body({ group, dir, loadAtStart }))) process.exitCode = 1;
+  } catch (err) {
+    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+  } finally {
+    await cleanup();
   }
 }

@@ -1,7 +1,8 @@
 /**
- * What `npm run bench:e2e` asks of the load generator in the client pod: the data-path benchmark's
- * measurements (load.ts) plus a closed-loop ping-pong over one persistent connection. Every operation
- * is bounded in count and in time.
+ * What `npm run bench:e2e` and `npm run bench:waypoint` ask of the load generator in the client pod:
+ * the data-path benchmark's measurements (load.ts), a closed-loop ping-pong over one persistent
+ * connection, and open-loop HTTP/1.1 (waypoint-http-load.ts). Every operation is bounded in count and
+ * in time.
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -9,6 +10,7 @@ import { Mode } from './backend.ts';
 import { dial, LOAD_OPS, type CpuProbe, type Target } from './load.ts';
 import { cpuDelta, totalCpuTimes } from './proc.ts';
 import { percentile } from './stats.ts';
+import { httpLatency } from './waypoint-http-load.ts';
 
 export interface PingPongOptions {
   /** Bytes each way per round trip. */
@@ -119,5 +121,5 @@ function echoer(s: Socket): (b: Buffer) => Promise<void> {
 }
 
 /** What the bench may ask the load generator in the client pod to do. */
-export const E2E_LOAD_OPS = { ...LOAD_OPS, pingPong };
+export const E2E_LOAD_OPS = { ...LOAD_OPS, pingPong, httpLatency };
 export type E2eLoadOps = typeof E2E_LOAD_OPS;

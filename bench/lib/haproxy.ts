@@ -1,5 +1,6 @@
 /**
- * The "what users would pick" baseline: HAProxy in TCP mode, one thread, one frontend, one backend.
+ * The "what users would pick" baseline: HAProxy in TCP mode (HTTP mode for `bench:waypoint`), one
+ * thread, one frontend, one backend.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,13 +28,14 @@ export function haproxyVersion(): string | undefined {
   }
 }
 
-export function haproxyConfig(listen: HostPort, upstream: HostPort): string {
+/** In `http` mode both sides are kept alive (HAProxy's default `option http-keep-alive`). */
+export function haproxyConfig(listen: HostPort, upstream: HostPort, mode: 'tcp' | 'http' = 'tcp'): string {
   return [
     'global',
     '  nbthread 1',
     '  maxconn 8000',
     'defaults',
-    '  mode tcp',
+    `  mode ${mode}`,
     '  timeout connect 5s',
     '  timeout client 120s',
     '  timeout server 120s',

@@ -255,14 +255,21 @@ export async function connectionRate(t: Target, o: ConnectionRateOptions): Promi
   };
 }
 
-export interface LatencyOptions {
+export interface LatencyOptions extends OpenLoopOptions {
   readonly connections: number;
+  readonly requestBytes: number;
+}
+
+/** The schedule and the CPU windows of an open-loop run (see {@link openLoop}). */
+export interface OpenLoopOptions {
   readonly ratePerSecond: number;
   /** Requests sent before this are not recorded (JIT, windows, caches). */
   readonly warmupMs: number;
   readonly measureMs: number;
-  readonly requestBytes: number;
+  /** The processes under test. */
   readonly cpu: CpuProbe;
+  /** More groups of processes metered over the same window, by name (e.g. a path's parts). */
+  readonly cpuParts?: Readonly<Record<string, CpuProbe>>;
 }
 
 export interface LatencyResult extends CpuUse {
@@ -275,39 +282,80 @@ export interface LatencyResult extends CpuUse {
   readonly maxMs: number;
   /** CPU seconds of the processes under test per 1,000 requests (= vCPU at 1,000 req/s). */
   readonly cpuSecondsPer1000: number;
+  /** The same for each of `cpuParts`. */
+  readonly cpuPartsPer1000: Readonly<Record<string, number>>;
   readonly unanswered: number;
+  /** The first response that could not be read (the connection was dropped), if any. */
+  readonly firstError?: string;
+}
+
+/** Counts the responses that the bytes arriving on one connection complete. */
+export interface ResponseFramer {
+  /** Takes the next bytes; returns how many responses they completed. Throws on a malformed response. */
+  feed(chunk: Buffer): number;
+}
+
+/** Responses of exactly `bytes` bytes (the backend's echo of a request that size). */
+export function fixedSizeFramer(bytes: number): ResponseFramer {
+  let got = 0;
+  return {
+    feed(chunk) {
+      got += chunk.length;
+      const n = Math.floor(got / bytes);
+      got -= n * bytes;
+      return n;
+    },
+  };
+}
+
+/** Open-loop echo requests of `requestBytes` (see {@link openLoop}). */
+export async function latency(t: Target, o: LatencyOptions): Promise<LatencyResult> {
+  const conns = await Promise.all(Array.from({ length: o.connections }, () => dialEcho(t)));
+  return openLoop(conns, Buffer.alloc(o.requestBytes, 0x62), () => fixedSizeFramer(o.requestBytes), o);
 }
 
 /**
- * Open-loop requests at a fixed rate over persistent connections, round-robin. A request is due at
- * `start + i / rate`; a timer tick hands every due request to its connection, and its latency runs
- * from that tick to the last byte of its echo, so time spent queued behind a slow response counts
- * (no coordinated omission) while the timer's own lateness does not.
+ * Open-loop requests at a fixed rate over persistent connections, round-robin, one in flight per
+ * connection (later ones queue behind it). A request is due at `start + i / rate`; a timer tick hands
+ * every due request to its connection, and its latency runs from that tick to the end of its response,
+ * so time spent queued behind a slow response counts (no coordinated omission) while the timer's own
+ * lateness does not. Takes ownership of `conns` (paused sockets) and destroys them at the end.
  */
-export async function latency(t: Target, o: LatencyOptions): Promise<LatencyResult> {
+export async function openLoop(
+  conns: readonly Socket[],
+  request: Buffer,
+  framer: () => ResponseFramer,
+  o: OpenLoopOptions,
+): Promise<LatencyResult> {
   const DRAIN_TIMEOUT_MS = 5_000;
-  const payload = Buffer.alloc(o.requestBytes, 0x62);
-  const conns = await Promise.all(Array.from({ length: o.connections }, () => dialEcho(t)));
   const samples: number[] = [];
   const intervalMs = 1000 / o.ratePerSecond;
   const total = Math.floor(((o.warmupMs + o.measureMs) / 1000) * o.ratePerSecond);
   const firstMeasured = Math.floor((o.warmupMs / 1000) * o.ratePerSecond);
   let outstanding = 0;
   let cpu: (() => CpuUse) | undefined;
+  let cpuParts: [string, () => CpuUse][] = [];
   let measureStart = Number.NaN;
+  let firstError: string | undefined;
 
   type Request = { readonly at: number; readonly measured: boolean };
-  const state = conns.map((s) => ({ s, queue: [] as Request[], got: 0 }));
+  const state = conns.map((s) => ({ s, queue: [] as Request[], framer: framer() }));
   let onIdle: (() => void) | undefined;
   for (const c of state) {
     c.s.on('data', (chunk: Buffer) => {
-      c.got += chunk.length;
-      while (c.got >= o.requestBytes && c.queue.length > 0) {
-        c.got -= o.requestBytes;
+      let done: number;
+      try {
+        done = c.framer.feed(chunk);
+      } catch (err) {
+        firstError ??= err instanceof Error ? err.message : String(err);
+        c.s.destroy();
+        return;
+      }
+      for (; done > 0 && c.queue.length > 0; done--) {
         const r = c.queue.shift()!;
         if (r.measured) samples.push(performance.now() - r.at);
         outstanding--;
-        if (c.queue.length > 0) c.s.write(payload);
+        if (c.queue.length > 0) c.s.write(request);
       }
       if (outstanding === 0) onIdle?.();
     });
@@ -324,12 +372,13 @@ export async function latency(t: Target, o: LatencyOptions): Promise<LatencyResu
         const measured = issued >= firstMeasured;
         if (measured && !cpu) {
           cpu = cpuMeter(o.cpu);
+          cpuParts = Object.entries(o.cpuParts ?? {}).map(([name, probe]) => [name, cpuMeter(probe)]);
           measureStart = now;
         }
         const c = state[issued % state.length]!;
         c.queue.push({ at: now, measured });
         outstanding++;
-        if (c.queue.length === 1) c.s.write(payload);
+        if (c.queue.length === 1) c.s.write(request);
         issued++;
       }
       if (issued >= total) {
@@ -350,6 +399,8 @@ export async function latency(t: Target, o: LatencyOptions): Promise<LatencyResu
     });
   }
   const used = cpu?.() ?? { cpuSeconds: Number.NaN, cpuSystemSeconds: Number.NaN };
+  const per1000 = (seconds: number) => (samples.length > 0 ? (seconds / samples.length) * 1000 : Number.NaN);
+  const cpuPartsPer1000 = Object.fromEntries(cpuParts.map(([name, m]) => [name, per1000(m().cpuSeconds)]));
   const unanswered = outstanding;
   for (const c of conns) c.destroy();
   const windowSeconds = (sentEnd - measureStart) / 1000;
@@ -361,8 +412,10 @@ export async function latency(t: Target, o: LatencyOptions): Promise<LatencyResu
     p99Ms: percentile(samples, 99),
     maxMs: percentile(samples, 100),
     ...used,
-    cpuSecondsPer1000: samples.length > 0 ? (used.cpuSeconds / samples.length) * 1000 : Number.NaN,
+    cpuSecondsPer1000: per1000(used.cpuSeconds),
+    cpuPartsPer1000,
     unanswered,
+    ...(firstError !== undefined ? { firstError } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * Entry of every process `npm run bench:e2e` starts inside a pod (pod-worker.ts):
+ * Entry of every process `npm run bench:e2e` and `bench:waypoint` start inside a pod (pod-worker.ts):
  * `node pod-worker-main.ts <role> <json config>`. It exits when the benchmark goes away (its IPC
  * channel closes).
  */
@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import { startBackend } from './backend.ts';
 import { E2E_LOAD_OPS } from './e2e-load.ts';
 import type { PodWorkerRoles } from './pod-worker.ts';
+import { startNodeHttpProxy } from './waypoint-node-proxy.ts';
 import { runWorker, serveCalls } from './worker-runtime.ts';
 
 const BODY = Buffer.from('ok');
@@ -28,6 +29,11 @@ async function start(role: string, raw: string): Promise<void> {
         server.once('error', reject);
         server.listen({ host: c.host, port: c.port, backlog: 4096 }, () => resolve());
       });
+      return;
+    }
+    case 'http-proxy': {
+      const c = JSON.parse(raw) as PodWorkerRoles['http-proxy'];
+      await startNodeHttpProxy(c.listen, c.upstream);
       return;
     }
     case 'loadgen':

@@ -5,6 +5,8 @@
  * file descriptor) and the ProcessGroup's parent-death signal carry over. The benchmark process only
  * orchestrates; no load runs in it or in the agents.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker, type ProcessGroup, type WorkerMessage } from './children.ts';
 import type { E2eLoadOps } from './e2e-load.ts';
@@ -18,6 +20,8 @@ export interface PodWorkerRoles {
   backend: { host: string; port: number };
   /** A minimal HTTP/1.1 server (keep-alive, a 2-byte body) for wrk. */
   http: { host: string; port: number };
+  /** A minimal Node `http` reverse proxy (waypoint-node-proxy.ts), for `npm run bench:waypoint`. */
+  'http-proxy': { listen: { host: string; port: number }; upstream: { host: string; port: number } };
   loadgen: Record<string, never>;
 }
 
@@ -33,11 +37,8 @@ export async function forkInPod<R extends keyof PodWorkerRoles>(
   config: PodWorkerRoles[R],
   cpu?: number,
 ): Promise<PodWorker> {
-  const argv = ['netns', 'exec', netns, process.execPath, MAIN, role, JSON.stringify(config)];
-  const child =
-    cpu === undefined
-      ? group.spawn(name, 'ip', argv, { ipc: true })
-      : group.spawn(name, 'taskset', ['-c', String(cpu), 'ip', ...argv], { ipc: true });
+  const [cmd, argv] = inPod(netns, process.execPath, [MAIN, role, JSON.stringify(config)], cpu);
+  const child = group.spawn(name, cmd, argv, { ipc: true });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => done(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms:\n${group.logTail(name)}`)),
@@ -60,6 +61,36 @@ export async function forkInPod<R extends keyof PodWorkerRoles>(
     child.once('exit', onExit);
   });
   return new Worker<E2eLoadOps>(name, child, group);
+}
+
+/**
+ * The command line that runs `cmd args` inside `netns`, pinned to `cpu` if given. Both `taskset` and
+ * `ip netns exec` exec in place, so the child's pid is the program's own (its CPU and RSS are read
+ * from /proc by that pid).
+ */
+export function inPod(netns: string, cmd: string, args: readonly string[], cpu?: number): [string, string[]] {
+  const argv = ['netns', 'exec', netns, cmd, ...args];
+  return cpu === undefined ? ['ip', argv] : ['taskset', ['-c', String(cpu), 'ip', ...argv]];
+}
+
+/** Pins every thread of a running process to one CPU. */
+export function pinProcess(pid: number, cpu: number): void {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], {
+    encoding: 'utf8',
+    timeout: 5_000,
+  });
+  if (r.error || r.status !== 0)
+    throw new Error(`taskset -a -p -c ${cpu} ${pid} failed: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
+/**
+ * Throws unless the process started as `ip netns exec … <program>` has become the program (it execs
+ * in place): otherwise /proc/<pid> would describe `ip`, and CPU and memory would be misread.
+ */
+export function assertExecedInPlace(pid: number): void {
+  const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  if (comm === 'ip' || comm === 'taskset')
+    throw new Error(`pid ${pid} is still \`${comm}\`, not the program: CPU would be misread`);
 }
 
 /** A worker in a pod; `call` runs a load-generator operation in it. */

@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
 
 /** Fallback when `getconf` is missing: the value on every mainstream Linux build. */
 const DEFAULT_CLOCK_TICKS_PER_SECOND = 100;
@@ -64,4 +65,9 @@ export function cpuDelta(a: CpuTimes, b: CpuTimes): CpuTimes {
 
 export function totalRssBytes(pids: readonly number[]): number {
   return pids.reduce((sum, pid) => sum + rssBytes(pid), 0);
+}
+
+/** What the machine is, for a benchmark's results file. */
+export function machineFacts() {
+  return { vcpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version };
 }

@@ -1,7 +1,9 @@
 /**
- * wrk (an independent HTTP/1.1 load generator, `apt-get install wrk`) as `npm run bench:e2e` runs it
- * inside the client pod: the command line, and its report decoded into numbers. Parsing is pure.
+ * wrk (an independent HTTP/1.1 load generator, `apt-get install wrk`) as `npm run bench:e2e` and
+ * `bench:waypoint` run it inside the client pod: the command line, one bounded run, and its report
+ * decoded into numbers. Parsing is pure.
  */
+import { spawnSync } from 'node:child_process';
 
 /** How wrk is run: closed loop, keep-alive, bounded by `durationS` (wrk has no request count). */
 export interface WrkOptions {
@@ -32,6 +34,39 @@ export function wrkArgs(url: string, o: WrkOptions): string[] {
     '--latency',
     url,
   ];
+}
+
+/** The installed version (`4.1.0`), or undefined when wrk is not installed. */
+export function wrkVersion(): string | undefined {
+  const r = spawnSync('wrk', ['--version'], { encoding: 'utf8', timeout: 5_000 });
+  if (r.error) return undefined;
+  return /wrk (\S+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? 'wrk';
+}
+
+/** Runs a command to completion somewhere (e.g. inside a pod), killed after `timeoutMs`. */
+export type CommandRunner = (
+  cmd: string,
+  args: readonly string[],
+  timeoutMs: number,
+) => Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+
+/**
+ * One wrk run through `run`, pinned to `cpu` if given and killed 5 s after it should have ended;
+ * throws when wrk fails or counts any error.
+ */
+export async function runWrk(
+  run: CommandRunner,
+  url: string,
+  o: WrkOptions,
+  cpu?: number,
+): Promise<WrkResult> {
+  const args = wrkArgs(url, o);
+  const [cmd, argv] = cpu === undefined ? ['wrk', args] : ['taskset', ['-c', `${cpu}`, 'wrk', ...args]];
+  const out = await run(cmd, argv, (o.durationS + o.timeoutS + 5) * 1000);
+  if (out.code !== 0) throw new Error(`wrk exited ${out.code ?? out.signal}: ${out.stderr.trim()}`);
+  const x = parseWrk(out.stdout);
+  if (x.errors > 0) throw new Error(`wrk counted ${x.errors} errors:\n${out.stdout.trim()}`);
+  return x;
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -7,9 +7,18 @@
  *   node-1: client (demo, sa client)   echo-a (demo, sa server, app=echo)
  *   node-2: echo-b (demo, app=echo)    legacy (namespace legacy, not in the mesh)
  *
- * and Service demo/echo at VIP 10.96.0.10 with ports 80→8080 (whoami), 81→8081 (echo), 82→8082 (sha).
- * A demo pod can be left out of capture (label `istio.io/dataplane-mode: none`) at start or later,
- * so a benchmark can measure the very same pods and veths with and without the mesh.
+ * and Service demo/echo at VIP 10.96.0.10 with ports 80→8080 (whoami), 81→8081 (echo), 82→8082 (sha);
+ * echo-a carries `version: v1`, echo-b `version: v2`. A demo pod can be left out of capture (label
+ * `istio.io/dataplane-mode: none`) at start or later, so a benchmark can measure the very same pods
+ * and veths with and without the mesh.
+ *
+ * With the `waypoint` option a third pod on a node runs `ambit waypoint` for Gateway demo/<name>
+ * (class istio-waypoint), with the objects the reconciler creates in a cluster — and `ambit local`
+ * writes (src/cli/local-waypoints.ts) — in the YAML: ServiceAccount, Service <name> (port 15008, a
+ * cluster IP) and a running Pod labelled `gateway.networking.k8s.io/gateway-name` and
+ * `istio.io/dataplane-mode: none` (a waypoint speaks HBONE itself, nothing captures it). Its bootstrap
+ * token is a workload token (`sa:demo/<name>`), so the CA gives it its own identity. Services bind to
+ * it with `istio.io/use-waypoint: <name>` in YAML the caller adds (`extraYaml`, {@link writeMesh}).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +27,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GATEWAY_NAME_LABEL } from '../../../src/controller/translate/waypoint-binding.ts';
 import { CertificateAuthority } from '../../../src/core/identity/ca.ts';
 import { waitForExit, waitUntil } from './child.ts';
 import {
@@ -32,7 +42,9 @@ const MAIN = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url))
 export const POD_APP = fileURLToPath(new URL('./pod-app.ts', import.meta.url));
 export const CNI_PLUGIN = fileURLToPath(new URL('../../../build/Release/ambit-cni', import.meta.url));
 export const VIP = '10.96.0.10';
-export const APP_PORTS = { whoami: 8080, echo: 8081, sha: 8082 } as const;
+export const APP_PORTS = { whoami: 8080, echo: 8081, sha: 8082, http: 8083 } as const;
+/** The waypoint Service's cluster IP (Service <gateway name>, port 15008). */
+export const WAYPOINT_VIP = '10.96.0.100';
 const READY_MS = 30_000;
 /** How often {@link InpodMesh.setCaptured} looks at a pod's rules and listeners. */
 const CAPTURE_POLL_MS = 200;
@@ -40,6 +52,8 @@ const CAPTURE_POLL_MS = 200;
 /** The pods of the layout, by the name their Pod object has. */
 export const POD_NAMES = ['client', 'echo-a', 'echo-b', 'legacy'] as const;
 export type PodName = (typeof POD_NAMES)[number];
+/** `version` labels, so a DestinationRule can name each echo pod as a subset. */
+export const POD_VERSIONS: Readonly<Partial<Record<PodName, string>>> = { 'echo-a': 'v1', 'echo-b': 'v2' };
 
 /** Options for {@link InpodMesh.start}. */
 export interface InpodMeshOptions {
@@ -50,6 +64,32 @@ export interface InpodMeshOptions {
    * veths are the same, only their traffic is not captured. {@link InpodMesh.setCaptured} flips it.
    */
   readonly uncaptured?: readonly PodName[];
+  /** Runs a waypoint in a pod of its own (see the file comment). */
+  readonly waypoint?: WaypointOptions;
+  /** YAML documents (each starting with `---`) appended to the mesh's from the start. */
+  readonly extraYaml?: string;
+}
+
+/** Where and as what the waypoint runs. */
+export interface WaypointOptions {
+  /** The Gateway's name in namespace demo, also its service account and Service; default `waypoint`. */
+  readonly name?: string;
+  /** The node its pod runs on; default node-1. */
+  readonly node?: 'node-1' | 'node-2';
+  /** Extra environment for the waypoint process. */
+  readonly env?: Record<string, string>;
+}
+
+/** The running waypoint. */
+export interface Waypoint {
+  readonly name: string;
+  /** Its pod (own network namespace, not captured); INSTANCE_IP is the pod's IP. */
+  readonly pod: TopologyPod;
+  readonly child: ChildProcess;
+  /** Everything it printed. */
+  output: string;
+  /** Its Prometheus endpoint, reachable from its pod and its node. */
+  readonly metricsUrl: string;
 }
 
 /** Why the in-pod mesh cannot run here, or false. */
@@ -79,6 +119,9 @@ export class InpodMesh {
   readonly echoB: TopologyPod;
   /** On node-2, in a namespace not in the mesh. */
   readonly legacy: TopologyPod;
+  /** Set when started with the `waypoint` option. */
+  waypoint: Waypoint | undefined;
+  private waypointPlan: { name: string; pod: TopologyPod; env: Record<string, string> } | undefined;
   private controller: ChildProcess | undefined;
   private readonly apps: ChildProcess[] = [];
   /** Pods written with `istio.io/dataplane-mode: none`. */
@@ -98,7 +141,13 @@ export class InpodMesh {
     const topo = await createTopology({ nodes: 2, podsPerNode: 2 });
     const mesh = new InpodMesh(topo, await mkdtemp(join(tmpdir(), 'ambit-inpod-')));
     for (const name of opts.uncaptured ?? []) mesh.optedOut.add(name);
+    mesh.lastMesh.extra = opts.extraYaml ?? '';
     try {
+      if (opts.waypoint) {
+        const node = topo.nodes.find((n) => n.name === (opts.waypoint!.node ?? 'node-1'))!;
+        const pod = await topo.addPod(node);
+        mesh.waypointPlan = { name: opts.waypoint.name ?? 'waypoint', pod, env: opts.waypoint.env ?? {} };
+      }
       await mesh.boot(opts.agentEnv ?? {});
     } catch (err) {
       await mesh.close();
@@ -115,8 +164,15 @@ export class InpodMesh {
     const tokens = topo.nodes.map((n) => ({ node: n.name, token: randomBytes(16).toString('hex') }));
     await writeFile(join(dir, 'tokens'), tokens.map((t) => `${t.token} ${t.node}`).join('\n') + '\n');
     for (const t of tokens) await writeFile(join(dir, `${t.node}.token`), t.token);
+    const wp = this.waypointPlan;
+    if (wp) {
+      // A workload token: the CA signs only the waypoint's own identity, sa:demo/<name>.
+      const token = randomBytes(16).toString('hex');
+      await writeFile(join(dir, 'tokens'), `${token} sa:demo/${wp.name}\n`, { flag: 'a' });
+      await writeFile(join(dir, 'waypoint.token'), token);
+    }
     await mkdir(join(dir, 'kube'));
-    await this.writeMesh();
+    await this.writeMesh(this.lastMesh.extra);
 
     const ctl = topo.controller.ip;
     this.controller = topo.exec(topo.controller, process.execPath, [MAIN, 'controller'], {
@@ -148,7 +204,7 @@ export class InpodMesh {
       CONNECTION_TERMINATION_DEADLINE: '2s',
       ...extraEnv,
     });
-    for (const p of topo.pods)
+    for (const p of [this.client, this.echoA, this.echoB, this.legacy])
       this.apps.push(topo.exec(p, process.execPath, [POD_APP, 'serve'], { stdio: 'ignore' }));
     for (const node of topo.nodes) this.startAgent(node);
     const sockets = await waitUntil(
@@ -168,6 +224,53 @@ export class InpodMesh {
         throw new Error(`cni ADD ${name} did not print the previous result back: ${r.out}`);
     }
     for (const a of this.agents.values()) await this.waitReady(a);
+    if (wp) await this.startWaypoint(wp, ctl);
+  }
+
+  /** Runs `ambit waypoint` in its pod as the waypoint Deployment's container would, and waits until ready. */
+  private async startWaypoint(
+    wp: { name: string; pod: TopologyPod; env: Record<string, string> },
+    ctl: string,
+  ): Promise<void> {
+    const { pod } = wp;
+    const child = this.topo.exec(pod, process.execPath, [MAIN, 'waypoint'], {
+      env: {
+        ...process.env,
+        POD_NAME: `${wp.name}-0`,
+        POD_NAMESPACE: 'demo',
+        GATEWAY_NAME: wp.name,
+        SERVICE_ACCOUNT: wp.name,
+        INSTANCE_IP: pod.ip,
+        XDS_ADDRESS: `${ctl}:15012`,
+        CA_ADDRESS: `${ctl}:15012`,
+        XDS_ROOT_CA: join(this.dir, 'ca-cert.pem'),
+        AUTH_TOKEN: join(this.dir, 'waypoint.token'),
+        AMBIT_ADMIN_ADDR: `${pod.ip}:15000`,
+        AMBIT_METRICS_ADDR: `${pod.ip}:15020`,
+        AMBIT_READINESS_ADDR: `${pod.ip}:15021`,
+        CONNECTION_TERMINATION_DEADLINE: '2s',
+        ...wp.env,
+      },
+    });
+    const w: Waypoint = {
+      name: wp.name,
+      pod,
+      child,
+      output: '',
+      metricsUrl: `http://${pod.ip}:15020/metrics`,
+    };
+    child.stdout!.on('data', (b: Buffer) => (w.output += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (w.output += b.toString()));
+    this.waypoint = w;
+    let last = '';
+    const deadline = Date.now() + READY_MS;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) break;
+      last = (await this.http(pod, `http://${pod.ip}:15021/healthz/ready`)).stdout;
+      if (last.endsWith('\n200')) return;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`waypoint not ready: ${last}\n--- waypoint output ---\n${w.output.slice(-4000)}`);
   }
 
   private agentEnv: (node: TopologyNode) => Record<string, string> = () => ({});
@@ -175,13 +278,14 @@ export class InpodMesh {
   /** The mesh's Kubernetes YAML, with `extra` documents appended and a pod left out if asked. */
   async writeMesh(extra = '', without = ''): Promise<void> {
     this.lastMesh = { extra, without };
+    const version = (name: PodName) => (POD_VERSIONS[name] ? `, version: ${POD_VERSIONS[name]}` : '');
     const pod = (name: PodName, ns: string, sa: string, app: string, p: TopologyPod) =>
       name === without
         ? ''
         : `---
 apiVersion: v1
 kind: Pod
-metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app}${this.optedOut.has(name) ? ', istio.io/dataplane-mode: none' : ''} } }
+metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app}${version(name)}${this.optedOut.has(name) ? ', istio.io/dataplane-mode: none' : ''} } }
 spec:
   nodeName: ${p.node.name}
   serviceAccountName: ${sa}
@@ -214,8 +318,47 @@ spec:
   - { name: whoami, port: 80, targetPort: ${APP_PORTS.whoami} }
   - { name: echo, port: 81, targetPort: ${APP_PORTS.echo} }
   - { name: sha, port: 82, targetPort: ${APP_PORTS.sha} }
-${extra}`;
+${this.waypointYaml()}${extra}`;
     await writeFile(join(this.dir, 'kube', 'mesh.yaml'), yaml);
+  }
+
+  /** The waypoint's Gateway and the objects a cluster holds for it; '' without a waypoint. */
+  private waypointYaml(): string {
+    const wp = this.waypointPlan;
+    if (!wp) return '';
+    const gw = `${GATEWAY_NAME_LABEL}: ${wp.name}`;
+    return `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: ${wp.name}, namespace: demo, labels: { istio.io/waypoint-for: service } }
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{ name: mesh, port: 15008, protocol: HBONE }]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: ${wp.name}, namespace: demo }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: ${wp.name}, namespace: demo, labels: { ${gw} } }
+spec:
+  selector: { ${gw} }
+  clusterIP: ${WAYPOINT_VIP}
+  ports: [{ name: mesh, port: 15008, targetPort: 15008 }]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ${wp.name}-0
+  namespace: demo
+  labels: { ${gw}, service.istio.io/canonical-name: ${wp.name}, istio.io/dataplane-mode: none }
+spec:
+  nodeName: ${wp.pod.node.name}
+  serviceAccountName: ${wp.name}
+  containers: [{ name: waypoint, image: ambit, ports: [{ name: mesh, containerPort: 15008 }] }]
+status: { phase: Running, podIP: ${wp.pod.ip} }
+`;
   }
 
   /** The topology pod behind a Pod name of the layout. */
@@ -336,21 +479,29 @@ ${extra}`;
     };
   }
 
-  /** Every agent's output, for a failure message. */
+  /** Every agent's output (and the waypoint's), for a failure message. */
   outputs(): string {
-    return [...this.agents.values()]
-      .map((a) => `--- ${a.node.name} ---\n${a.output.slice(-3000)}`)
-      .join('\n');
+    return [
+      ...[...this.agents.values()].map((a) => `--- ${a.node.name} ---\n${a.output.slice(-3000)}`),
+      ...(this.waypoint ? [`--- waypoint ---\n${this.waypoint.output.slice(-3000)}`] : []),
+    ].join('\n');
   }
 
   /** Stops everything and removes the topology and files; AMBIT_E2E_LOGS=<dir> keeps agent output. */
   async close(): Promise<void> {
     const keep = process.env.AMBIT_E2E_LOGS;
-    if (keep)
+    if (keep) {
       for (const a of this.agents.values()) await writeFile(join(keep, `${a.node.name}.log`), a.output);
+      if (this.waypoint) await writeFile(join(keep, 'waypoint.log'), this.waypoint.output);
+    }
     for (const a of this.agents.values()) a.child.kill('SIGTERM');
+    this.waypoint?.child.kill('SIGTERM');
     this.controller?.kill('SIGTERM');
-    await Promise.all([...this.agents.values()].map((a) => waitForExit(a.child, 5000)));
+    await Promise.all(
+      [...this.agents.values(), ...(this.waypoint ? [this.waypoint] : [])].map((a) =>
+        waitForExit(a.child, 5000),
+      ),
+    );
     await this.topo.destroy();
     await rm(this.dir, { recursive: true, force: true });
   }
