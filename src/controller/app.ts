@@ -279,7 +279,11 @@ export async function startController(
       } catch (err) {
         log.error({ error: describeError(err) }, 'L7 translation failed; the last L7 config stays');
       }
-      return { t, l7Result: l7, problems: [...t.problems, ...(l7?.problems ?? [])] };
+      return {
+        t,
+        l7Result: l7,
+        problems: [...t.problems, ...(l7?.problems ?? []), ...(l7?.authzProblems ?? [])],
+      };
     };
     // An object the source rejected is served in its last good version; so is one whose
     // translation fails (then the mesh is translated again with it).

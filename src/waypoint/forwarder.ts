@@ -18,7 +18,8 @@ import type { ServerResponse } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
-import type { Identity } from '../core/identity/spiffe.ts';
+import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
+import { evaluateL7, RBAC_DENIED_BODY } from '../core/policy/l7.ts';
 import type { Logger } from '../core/log.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { Cluster, HeaderMutations } from '../core/xds/l7-model.ts';
@@ -412,6 +413,7 @@ class Exchange {
 
   async run(): Promise<void> {
     const { l7, random } = this.deps;
+    if (this.denied()) return;
     const table = l7.routeTable(this.ctx.listenerName);
     const decision: RouteDecision = table
       ? route(
@@ -455,6 +457,48 @@ class Exchange {
       return this.localReply(decision.status, body, decision.responseHeaders, decision.grpcStatus);
     }
     return this.forward(decision);
+  }
+
+  // ---------- authorization ----------
+
+  /**
+   * The listener's RBAC filters (AuthorizationPolicies attached to the service or this waypoint),
+   * before routing as in Envoy's filter chain. A denial is Envoy's: 403 `RBAC: access denied`, no
+   * response flag, and the matched policy in the response details and in a log line.
+   */
+  private denied(): boolean {
+    const filters = this.deps.l7.rbacFilters(this.ctx.listenerName);
+    if (filters.length === 0) return false;
+    const d = evaluateL7(filters, {
+      method: this.method,
+      path: this.path,
+      authority: this.authority,
+      headers: this.headers,
+      // Every client reaches the waypoint over HBONE, so it always has a verified identity.
+      peerPrincipal: formatSpiffe(this.ctx.srcIdentity),
+      directRemoteIp: this.ctx.clientAddress,
+      destinationIp: this.ctx.service.vips[0]?.address,
+      destinationPort: this.ctx.port,
+      requestedServerName: '',
+    });
+    const who = {
+      srcIdentity: formatSpiffe(this.ctx.srcIdentity),
+      src: this.ctx.clientAddress,
+      dstService: this.ctx.service.hostname,
+      method: this.method,
+      path: this.path,
+    };
+    for (const policy of d.audited) this.deps.log.info({ ...who, policy }, 'request audited by policy');
+    for (const s of d.shadow)
+      this.deps.log.info(
+        { ...who, policy: s.policy ?? 'none', filter: s.filter, shadowAllowed: s.allowed },
+        'dry-run policy evaluated',
+      );
+    if (d.allowed) return false;
+    this.deps.log.info({ ...who, policy: d.policy ?? 'none', filter: d.filter }, 'request denied by policy');
+    this.details = d.details;
+    this.localReply(403, RBAC_DENIED_BODY);
+    return true;
   }
 
   // ---------- local replies ----------

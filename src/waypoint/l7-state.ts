@@ -14,6 +14,7 @@
  * Updates replace one resource type's whole set (as the Delta ADS client hands them over) or
  * upsert and remove single resources (the Bound's test hook). No I/O.
  */
+import type { L7RbacFilter } from '../core/policy/l7.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
 import { createClusterPicker, type ClusterPicker, type PickerDeps } from './cluster-picker.ts';
 import { compileRouteTable, type RouteTable } from './router.ts';
@@ -90,6 +91,18 @@ export class L7State {
   /** A listener by name (`<hostname>:<port>`): an HTTP one, or a TCP one with its `tcp` targets. */
   listener(name: string): L7Listener | undefined {
     return this.listeners.get(name);
+  }
+
+  /** The RBAC filters of an HTTP listener, in its order; empty when no policy applies to it. */
+  rbacFilters(listenerName: string): readonly L7RbacFilter[] {
+    const listener = this.listeners.get(listenerName);
+    if (!listener) return [];
+    let filters = rbacOf.get(listener);
+    if (!filters) {
+      filters = listener.httpFilters.flatMap((f) => (f.rbac ? [{ name: f.name, config: f.rbac }] : []));
+      rbacOf.set(listener, filters);
+    }
+    return filters;
   }
 
   /** The picker of a cluster; undefined if the cluster does not exist. */
@@ -197,6 +210,9 @@ export class L7State {
     }
   }
 }
+
+/** Per decoded listener (a changed listener is a new object). */
+const rbacOf = new WeakMap<L7Listener, readonly L7RbacFilter[]>();
 
 function noEndpoints(name: string): ClusterLoadAssignment {
   return { clusterName: name, endpoints: [], overprovisioningFactor: 140 };

@@ -8,6 +8,7 @@ import type { FieldError } from './workload-proto.ts';
 import {
   HeaderAppendAction,
   type Fraction,
+  type HeaderMatcher,
   type HeaderMutations,
   type HeaderToAdd,
   type StringMatcher,
@@ -197,6 +198,59 @@ export function stringMatcher(m: WireStringMatcher | undefined, at: string, c: C
   if (m?.custom !== undefined) c.err(join(at, 'custom'), 'custom string matchers are not supported');
   else c.err(at, 'needs exact, prefix, suffix, contains or safe_regex');
   return { kind: 'exact', value: '', ignoreCase: false };
+}
+
+export interface WireHeaderMatcher {
+  name?: string;
+  exact_match?: string;
+  safe_regex_match?: WireRegexMatcher;
+  range_match?: { start?: number; end?: number };
+  present_match?: boolean;
+  prefix_match?: string;
+  suffix_match?: string;
+  contains_match?: string;
+  string_match?: WireStringMatcher;
+  header_match_specifier?: string;
+  invert_match?: boolean;
+  treat_missing_header_as_empty?: boolean;
+}
+
+/** `envoy.config.route.v3.HeaderMatcher` (routes and RBAC rules). */
+export function decodeHeaderMatcher(h: WireHeaderMatcher, at: string, c: Collector): HeaderMatcher {
+  const name = (h.name ?? '').toLowerCase();
+  if (!name) c.err(join(at, 'name'), 'is required');
+  let match: HeaderMatcher['match'];
+  if (h.string_match !== undefined)
+    match = { kind: 'string', matcher: stringMatcher(h.string_match, join(at, 'string_match'), c) };
+  else if (h.exact_match !== undefined) {
+    // Deprecated exact_match: an empty value only asks for presence.
+    match =
+      h.exact_match === ''
+        ? { kind: 'present', present: true }
+        : { kind: 'string', matcher: { kind: 'exact', value: h.exact_match, ignoreCase: false } };
+  } else if (h.safe_regex_match !== undefined) {
+    match = {
+      kind: 'string',
+      matcher: { kind: 'regex', regex: regex(h.safe_regex_match, join(at, 'safe_regex_match'), c) },
+    };
+  } else if (h.prefix_match !== undefined)
+    match = { kind: 'string', matcher: { kind: 'prefix', value: h.prefix_match, ignoreCase: false } };
+  else if (h.suffix_match !== undefined)
+    match = { kind: 'string', matcher: { kind: 'suffix', value: h.suffix_match, ignoreCase: false } };
+  else if (h.contains_match !== undefined)
+    match = { kind: 'string', matcher: { kind: 'contains', value: h.contains_match, ignoreCase: false } };
+  else if (h.range_match !== undefined) {
+    const start = Number(h.range_match.start ?? 0);
+    const end = Number(h.range_match.end ?? 0);
+    if (!(start < end)) c.err(join(at, 'range_match'), 'start must be less than end');
+    match = { kind: 'range', start, end };
+  } else match = { kind: 'present', present: h.present_match ?? true };
+  return {
+    name,
+    match,
+    invert: h.invert_match ?? false,
+    treatMissingAsEmpty: h.treat_missing_header_as_empty ?? false,
+  };
 }
 
 // ---------- header mutations ----------

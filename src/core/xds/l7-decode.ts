@@ -18,7 +18,6 @@ import {
   type FaultPolicy,
   type FilterSetting,
   type HashPolicy,
-  type HeaderMatcher,
   type HttpFilter,
   type L7Listener,
   type MirrorPolicy,
@@ -37,6 +36,7 @@ import {
   RetryOn as RETRY_ON,
 } from './l7-model.ts';
 import { SOURCE_METADATA_FILTER } from './l7-names.ts';
+import { decodeRbac, type WireRbac } from './l7-decode-rbac.ts';
 import { compileSearch, parseSubstitution } from './l7-regex.ts';
 import {
   Collector,
@@ -51,11 +51,13 @@ import {
   regex,
   stringMatcher,
   uint,
+  decodeHeaderMatcher,
   type AnyUnpacker,
   type WireAny,
   type WireBool,
   type WireDuration,
   type WireFractionalPercent,
+  type WireHeaderMatcher,
   type WireHeaderValueOption,
   type WireRegexMatcher,
   type WireRuntimeFractionalPercent,
@@ -78,6 +80,7 @@ export const L7AnyType = {
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  Rbac: 'envoy.extensions.filters.http.rbac.v3.RBAC',
 } as const;
 
 /** Envoy's limit on a direct response body unless the route configuration raises it. */
@@ -237,6 +240,12 @@ function decodeHttpFilters(list: WireHttpFilter[], at: string, c: Collector, out
       out.push({ name, kind: 'fault' });
     } else if (type === L7AnyType.Cors) {
       out.push({ name, kind: 'cors' });
+    } else if (type === L7AnyType.Rbac) {
+      // Enforced even when marked optional: optional only lets clients that cannot run it (gRPC
+      // clients) skip it.
+      const at = join(p, 'typed_config');
+      const rbac = c.any<WireRbac>(f.typed_config, [L7AnyType.Rbac], at);
+      if (rbac) out.push({ name, kind: 'rbac', rbac: decodeRbac(rbac, at, c) });
     } else if (type === L7AnyType.Router) {
       out.push({ name, kind: 'router' });
     } else if (!f.is_optional) {
@@ -261,20 +270,6 @@ interface WireFilterConfig {
 }
 type WirePerFilter = Record<string, WireAny>;
 
-interface WireHeaderMatcher {
-  name?: string;
-  exact_match?: string;
-  safe_regex_match?: WireRegexMatcher;
-  range_match?: { start?: number; end?: number };
-  present_match?: boolean;
-  prefix_match?: string;
-  suffix_match?: string;
-  contains_match?: string;
-  string_match?: WireStringMatcher;
-  header_match_specifier?: string;
-  invert_match?: boolean;
-  treat_missing_header_as_empty?: boolean;
-}
 interface WireMetadataMatcher {
   filter?: string;
   path?: { key?: string }[];
@@ -642,43 +637,6 @@ function decodeRouteMatch(m: WireRouteMatch, at: string, c: Collector): RouteMat
     fraction: m.runtime_fraction
       ? fraction(m.runtime_fraction.default_value, join(at, 'runtime_fraction.default_value'), c, ALWAYS)
       : undefined,
-  };
-}
-
-function decodeHeaderMatcher(h: WireHeaderMatcher, at: string, c: Collector): HeaderMatcher {
-  const name = (h.name ?? '').toLowerCase();
-  if (!name) c.err(join(at, 'name'), 'is required');
-  let match: HeaderMatcher['match'];
-  if (h.string_match !== undefined)
-    match = { kind: 'string', matcher: stringMatcher(h.string_match, join(at, 'string_match'), c) };
-  else if (h.exact_match !== undefined) {
-    // Deprecated exact_match: an empty value only asks for presence.
-    match =
-      h.exact_match === ''
-        ? { kind: 'present', present: true }
-        : { kind: 'string', matcher: { kind: 'exact', value: h.exact_match, ignoreCase: false } };
-  } else if (h.safe_regex_match !== undefined) {
-    match = {
-      kind: 'string',
-      matcher: { kind: 'regex', regex: regex(h.safe_regex_match, join(at, 'safe_regex_match'), c) },
-    };
-  } else if (h.prefix_match !== undefined)
-    match = { kind: 'string', matcher: { kind: 'prefix', value: h.prefix_match, ignoreCase: false } };
-  else if (h.suffix_match !== undefined)
-    match = { kind: 'string', matcher: { kind: 'suffix', value: h.suffix_match, ignoreCase: false } };
-  else if (h.contains_match !== undefined)
-    match = { kind: 'string', matcher: { kind: 'contains', value: h.contains_match, ignoreCase: false } };
-  else if (h.range_match !== undefined) {
-    const start = Number(h.range_match.start ?? 0);
-    const end = Number(h.range_match.end ?? 0);
-    if (!(start < end)) c.err(join(at, 'range_match'), 'start must be less than end');
-    match = { kind: 'range', start, end };
-  } else match = { kind: 'present', present: h.present_match ?? true };
-  return {
-    name,
-    match,
-    invert: h.invert_match ?? false,
-    treatMissingAsEmpty: h.treat_missing_header_as_empty ?? false,
   };
 }
 

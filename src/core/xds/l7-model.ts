@@ -70,13 +70,81 @@ export type FilterSetting<T> =
 
 // ---------- listener ----------
 
-export const HttpFilterKind = { Fault: 'fault', Cors: 'cors', Router: 'router' } as const;
+export const HttpFilterKind = { Fault: 'fault', Cors: 'cors', Rbac: 'rbac', Router: 'router' } as const;
 export type HttpFilterKind = (typeof HttpFilterKind)[keyof typeof HttpFilterKind];
 
 export interface HttpFilter {
   /** The name route configurations use as the `typed_per_filter_config` key. */
   readonly name: string;
   readonly kind: HttpFilterKind;
+  /** The RBAC filter's configuration; set exactly when `kind` is `rbac`. */
+  readonly rbac?: RbacConfig;
+}
+
+// ---------- RBAC (envoy.extensions.filters.http.rbac.v3.RBAC) ----------
+
+/** What a matching policy does: ALLOW and DENY enforce, LOG only marks the request (Istio's AUDIT). */
+export const RbacAction = { Allow: 'ALLOW', Deny: 'DENY', Log: 'LOG' } as const;
+export type RbacAction = (typeof RbacAction)[keyof typeof RbacAction];
+
+/** `envoy.config.core.v3.CidrRange`: the address as written (IPv4 or IPv6) and its prefix length. */
+export interface CidrRange {
+  readonly address: string;
+  readonly prefixLength: number;
+}
+
+/** `envoy.config.rbac.v3.Permission`: what the request does (the parts the waypoint evaluates). */
+export type RbacPermission =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'and' | 'or'; readonly rules: readonly RbacPermission[] }
+  | { readonly kind: 'not'; readonly rule: RbacPermission }
+  /** Request headers, pseudo-headers (`:method`, `:path`, `:authority`) included. */
+  | { readonly kind: 'header'; readonly header: HeaderMatcher }
+  /** The path without query or fragment. */
+  | { readonly kind: 'url-path'; readonly matcher: StringMatcher }
+  | { readonly kind: 'destination-ip'; readonly cidr: CidrRange }
+  | { readonly kind: 'destination-port'; readonly port: number }
+  /** Half-open `[start, end)`. */
+  | { readonly kind: 'destination-port-range'; readonly start: number; readonly end: number }
+  | { readonly kind: 'requested-server-name'; readonly matcher: StringMatcher };
+
+/** `envoy.config.rbac.v3.Principal`: who sends the request (the parts the waypoint evaluates). */
+export type RbacPrincipal =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'and' | 'or'; readonly ids: readonly RbacPrincipal[] }
+  | { readonly kind: 'not'; readonly id: RbacPrincipal }
+  /**
+   * The peer's certificate: without a matcher, any mTLS peer; with one, its URI SAN (the SPIFFE
+   * identity, `spiffe://…`) must match.
+   */
+  | { readonly kind: 'authenticated'; readonly principalName: StringMatcher | undefined }
+  /** The client's own address (`direct_remote_ip`, and the deprecated `source_ip`). */
+  | { readonly kind: 'direct-remote-ip'; readonly cidr: CidrRange }
+  /** The original client's address as x-forwarded-for tells it (else the direct one). */
+  | { readonly kind: 'remote-ip'; readonly cidr: CidrRange }
+  | { readonly kind: 'header'; readonly header: HeaderMatcher }
+  | { readonly kind: 'url-path'; readonly matcher: StringMatcher };
+
+/** One named policy: it matches when any permission and any principal match. */
+export interface RbacPolicy {
+  /** Istio's `ns[<namespace>]-policy[<name>]-rule[<index>]`. */
+  readonly name: string;
+  readonly permissions: readonly RbacPermission[];
+  readonly principals: readonly RbacPrincipal[];
+}
+
+/** `envoy.config.rbac.v3.RBAC`: policies in name order (Envoy's map order does not matter). */
+export interface RbacRules {
+  readonly action: RbacAction;
+  readonly policies: readonly RbacPolicy[];
+}
+
+export interface RbacConfig {
+  /** Enforced; undefined: the filter lets everything through. */
+  readonly rules: RbacRules | undefined;
+  /** Evaluated and logged, never enforced (Istio's `istio.io/dry-run`). */
+  readonly shadowRules: RbacRules | undefined;
+  readonly shadowRulesStatPrefix: string;
 }
 
 /** An API listener: HttpConnectionManager with RDS over ADS. */

@@ -125,9 +125,9 @@ describe('Listener', () => {
       listener({
         http_filters: [
           {
-            name: 'rbac',
+            name: 'ext_authz',
             typed_config: {
-              type_url: 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
+              type_url: 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
               value: new Uint8Array(),
             },
           },
@@ -135,7 +135,7 @@ describe('Listener', () => {
         ],
       }),
       `${at}.http_filters[0].typed_config`,
-      /unsupported HTTP filter envoy.extensions.filters.http.rbac.v3.RBAC/,
+      /unsupported HTTP filter envoy.extensions.filters.http.ext_authz.v3.ExtAuthz/,
     ],
     [
       'a listener-wide fault',

@@ -214,6 +214,59 @@ export interface RouteConfiguration {
   readonly virtual_hosts: readonly VirtualHost[];
 }
 
+// ---- envoy.config.rbac.v3 (the RBAC HTTP filter's rules) ----
+
+/** `envoy.config.core.v3.CidrRange`. */
+export interface CidrRange {
+  readonly address_prefix: string;
+  readonly prefix_len: UInt32Value;
+}
+
+/** `Permission`: exactly one field. */
+export interface RbacPermission {
+  readonly any?: boolean;
+  readonly and_rules?: { readonly rules: readonly RbacPermission[] };
+  readonly or_rules?: { readonly rules: readonly RbacPermission[] };
+  readonly not_rule?: RbacPermission;
+  readonly header?: HeaderMatcher;
+  readonly url_path?: { readonly path: StringMatcher };
+  readonly destination_ip?: CidrRange;
+  readonly destination_port?: number;
+  readonly requested_server_name?: StringMatcher;
+}
+
+/** `Principal`: exactly one field. */
+export interface RbacPrincipal {
+  readonly any?: boolean;
+  readonly and_ids?: { readonly ids: readonly RbacPrincipal[] };
+  readonly or_ids?: { readonly ids: readonly RbacPrincipal[] };
+  readonly not_id?: RbacPrincipal;
+  readonly authenticated?: { readonly principal_name: StringMatcher };
+  readonly direct_remote_ip?: CidrRange;
+  readonly remote_ip?: CidrRange;
+  readonly header?: HeaderMatcher;
+}
+
+export interface RbacPolicy {
+  readonly permissions: readonly RbacPermission[];
+  readonly principals: readonly RbacPrincipal[];
+}
+
+export type RbacAction = 'ALLOW' | 'DENY' | 'LOG';
+
+/** `envoy.config.rbac.v3.RBAC`: policies by name. */
+export interface RbacRules {
+  readonly action: RbacAction;
+  readonly policies: Readonly<Record<string, RbacPolicy>>;
+}
+
+/** `envoy.extensions.filters.http.rbac.v3.RBAC`. */
+export interface RbacFilterConfig {
+  readonly rules?: RbacRules;
+  readonly shadow_rules?: RbacRules;
+  readonly shadow_rules_stat_prefix?: string;
+}
+
 // ---- envoy.config.listener.v3 ----
 
 export interface HttpFilter {

@@ -29,4 +29,5 @@ export {
   type L7Result,
   type PortProtocol,
 } from './translate.ts';
+export { RBAC_FILTER, translateAuthz, type AuthzProblem, type AuthzResult } from './authz.ts';
 export type * from './types.ts';

@@ -4,13 +4,14 @@
  * HTTP ports (DESIGN.md §3 "L7 xDS"): an API listener whose HttpConnectionManager takes its routes
  * over ADS from the RouteConfiguration of the same name, with the fault filter (always: gRPC clients
  * need it listed to apply per-route faults), the CORS filter when a route has a CORS policy (optional,
- * so gRPC clients, which have none, still accept the listener), and the router, last.
+ * so gRPC clients, which have none, still accept the listener), and the router, last. The RBAC filters
+ * of AuthorizationPolicies attached to the service (authz.ts) come before all of them.
  *
  * TCP ports: Ambit's own shape, for the waypoint only (gRPC clients never ask for a TCP port): a
  * listener on the service's address with a single tcp_proxy filter naming the cluster, or the
  * weighted clusters of a VirtualService `tcp` (or `tls`) route.
  */
-import type { Any, Listener, Route, RouteConfiguration } from './envoy-types.ts';
+import type { HttpFilter, Listener, Route, RouteConfiguration } from './envoy-types.ts';
 import { ADS } from './clusters.ts';
 import { emptyAny, EnvoyType, packAny } from './protos.ts';
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './routes.ts';
@@ -18,8 +19,10 @@ import type { EffectivePolicy } from './select.ts';
 
 export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
 
-export function httpListener(name: string, cors: boolean): Listener {
-  const filters: { name: string; typed_config: Any; is_optional?: boolean }[] = [
+/** `authz`: the RBAC filters of the policies that target the service (authz.ts), which go first. */
+export function httpListener(name: string, cors: boolean, authz: readonly HttpFilter[] = []): Listener {
+  const filters: HttpFilter[] = [
+    ...authz,
     { name: FAULT_FILTER, typed_config: emptyAny(EnvoyType.HTTPFault) },
   ];
   if (cors) filters.push({ name: CORS_FILTER, typed_config: emptyAny(EnvoyType.Cors), is_optional: true });

@@ -22,6 +22,7 @@ export const EnvoyType = {
   Cors: 'envoy.extensions.filters.http.cors.v3.Cors',
   CorsPolicy: 'envoy.extensions.filters.http.cors.v3.CorsPolicy',
   Router: 'envoy.extensions.filters.http.router.v3.Router',
+  Rbac: 'envoy.extensions.filters.http.rbac.v3.RBAC',
   FilterConfig: 'envoy.config.route.v3.FilterConfig',
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',

@@ -63,6 +63,7 @@ import type {
   Listener,
   RouteConfiguration,
 } from './envoy-types.ts';
+import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts';
 import { httpListener, routeConfiguration, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, defaultRoute, usesCors, type ResolvedCluster, type RouteEnv } from './routes.ts';
 import {
@@ -115,6 +116,8 @@ export interface L7Result {
   readonly resources: L7Resources;
   /** Warnings found while translating (each once); decoding problems are decode.ts's. */
   readonly problems: readonly L7Problem[];
+  /** Problems of the AuthorizationPolicies attached to waypoints (`targetRefs`, authz.ts). */
+  readonly authzProblems: readonly AuthzProblem[];
 }
 
 /** How a port is carried: as HTTP (and then how upstream), or as TCP. */
@@ -271,6 +274,16 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     },
   };
 
+  const authz = translateAuthz(
+    {
+      policies: input.snapshot.authorizationPolicies,
+      gateways: input.snapshot.gateways,
+      services: infos.map(authzService),
+    },
+    options,
+  );
+  const authzFilters = (listener: string) => authz.filters.get(listener) ?? [];
+
   const listeners: Listener[] = [];
   const routeConfigurations: RouteConfiguration[] = [];
   const seen = new Set<string>();
@@ -296,7 +309,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       if (gatewayRules) {
         const routes = buildGatewayRoutes(gatewayRules, port, gatewayEnv);
         reportDisplaced(info.virtualServices, gatewayRules, name, problems);
-        listeners.push(httpListener(name, usesCors(routes)));
+        listeners.push(httpListener(name, usesCors(routes), authzFilters(name)));
         routeConfigurations.push(routeConfiguration(name, domainsOf(info.names, port), routes));
         continue;
       }
@@ -305,7 +318,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
         const own = clusters.get(clusterName(port, '', host))!;
         routes = [defaultRoute({ name: own.name, hashPolicy: hashPolicyOf(own.policy) }, host, port)];
       }
-      listeners.push(httpListener(name, usesCors(routes)));
+      listeners.push(httpListener(name, usesCors(routes), authzFilters(name)));
       routeConfigurations.push(routeConfiguration(name, domainsOf(info.names, port), routes));
     }
   }
@@ -321,6 +334,23 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       clusterLoadAssignments: all.map((c) => buildLoadAssignment(c.name, c.endpoints)),
     },
     problems: problems.list(),
+    authzProblems: authz.problems,
+  };
+}
+
+/** A service as AuthorizationPolicy attachment sees it. */
+function authzService(info: ServiceInfo): AuthzService {
+  const host = info.service.hostname;
+  return {
+    service: info.service,
+    source:
+      info.source?.kind === 'service'
+        ? { kind: 'Service', name: info.source.service.name }
+        : info.source?.kind === 'entry'
+          ? { kind: 'ServiceEntry', name: info.source.entry.name }
+          : undefined,
+    httpListeners: info.ports.filter((p) => p.protocol !== 'tcp').map((p) => listenerName(host, p.port)),
+    tcpPorts: info.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port),
   };
 }
 
