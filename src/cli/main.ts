@@ -4,12 +4,18 @@ import { Command, Option } from 'commander';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
 import { CONTROLLER_ENV } from '../controller/config.ts';
 import { WAYPOINT_ENV } from '../waypoint/config.ts';
-
-const VERSION = '0.1.0';
+import { registerConfigCommands } from './config-cmd.ts';
+import { registerWaypointCommands } from './waypoint-cmd.ts';
+import { parseOutputFormat, type OutputFormat } from './output.ts';
+import { VERSION, versionText } from './version.ts';
 
 const program = new Command('ambit')
   .description('Ambit: an ambient-mode service mesh (node agent, waypoints, controller)')
-  .version(VERSION, '-v, --version');
+  .version(VERSION, '-v, --version')
+  // `ambit waypoint` runs the waypoint with its flags, and `ambit waypoint apply ...` manages
+  // Gateways with others: each command's options are read only up to its subcommand's name.
+  .enablePositionalOptions()
+  .showSuggestionAfterError();
 
 type Flag = readonly [flags: string, description: string, env: string];
 
@@ -24,7 +30,7 @@ function programCommand(
   envHelp: Readonly<Record<string, string>>,
   flags: readonly Flag[],
   run: (env: NodeJS.ProcessEnv) => Promise<number>,
-): void {
+): Command {
   const cmd = program.command(name).description(description);
   const toEnv = flags.map(([f, d, env]) => {
     const o = new Option(f, d);
@@ -43,6 +49,7 @@ function programCommand(
       for (const [attr, name] of toEnv) if (opts[attr] !== undefined) env[name] = opts[attr];
       process.exitCode = await run(env);
     });
+  return cmd;
 }
 
 programCommand(
@@ -71,9 +78,9 @@ programCommand(
   async (env) => (await import('../ztunnel/main.ts')).runZtunnel(env),
 );
 
-programCommand(
+const waypoint = programCommand(
   'waypoint',
-  'run a waypoint: L7 routing (VirtualService, DestinationRule) for the services bound to a Gateway',
+  'run a waypoint (L7 routing for the services bound to a Gateway), or manage waypoint Gateways: apply, list, status, delete',
   WAYPOINT_ENV,
   [
     ['--namespace <ns>', 'namespace of the waypoint pod and its Gateway (POD_NAMESPACE)', 'POD_NAMESPACE'],
@@ -96,6 +103,16 @@ programCommand(
     ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
   ],
   async (env) => (await import('../waypoint/main.ts')).runWaypoint(env),
+);
+registerWaypointCommands(
+  waypoint
+    .enablePositionalOptions()
+    .addHelpText(
+      'after',
+      '\nManage waypoint Gateways (in a cluster, or with --local-dir in the local mesh):\n' +
+        '  ambit waypoint apply -n default --enroll-namespace\n' +
+        '  ambit waypoint status -n default --local-dir',
+    ),
 );
 
 programCommand(
@@ -139,9 +156,39 @@ program
     });
   });
 
+registerConfigCommands(program);
+
+program
+  .command('analyze')
+  .description("check Kubernetes/Istio YAML with the controller's own validation (like istioctl analyze)")
+  .requiredOption('-f, --file <dir|file...>', 'YAML files or directories; together they form one mesh')
+  .option('-R, --recursive', 'also read the subdirectories of directories')
+  .addOption(
+    new Option('-o, --output <format>', 'table, json or yaml').default('table').argParser(parseOutputFormat),
+  )
+  .addHelpText(
+    'after',
+    '\nExit code 1 when there are errors; warnings alone exit 0. Pass the Services a rule refers to\n' +
+      'with it (e.g. -f .ambit/local/kube -f my-rule.yaml) so references can be checked.',
+  )
+  .action(async (opts: { file: string[]; recursive?: boolean; output: OutputFormat }) => {
+    const { analyze, analysisExitCode, formatAnalysis } = await import('./analyze.ts');
+    const { runCommand } = await import('./output.ts');
+    await runCommand(async () => {
+      const result = await analyze(opts.file, { recursive: opts.recursive === true, env: process.env });
+      process.exitCode = analysisExitCode(result);
+      return formatAnalysis(result, opts.output);
+    });
+  });
+
 program
   .command('version')
-  .description('print the version')
-  .action(() => console.log(`ambit ${VERSION} (node ${process.version})`));
+  .description('print the version of ambit and of Node.js')
+  .addOption(
+    new Option('-o, --output <format>', 'table, json or yaml').default('table').argParser(parseOutputFormat),
+  )
+  .action((opts: { output: OutputFormat }) => {
+    process.stdout.write(versionText(opts.output));
+  });
 
 await program.parseAsync(process.argv);

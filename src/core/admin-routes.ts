@@ -11,6 +11,8 @@ export interface AdminHooks {
   readonly program: string;
   /** Everything `/config_dump` shows (Maps, Sets, bigints and byte arrays are rendered readably). */
   configDump(): unknown;
+  /** The connections open now, served as JSON on `/connections` (only where the program has any). */
+  connections?(): unknown;
   quit(): void;
 }
 
@@ -42,11 +44,16 @@ export function adminRoutes(hooks: AdminHooks, log: Logger): Record<string, Hand
         200,
         `<html><body><h1>ambit ${hooks.program} admin</h1><ul>` +
           '<li><a href="/config_dump">/config_dump</a></li>' +
+          (hooks.connections ? '<li><a href="/connections">/connections</a></li>' : '') +
           '<li>POST /logging?level=debug</li><li>POST /quitquitquit</li></ul></body></html>\n',
         'text/html; charset=utf-8',
       ),
     '/config_dump': (_req, _url, res) =>
       send(res, 200, toJson(hooks.configDump()) + '\n', 'application/json'),
+    ...(hooks.connections && {
+      '/connections': (_req, _url, res) =>
+        send(res, 200, toJson(hooks.connections?.()) + '\n', 'application/json'),
+    }),
     '/logging': (req, url, res) => {
       const level = url.searchParams.get('level');
       const reset = url.searchParams.has('reset');

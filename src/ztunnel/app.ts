@@ -7,7 +7,7 @@ import { Counter } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
 import { HbonePool } from '../core/hbone/pool.ts';
-import { HBONE_PORT } from '../core/hbone/protocol.ts';
+import { formatHostPort, HBONE_PORT } from '../core/hbone/protocol.ts';
 import { HboneServer } from '../core/hbone/server.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
 import { describeCertificate } from '../core/identity/certificate.ts';
@@ -31,7 +31,12 @@ import { redactedConfig, type ZtunnelConfig } from './config.ts';
 import { CniServer } from './inpod/cni-server.ts';
 import { checkInpodPrivileges } from './inpod/privileges.ts';
 import { InpodManager } from './inpod/manager.ts';
-import { ConnectionTracker, type Dialer, type ProxyContext } from './proxy/context.ts';
+import {
+  ConnectionTracker,
+  type Dialer,
+  type ProxyContext,
+  type TrackedConnection,
+} from './proxy/context.ts';
 import { hostDialer } from './proxy/upstream.ts';
 import { handleInbound } from './proxy/inbound.ts';
 import { Socks5Server } from './proxy/socks5.ts';
@@ -40,6 +45,22 @@ import { Socks5Server } from './proxy/socks5.ts';
 const LISTENER_RETRY_MS = 5000;
 /** After connections are cut at shutdown, how long their metrics and access-log lines may take. */
 const BOOKKEEPING_GRACE_MS = 1000;
+
+/** Remembers when each connection was opened, for the admin port's `/connections`. */
+class TimedConnectionTracker extends ConnectionTracker {
+  readonly openedAtMs = new WeakMap<TrackedConnection, number>();
+  private readonly clock: Clock;
+
+  constructor(clock: Clock) {
+    super();
+    this.clock = clock;
+  }
+
+  override add(c: TrackedConnection): () => void {
+    this.openedAtMs.set(c, this.clock.nowMs());
+    return super.add(c);
+  }
+}
 
 export interface ZtunnelDeps {
   readonly log?: Logger;
@@ -139,7 +160,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   });
 
   let state = new MeshState(initial.config);
-  const connections = new ConnectionTracker();
+  const connections = new TimedConnectionTracker(clock);
   const ctx: ProxyContext = {
     state: () => state,
     nodeName: config.nodeName,
@@ -262,7 +283,12 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       const d = evaluateL4(state.policiesFor(current), c.l4.conn);
       if (!d.allowed) {
         log.info(
-          { src: c.l4.conn.srcIp, dst: `${c.l4.conn.dstIp}:${c.l4.conn.dstPort}`, error: d.reason },
+          {
+            src: c.l4.conn.srcIp,
+            dst: `${c.l4.conn.dstIp}:${c.l4.conn.dstPort}`,
+            policy: d.policy,
+            error: d.reason,
+          },
           'closing connection now denied',
         );
         c.destroy(d.reason);
@@ -348,6 +374,23 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     },
   });
 
+  // What the proxies tell the tracker: inbound connections carry the facts their L4 policy was
+  // checked with; outbound ones only their direction.
+  const openConnections = () => {
+    const now = clock.nowMs();
+    return [...connections.entries()].map((c) => ({
+      direction: c.direction,
+      ...(c.l4 && {
+        src: c.l4.conn.srcIp,
+        dst: formatHostPort(c.l4.conn.dstIp, c.l4.conn.dstPort),
+        srcIdentity: c.l4.conn.srcIdentity ? formatSpiffe(c.l4.conn.srcIdentity) : undefined,
+        dstIdentity: workloadSpiffe(c.l4.workload),
+        workload: `${c.l4.workload.namespace}/${c.l4.workload.name}`,
+      }),
+      ageMs: now - (connections.openedAtMs.get(c) ?? now),
+    }));
+  };
+
   try {
     for (const l of config.socks5) {
       socks5.push(
@@ -362,7 +405,10 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     endpoints.push(
       await HttpEndpoint.start(
         config.admin,
-        adminRoutes({ program: 'ztunnel', configDump, quit: () => void close() }, log),
+        adminRoutes(
+          { program: 'ztunnel', configDump, connections: openConnections, quit: () => void close() },
+          log,
+        ),
         log,
       ),
     );

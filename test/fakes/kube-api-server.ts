@@ -15,8 +15,12 @@
  * - `timeoutSeconds` on watches; an optional bearer-token check (401 `Status` otherwise);
  * - `POST /apis/authentication.k8s.io/v1/tokenreviews` answered from `tokenReviews`.
  *
+ * - writes over HTTP, as `kubectl` and the CLI make them: POST (create; 409 AlreadyExists), PUT
+ *   (replace; 409 Conflict on a stale `metadata.resourceVersion`), PATCH with
+ *   `application/merge-patch+json` (RFC 7386) and DELETE, each answered with the object.
+ *
  * Not implemented: label/field selectors, pagination (`limit` is ignored: everything comes in one
- * page, which clients must accept), writes over HTTP (tests write through the hooks).
+ * page, which clients must accept), strategic-merge, JSON and server-side-apply patches (415).
  */
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -74,7 +78,7 @@ export interface RecordedRequest {
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
   /** A LIST or a WATCH of one of the served resources (false for anything else). */
-  readonly verb: 'list' | 'watch' | 'get' | 'create' | 'other';
+  readonly verb: 'list' | 'watch' | 'get' | 'create' | 'update' | 'patch' | 'delete' | 'other';
   readonly kind: FakeKind | undefined;
   /** The watch was refused with an ERROR 410 Expired event. */
   readonly expired: boolean;
@@ -341,11 +345,7 @@ export class FakeKubeApiServer {
         ? route?.tokenReview && method === 'POST'
           ? 'create'
           : 'other'
-        : route.name !== undefined
-          ? 'get'
-          : watching
-            ? 'watch'
-            : 'list';
+        : (WRITE_VERBS[method] ?? (route.name !== undefined ? 'get' : watching ? 'watch' : 'list'));
     const entry = { method, path: url.pathname, query, verb, kind: route?.kind, expired: false };
     this.requests.push(entry);
 
@@ -356,7 +356,7 @@ export class FakeKubeApiServer {
     if (route?.kind === undefined || this.unserved.has(route.kind)) {
       return status(res, 404, 'NotFound', `the server could not find the requested resource`);
     }
-    if (method !== 'GET') return status(res, 405, 'MethodNotAllowed', `${method} is not supported here`);
+    if (method !== 'GET') return this.writeRequest(req, res, method, { ...route, kind: route.kind });
     const { kind, namespace, name } = route;
     if (name !== undefined) {
       const obj = this.objects.get(kind)!.get(`${namespace ?? ''}/${name}`);
@@ -366,6 +366,72 @@ export class FakeKubeApiServer {
     if (!watching) return this.list(res, kind, namespace);
     const expired = this.watch(req, res, kind, namespace, query);
     if (expired) this.requests[this.requests.indexOf(entry)] = { ...entry, expired: true };
+  }
+
+  /** POST to a collection; PUT, PATCH (JSON merge patch) and DELETE of one object. */
+  private async writeRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    route: Route & { kind: FakeKind },
+  ): Promise<void> {
+    const { kind, namespace, name } = route;
+    const def = FAKE_RESOURCES[kind];
+    const plural = def.plural;
+    const onObject = name !== undefined;
+    if (method === 'POST' ? onObject : !onObject || !['PUT', 'PATCH', 'DELETE'].includes(method)) {
+      return status(res, 405, 'MethodNotAllowed', `${method} is not supported here`);
+    }
+    const existing = onObject ? this.objects.get(kind)!.get(`${namespace ?? ''}/${name}`) : undefined;
+    if (onObject && !existing) return status(res, 404, 'NotFound', `${plural} "${name}" not found`);
+    if (method === 'DELETE') {
+      this.delete(kind, existing as { metadata: { name: string; namespace?: string } });
+      return json(res, 200, existing);
+    }
+    let body: Json;
+    try {
+      body = await readJson(req);
+    } catch {
+      return status(res, 400, 'BadRequest', 'request body is not a JSON object');
+    }
+    if (method === 'PATCH') {
+      const type = req.headers['content-type'] ?? '';
+      if (!type.startsWith('application/merge-patch+json')) {
+        return status(res, 415, 'UnsupportedMediaType', `the fake takes only merge patches, not ${type}`);
+      }
+      const patched = mergePatch(existing!, body) as Json;
+      return json(res, 200, this.update(kind, patched));
+    }
+    const meta = (body.metadata && typeof body.metadata === 'object' ? body.metadata : {}) as Json;
+    // The path names the namespace (and the object); the body must agree, as kube-apiserver checks.
+    if (def.namespaced && meta.namespace !== undefined && meta.namespace !== namespace) {
+      return status(res, 400, 'BadRequest', `the namespace of the object does not match the request's`);
+    }
+    if (method === 'PUT') {
+      if (meta.name !== name) return status(res, 400, 'BadRequest', 'the name of the object does not match');
+      const want = meta.resourceVersion;
+      const have = (existing!.metadata as Json).resourceVersion;
+      if (want !== undefined && want !== have) {
+        return status(
+          res,
+          409,
+          'Conflict',
+          `the object has been modified; please apply your changes to the latest version and try again`,
+        );
+      }
+      return json(res, 200, this.update(kind, { ...body, metadata: { ...meta, namespace } }));
+    }
+    if (typeof meta.name !== 'string' || meta.name === '') {
+      return status(res, 422, 'Invalid', `${kind} "" is invalid: metadata.name: Required value`);
+    }
+    if (this.objects.get(kind)!.has(`${namespace ?? ''}/${meta.name}`)) {
+      return status(res, 409, 'AlreadyExists', `${plural} "${meta.name}" already exists`);
+    }
+    return json(
+      res,
+      201,
+      this.add(kind, { ...body, metadata: { ...meta, ...(def.namespaced && { namespace }) } }),
+    );
   }
 
   private list(res: ServerResponse, kind: FakeKind, namespace: string | undefined): void {
@@ -532,6 +598,33 @@ function parsePath(pathname: string): Route | undefined {
   // A GET of one namespaced object needs its namespace; cluster-scoped objects have none.
   if (name !== undefined && FAKE_RESOURCES[kind].namespaced && namespace === undefined) return undefined;
   return { kind, namespace: namespace ?? (name !== undefined ? '' : undefined), name, tokenReview: false };
+}
+
+const WRITE_VERBS: Readonly<Record<string, RecordedRequest['verb']>> = {
+  POST: 'create',
+  PUT: 'update',
+  PATCH: 'patch',
+  DELETE: 'delete',
+};
+
+async function readJson(req: IncomingMessage): Promise<Json> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+  return v as Json;
+}
+
+/** RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Json =
+    target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Json) } : {};
+  for (const [k, v] of Object.entries(patch as Json)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }
 
 function apiVersionOf(def: ResourceDef): string {
