@@ -67,14 +67,18 @@ test('the request really crossed HBONE: the server-side agent logged the client 
   const r = await curl('http://ratings:9080/hello');
   assert.equal(r.code, 0, r.stderr);
   assert.equal((JSON.parse(r.stdout) as { path: string }).path, '/hello');
-  await new Promise((res) => setTimeout(res, 200));
-  const lines = (await readFile(join(dir, 'node-2.log'), 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const inbound = lines.find(
-    (l) => l.msg === 'connection complete' && l.direction === 'inbound' && l.dstWorkload === 'ratings-v1',
-  );
+  // Log lines reach the file in batches, at most 100 ms after they are written: poll for a while.
+  let inbound: Record<string, unknown> | undefined;
+  for (let i = 0; i < 50 && !inbound; i++) {
+    await new Promise((res) => setTimeout(res, 100));
+    inbound = (await readFile(join(dir, 'node-2.log'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find(
+        (l) => l.msg === 'connection complete' && l.direction === 'inbound' && l.dstWorkload === 'ratings-v1',
+      );
+  }
   assert.ok(inbound, 'no inbound access log line on node-2');
   assert.equal(inbound.srcIdentity, 'spiffe://cluster.local/ns/default/sa/curl');
   assert.equal(inbound.dstIdentity, 'spiffe://cluster.local/ns/default/sa/bookinfo-ratings');

@@ -111,7 +111,11 @@ test('22: the waypoint allows GET from sa/curl and answers DELETE with 403 "RBAC
     metrics,
     /istio_requests_total\{reporter="waypoint",source_workload="curl",[^}]*destination_service="productpage\.default\.svc\.cluster\.local"[^}]*response_code="403"[^}]*response_flags="-"[^}]*\} [1-9]/,
   );
-  const log = await readFile(join(mesh.dir, 'waypoint-default-waypoint.log'), 'utf8');
+  // Log lines reach the file in batches (at most 100 ms late).
+  const log = await until('the denial in the waypoint log', async () => {
+    const text = await readFile(join(mesh.dir, 'waypoint-default-waypoint.log'), 'utf8');
+    return text.includes('rbac_access_denied_matched_policy') ? text : undefined;
+  });
   assert.match(log, /"policy":"ns\[default\]-policy\[productpage-viewer\]-rule\[0\]"|"policy":"none"/);
   assert.match(log, /rbac_access_denied_matched_policy\[none\]/);
 });
