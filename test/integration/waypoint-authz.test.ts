@@ -9,12 +9,12 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { buildSnapshot, decodeKubeYaml } from '../../src/controller/files/kube-yaml.ts';
 import { encodeL7Resources, translateL7 } from '../../src/controller/translate/l7/index.ts';
 import { translate } from '../../src/controller/translate/workloads.ts';
 import { systemClock } from '../../src/core/clock.ts';
-import { HbonePool } from '../../src/core/hbone/pool.ts';
+import type { HbonePool } from '../../src/core/hbone/pool.ts';
 import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
@@ -29,10 +29,10 @@ import {
   workloadResourceName,
 } from '../../src/core/xds/workload-proto.ts';
 import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
-import type { WaypointConfig } from '../../src/waypoint/config.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix } from '../fakes/mesh.ts';
 import { OPTIONS } from '../unit/controller/l7/helpers.ts';
+import { bindInsecure, clientPool, waypointTestConfig } from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = {
@@ -144,43 +144,15 @@ before(async () => {
     ads.set(typeUrl, new Map(list.map((r) => [r.name, { version: r.version, bytes: r.bytes }])));
   grpcServer = new Server();
   grpcServer.addService(ads.definition(), ads.handlers());
-  const port = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-  const config: WaypointConfig = {
+  const port = await bindInsecure(grpcServer);
+  const config = waypointTestConfig(IP.waypoint, {
     podName: 'waypoint',
-    namespace: 'default',
-    serviceAccount: 'waypoint',
-    gatewayName: 'waypoint',
-    instanceIp: IP.waypoint,
-    hbone: { host: IP.waypoint, port: 0 },
-    trustDomain: TD,
-    clusterId: 'Kubernetes',
     xdsAddress: `127.0.0.1:${port}`,
-    caAddress: '',
-    authToken: '',
-    xdsRootCaPath: '',
-    xdsHostname: 'istiod.istio-system.svc',
-    caCertPath: '',
-    caKeyPath: '',
-    certTtlMs: 3600_000,
-    admin: { host: '127.0.0.1', port: 0 },
-    metrics: { host: '127.0.0.1', port: 0 },
-    readiness: { host: '127.0.0.1', port: 0 },
     drainDeadlineMs: 1000,
-    connectTimeoutMs: 2000,
     logLevel: 'silent',
-  };
-  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() });
-  pool = new HbonePool({
-    getCertificate: (id) => secrets.get(id),
-    log: silentLogger(),
-    connectTimeoutMs: 2000,
-    idleTimeoutMs: 60_000,
-    maxStreamsPerConnection: 100,
   });
+  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() });
+  pool = clientPool((id) => secrets.get(id));
   // Ready once the waypoint has the config: a tunnel is admitted and the GET is answered.
   const deadline = Date.now() + 10_000;
   while ((await request('curl', IP.curl, 'GET').catch(() => undefined))?.status !== 200) {

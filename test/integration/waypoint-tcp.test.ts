@@ -11,7 +11,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { systemClock } from '../../src/core/clock.ts';
-import { HbonePool } from '../../src/core/hbone/pool.ts';
+import type { HbonePool } from '../../src/core/hbone/pool.ts';
 import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
@@ -20,11 +20,11 @@ import { silentLogger } from '../../src/core/log.ts';
 import { clusterName, EnvoyTypeUrl, listenerName } from '../../src/core/xds/l7-names.ts';
 import { anyOf, encodeEnvoy } from '../../src/core/xds/l7-wire.ts';
 import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
-import type { WaypointConfig } from '../../src/waypoint/config.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix, waitFor } from '../fakes/mesh.ts';
 import { service, waypointByHost, workload } from '../fixtures/mesh-config.ts';
 import { seeded } from '../unit/waypoint/l7-builders.ts';
+import { clientPool, waypointTestConfig } from '../fakes/waypoint-harness.ts';
 
 // ---------- topology ----------
 
@@ -279,30 +279,7 @@ before(async () => {
   await startApp('tcp-legacy', IP.legacy);
   await startAgent(IP.v1, ca);
   await startAgent(IP.v2, ca);
-  const config: WaypointConfig = {
-    podName: 'waypoint-0',
-    namespace: 'default',
-    serviceAccount: 'waypoint',
-    gatewayName: 'waypoint',
-    instanceIp: IP.waypoint,
-    hbone: { host: IP.waypoint, port: 0 },
-    trustDomain: TD,
-    clusterId: 'Kubernetes',
-    xdsAddress: '',
-    caAddress: '',
-    authToken: '',
-    xdsRootCaPath: '',
-    xdsHostname: 'istiod.istio-system.svc',
-    caCertPath: '',
-    caKeyPath: '',
-    certTtlMs: 3600_000,
-    admin: { host: '127.0.0.1', port: 0 },
-    metrics: { host: '127.0.0.1', port: 0 },
-    readiness: { host: '127.0.0.1', port: 0 },
-    drainDeadlineMs: DRAIN_DEADLINE_MS,
-    connectTimeoutMs: 2000,
-    logLevel: 'info',
-  };
+  const config = waypointTestConfig(IP.waypoint, { drainDeadlineMs: DRAIN_DEADLINE_MS });
   wp = await startWaypoint(config, {
     certificates: new LocalCaProvider(ca, 3600_000),
     log: logs.log,
@@ -321,13 +298,7 @@ before(async () => {
     clock: systemClock,
     log: silentLogger(),
   });
-  pool = new HbonePool({
-    getCertificate: (id) => clientSecrets.get(id),
-    log: silentLogger(),
-    connectTimeoutMs: 2000,
-    idleTimeoutMs: 60_000,
-    maxStreamsPerConnection: 100,
-  });
+  pool = clientPool((id) => clientSecrets.get(id));
   await waitFor(
     () => wp.pending().length === 0,
     5000,

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { systemClock } from '../../src/core/clock.ts';
-import { HbonePool } from '../../src/core/hbone/pool.ts';
+import type { HbonePool } from '../../src/core/hbone/pool.ts';
 import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
@@ -26,10 +26,10 @@ import {
   workloadResourceName,
 } from '../../src/core/xds/workload-proto.ts';
 import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
-import type { WaypointConfig } from '../../src/waypoint/config.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix, waitFor } from '../fakes/mesh.ts';
 import { service, waypointByHost, workload } from '../fixtures/mesh-config.ts';
+import { bindInsecure, clientPool, waypointTestConfig } from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = { client: `${P}.31.2`, pod: `${P}.32.2`, waypoint: `${P}.35.1`, vip: `${P}.130.3` };
@@ -185,44 +185,16 @@ before(async () => {
   ads.set(EnvoyTypeUrl.ClusterLoadAssignment, new Map([[CLUSTER, served('1', CLA_BYTES)]]));
   grpcServer = new Server();
   grpcServer.addService(ads.definition(), ads.handlers());
-  const port = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
+  const port = await bindInsecure(grpcServer);
 
-  const config: WaypointConfig = {
-    podName: 'waypoint-0',
-    namespace: 'default',
-    serviceAccount: 'waypoint',
-    gatewayName: 'waypoint',
-    instanceIp: IP.waypoint,
-    hbone: { host: IP.waypoint, port: 0 },
-    trustDomain: TD,
-    clusterId: 'Kubernetes',
+  const config = waypointTestConfig(IP.waypoint, {
     xdsAddress: `127.0.0.1:${port}`,
-    caAddress: '',
     authToken: TOKEN,
-    xdsRootCaPath: '',
-    xdsHostname: 'istiod.istio-system.svc',
-    caCertPath: '',
-    caKeyPath: '',
-    certTtlMs: 3600_000,
-    admin: { host: '127.0.0.1', port: 0 },
-    metrics: { host: '127.0.0.1', port: 0 },
-    readiness: { host: '127.0.0.1', port: 0 },
     drainDeadlineMs: 1000,
-    connectTimeoutMs: 2000,
     logLevel: 'silent',
-  };
-  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() });
-  pool = new HbonePool({
-    getCertificate: (id) => secrets.get(id),
-    log: silentLogger(),
-    connectTimeoutMs: 2000,
-    idleTimeoutMs: 60_000,
-    maxStreamsPerConnection: 100,
   });
+  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() });
+  pool = clientPool((id) => secrets.get(id));
 });
 
 after(async () => {

@@ -14,7 +14,7 @@ import {
 } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { HbonePool } from '../../src/core/hbone/pool.ts';
+import type { HbonePool } from '../../src/core/hbone/pool.ts';
 import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
@@ -32,7 +32,6 @@ import { clusterName, EnvoyTypeUrl } from '../../src/core/xds/l7-names.ts';
 import { encodeEnvoy } from '../../src/core/xds/l7-wire.ts';
 import type { Service, Workload } from '../../src/core/xds/model.ts';
 import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
-import type { WaypointConfig } from '../../src/waypoint/config.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix, waitFor } from '../fakes/mesh.ts';
@@ -47,6 +46,7 @@ import {
   vhost,
   weighted,
 } from '../unit/waypoint/l7-builders.ts';
+import { clientPool, waypointTestConfig } from '../fakes/waypoint-harness.ts';
 
 // ---------- topology ----------
 
@@ -361,30 +361,7 @@ before(async () => {
     shadow: await startPod('reviews-shadow', IP.shadow, ca, true),
     legacy: await startPod('legacy', IP.legacy, ca, false),
   };
-  const config: WaypointConfig = {
-    podName: 'waypoint-0',
-    namespace: 'default',
-    serviceAccount: 'waypoint',
-    gatewayName: 'waypoint',
-    instanceIp: IP.waypoint,
-    hbone: { host: IP.waypoint, port: 0 },
-    trustDomain: TD,
-    clusterId: 'Kubernetes',
-    xdsAddress: '',
-    caAddress: '',
-    authToken: '',
-    xdsRootCaPath: '',
-    xdsHostname: 'istiod.istio-system.svc',
-    caCertPath: '',
-    caKeyPath: '',
-    certTtlMs: 3600_000,
-    admin: { host: '127.0.0.1', port: 0 },
-    metrics: { host: '127.0.0.1', port: 0 },
-    readiness: { host: '127.0.0.1', port: 0 },
-    drainDeadlineMs: 2000,
-    connectTimeoutMs: 2000,
-    logLevel: 'info',
-  };
+  const config = waypointTestConfig(IP.waypoint);
   wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: logs.log });
   wp.applyMesh(WORKLOADS, SERVICES);
   wp.applyL7({ listeners: LISTENERS });
@@ -395,13 +372,7 @@ before(async () => {
     clock: systemClock,
     log: silentLogger(),
   });
-  pool = new HbonePool({
-    getCertificate: (id) => clientSecrets.get(id),
-    log: silentLogger(),
-    connectTimeoutMs: 2000,
-    idleTimeoutMs: 60_000,
-    maxStreamsPerConnection: 100,
-  });
+  pool = clientPool((id) => clientSecrets.get(id));
   await waitFor(
     () => wp.pending().length === 0,
     5000,
