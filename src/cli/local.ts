@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
+import { LocalIngressGateway } from './local-gateways.ts';
 import { LocalWaypoints } from './local-waypoints.ts';
 import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleKubeYaml, startSampleApps } from './sample-apps.ts';
 
@@ -87,6 +88,17 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     nodeName: NODES[0].name,
     report: (line) => process.stderr.write(line),
   });
+  const ingress = await LocalIngressGateway.prepare({
+    kubeDir,
+    dir,
+    prefix: opts.prefix,
+    main,
+    controllerTls,
+    caCertPath: caCert,
+    tokensPath: tokensFile,
+    nodeName: NODES[0].name,
+    report: (line) => process.stderr.write(line),
+  });
   const controllerLog = join(dir, 'controller.log');
   let controller: ChildProcess | undefined;
   let stopping = false;
@@ -127,10 +139,12 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     process.stderr.write(`ambit local: the controller did not come up; see ${controllerLog}\n`);
     controller.kill('SIGTERM');
     await waypoints.close(stopChild);
+    await ingress.close(stopChild);
     await apps.close();
     return 1;
   }
   await waypoints.run();
+  await ingress.run();
   const client = SAMPLE_APPS.find((a) => a.kind === 'client')!;
   const agents: {
     name: string;
@@ -178,6 +192,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     // Every child is waited for, and killed if it does not stop in time: nothing is left behind.
     await Promise.all([
       waypoints.close(stopChild),
+      ingress.close(stopChild),
       ...[...agents.map((a) => a.child), ...(controller ? [controller] : [])].map(stopChild),
     ]);
     await apps.close();
@@ -214,6 +229,14 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     }
   }
 
+  const gw = ingress.info();
+  const gwNotReady = gw && (await waitReady(gw.readiness, deadline, () => stopping));
+  // A gateway server that cannot serve (say, a missing certificate) is reported, not fatal.
+  if (gw && gwNotReady !== undefined)
+    process.stderr.write(
+      `ambit local: ingress gateway not ready: ${String(gwNotReady).trim()}\n  see ${gw.log}\n`,
+    );
+
   const socks = `127.0.0.1:${opts.socksPort}`;
   const svc = (app: string) => `${app}.default.svc.cluster.local`;
   const lines = [
@@ -230,6 +253,12 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
         (w) =>
           `  waypoint ${w.namespace}/${w.name}  ${w.podIp}:15008  admin ${w.admin}  metrics ${w.metrics}  log ${w.log}`,
       ),
+    ...(gw
+      ? [
+          `  ingress gateway istio-system/istio-ingressgateway  ${gw.ports.map((p) => `${gw.ip}:${p}`).join(' ')}  admin ${gw.admin}  metrics ${gw.metrics}  log ${gw.log}`,
+          `    e.g. curl -H 'Host: bookinfo.example.com' http://${gw.ip}:${gw.ports[0]}/productpage`,
+        ]
+      : []),
     `  what each workload received: ${join(dir, 'apps.log')}`,
     '',
     '  workloads:',
@@ -251,9 +280,10 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     `  curl -s ${agents[0]!.metrics} | grep istio_tcp`,
     `  curl -s ${agents[0]!.admin}/config_dump`,
     '',
-    `L7 through a waypoint: add a Gateway of class istio-waypoint to ${kubeDir} (a waypoint starts for it),`,
-    'label the namespace (or a Service) istio.io/use-waypoint: <its name>, and add VirtualServices and',
-    "DestinationRules there too (Istio's bookinfo samples work unchanged):",
+    'L7 through a waypoint: add one to a namespace and send its services through it (a waypoint starts',
+    `for every Gateway of class istio-waypoint in ${kubeDir}), then add VirtualServices and DestinationRules`,
+    "there too (Istio's bookinfo samples work unchanged):",
+    `  npm run -s ambit -- waypoint apply -n default --enroll-namespace --wait --local-dir ${kubeDir}`,
     `  curl --socks5-hostname ${socks} -H 'end-user: jason' http://${svc('reviews')}:9080/`,
     `  curl --socks5-hostname ${socks} http://${svc('httpbin')}:8000/status/418`,
     '',
