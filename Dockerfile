@@ -45,6 +45,8 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/build/Release/ambit_netns.node /app/build/Release/ambit-cni build/Release/
 COPY package.json ./
 COPY src src
+# The objects the controller stamps out for each waypoint Gateway (AMBIT_WAYPOINT_TEMPLATE).
+COPY waypoint/template.yaml waypoint/template.yaml
 COPY --chmod=0755 daemonset/cni-install.sh /usr/local/bin/ambit-cni-install
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000

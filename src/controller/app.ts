@@ -5,8 +5,10 @@
  * state of the world), and runs the CA service — on one gRPC port, plus, in local mode, an optional
  * tokenless L7-only port for proxyless gRPC clients.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { Counter, Gauge } from 'prom-client';
 import type { HostPort } from '../core/config/env.ts';
@@ -34,6 +36,8 @@ import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
 import type { KubeYamlProblem } from './files/kube-yaml.ts';
 import type { KubeProblem } from './kube/source.ts';
+import type { WaypointReconciler } from './kube/waypoint-reconciler.ts';
+import { checkTemplate } from './reconcile/template.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
 import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
 import { LastGoodObjects } from './translate/last-good.ts';
@@ -337,6 +341,24 @@ export async function startController(
     shutdownAll();
     throw err;
   }
+  // Waypoint Deployments for waypoint Gateways: with an API server only (`ambit local` runs local
+  // mode's waypoints itself), by whichever replica holds the Lease.
+  let waypoints: WaypointReconciler | undefined;
+  try {
+    waypoints = config.configDir ? undefined : await startWaypoints(config, ca, log);
+  } catch (err) {
+    source.close();
+    shutdownAll();
+    throw err;
+  }
+  new Gauge({
+    name: 'ambit_waypoint_reconciler_leader',
+    help: '1 while this replica holds the Lease and reconciles waypoint Gateways',
+    registers: [registry],
+    collect() {
+      this.set(waypoints?.isLeader() ? 1 : 0);
+    },
+  });
 
   const admin = await HttpEndpoint.start(
     config.adminAddr,
@@ -363,6 +385,7 @@ export async function startController(
     log,
   ).catch(async (err: unknown) => {
     source.close();
+    await waypoints?.close();
     shutdownAll();
     throw new AmbitError(
       ErrorCode.BindFailed,
@@ -395,6 +418,8 @@ export async function startController(
     ready,
     close: async () => {
       source.close();
+      // Gives the Lease up, so the other replica takes over at once.
+      await waypoints?.close();
       ads.close();
       // Streams get a moment to end cleanly; then the server stops regardless, so a client that
       // keeps a call open cannot hold the controller up.
@@ -436,6 +461,61 @@ const PUSH_ORDER: readonly EnvoyTypeUrl[] = [
   EnvoyTypeUrl.Listener,
   EnvoyTypeUrl.RouteConfiguration,
 ];
+
+/**
+ * Starts the waypoint reconciler, or logs why it is off; throws when its template is not usable,
+ * so a broken template stops the controller at start rather than every Gateway later.
+ */
+async function startWaypoints(
+  config: ControllerConfig,
+  ca: CertificateAuthority,
+  log: Logger,
+): Promise<WaypointReconciler | undefined> {
+  const wp = config.waypoints;
+  if (!wp) return undefined;
+  if (!wp.image) {
+    log.warn(
+      { setting: 'AMBIT_WAYPOINT_IMAGE' },
+      'waypoint reconciler off: AMBIT_WAYPOINT_IMAGE is not set, so waypoint Gateways get no Deployment',
+    );
+    return undefined;
+  }
+  let template: string;
+  try {
+    template = await readFile(wp.templatePath, 'utf8');
+  } catch (err) {
+    throw new AmbitError(ErrorCode.ConfigRead, `cannot read the waypoint template ${wp.templatePath}`, {
+      hint: 'set AMBIT_WAYPOINT_TEMPLATE to a copy of waypoint/template.yaml',
+      cause: err,
+    });
+  }
+  // The waypoint verifies the controller with every root the CA trusts (a rotation in progress too).
+  const render = { image: wp.image, caRootCertPem: ca.trustBundlePem, blockOwnerDeletion: false };
+  const problems = checkTemplate(template, render);
+  if (problems.length > 0) {
+    throw new AmbitError(
+      ErrorCode.ConfigInvalid,
+      `the waypoint template ${wp.templatePath} is not usable: ${problems.join('; ')}`,
+      { hint: 'compare it with waypoint/template.yaml and its header' },
+    );
+  }
+  const { startWaypointReconciler, DEFAULT_LEASE_NAME } = await import('./kube/waypoint-reconciler.ts');
+  return startWaypointReconciler({
+    kubeConfig: { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
+    template,
+    render,
+    clusterDomain: config.clusterDomain,
+    lease: {
+      namespace: wp.leaseNamespace,
+      name: DEFAULT_LEASE_NAME,
+      // client-go's advice where the pod name is unknown: the host name made unique.
+      identity: wp.identity || `${hostname()}_${randomBytes(4).toString('hex')}`,
+      leaseDurationMs: wp.leaseDurationMs,
+      renewIntervalMs: wp.leaseRenewMs,
+    },
+    log,
+  });
+}
 
 /** Binds a plaintext port; a failure says which. */
 function bindInsecure(server: Server, addr: HostPort, what: string): Promise<number> {

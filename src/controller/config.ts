@@ -2,6 +2,7 @@
  * The controller's configuration, built once from the environment (flags are mapped onto the same
  * names by the CLI) and validated before anything binds.
  */
+import { fileURLToPath } from 'node:url';
 import { EnvReader, parseDurationMs, parseHostPort, type HostPort } from '../core/config/env.ts';
 import { DEFAULT_CERT_TTL_MS } from '../core/identity/ca.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../core/identity/spiffe.ts';
@@ -45,7 +46,28 @@ export interface ControllerConfig {
   readonly defaultCertTtlMs: number;
   readonly maxCertTtlMs: number;
   readonly logLevel: LevelWithSilent;
+  /** The waypoint reconciler (with an API server only); off when undefined or its `image` is ''. */
+  readonly waypoints?: WaypointReconcilerConfig;
 }
+
+export interface WaypointReconcilerConfig {
+  /** waypoint/template.yaml: the objects made for each waypoint Gateway. */
+  readonly templatePath: string;
+  /** The image of waypoint Deployments (the controller's own); '': the reconciler is off. */
+  readonly image: string;
+  /** This replica's identity in leader election (its pod's name); '': the host name plus a random suffix. */
+  readonly identity: string;
+  /** Where the Lease lives: the controller's namespace. */
+  readonly leaseNamespace: string;
+  readonly leaseDurationMs: number;
+  /** How often the leader renews the Lease, and the others check it. */
+  readonly leaseRenewMs: number;
+}
+
+/** The template in the installed package: `<package>/waypoint/template.yaml` (the image: `/app/waypoint/`). */
+export const DEFAULT_WAYPOINT_TEMPLATE = fileURLToPath(
+  new URL('../../waypoint/template.yaml', import.meta.url),
+);
 
 /** Every variable the controller reads, with its default, for `--help` and the README. */
 export const CONTROLLER_ENV = {
@@ -70,6 +92,12 @@ export const CONTROLLER_ENV = {
   SECRET_TTL: '24h',
   AMBIT_MAX_SECRET_TTL: '48h',
   LOG_LEVEL: 'info',
+  AMBIT_WAYPOINT_IMAGE: "(waypoint reconciler off) the image of waypoint Deployments: the controller's own",
+  AMBIT_WAYPOINT_TEMPLATE: 'waypoint/template.yaml of the installed package',
+  POD_NAME: '(downward API) identity in leader election; default: $HOSTNAME plus a random suffix',
+  POD_NAMESPACE: '(downward API) namespace of the leader election Lease; default ambit-system',
+  AMBIT_LEASE_DURATION: '15s',
+  AMBIT_LEASE_RENEW: '5s',
 } as const;
 
 export type ControllerConfigResult = { ok: true; config: ControllerConfig } | { ok: false; errors: string[] };
@@ -91,6 +119,15 @@ export function buildControllerConfig(
   const rawLevel = r.string('LOG_LEVEL', 'info');
   if (!isLogLevel(rawLevel))
     r.errors.push(`LOG_LEVEL: "${rawLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  const waypoints: WaypointReconcilerConfig = {
+    templatePath: r.string('AMBIT_WAYPOINT_TEMPLATE', DEFAULT_WAYPOINT_TEMPLATE),
+    image: r.optional('AMBIT_WAYPOINT_IMAGE') ?? '',
+    identity: r.optional('POD_NAME') ?? '',
+    leaseNamespace: r.string('POD_NAMESPACE', 'ambit-system'),
+    leaseDurationMs: r.parsed('AMBIT_LEASE_DURATION', 15_000, parseDurationMs),
+    leaseRenewMs: r.parsed('AMBIT_LEASE_RENEW', 5_000, parseDurationMs),
+  };
+  const { leaseDurationMs, leaseRenewMs } = waypoints;
   const config: ControllerConfig = {
     configDir: r.optional('AMBIT_CONFIG_DIR') ?? '',
     kubeconfigPath: r.optional('KUBECONFIG') ?? '',
@@ -130,7 +167,15 @@ export function buildControllerConfig(
     defaultCertTtlMs: r.parsed('SECRET_TTL', DEFAULT_CERT_TTL_MS, parseDurationMs),
     maxCertTtlMs: r.parsed('AMBIT_MAX_SECRET_TTL', 2 * DEFAULT_CERT_TTL_MS, parseDurationMs),
     logLevel: isLogLevel(rawLevel) ? rawLevel : 'info',
+    waypoints,
   };
+  if (leaseDurationMs < 1000)
+    r.errors.push('AMBIT_LEASE_DURATION: must be at least 1s (a Lease counts whole seconds)');
+  if (leaseRenewMs <= 0 || leaseRenewMs * 2 > leaseDurationMs) {
+    r.errors.push(
+      'AMBIT_LEASE_RENEW: must be positive and at most half of AMBIT_LEASE_DURATION, so that one failed renewal does not lose the Lease',
+    );
+  }
   if (!config.configDir && !config.kubeconfigPath && !config.inCluster) {
     r.errors.push(
       'AMBIT_CONFIG_DIR, KUBECONFIG: set one (a directory of Kubernetes YAML, or the API server to watch; in a pod the service account is used)',

@@ -18,6 +18,14 @@
  * - writes over HTTP, as `kubectl` and the CLI make them: POST (create; 409 AlreadyExists), PUT
  *   (replace; 409 Conflict on a stale `metadata.resourceVersion`), PATCH with
  *   `application/merge-patch+json` (RFC 7386) and DELETE, each answered with the object.
+ * - a Service created over HTTP without a `spec.clusterIP` gets one from 10.96.0.0/16, as the
+ *   API server's allocator gives it (the test hooks store what they are given);
+ * - for the kinds with a status subresource ({@link STATUS_KINDS}: Gateway, Deployment): the
+ *   `<name>/status` path, whose PUT and PATCH change only `status`, while writes to the object itself
+ *   keep the stored `status`; and `metadata.generation`, 1 at creation and raised by every write that
+ *   changes anything but metadata and status (what a controller's `observedGeneration` refers to).
+ *   Test hooks ({@link FakeKubeApiServer.update}) may still set `status` directly, as a kubelet or a
+ *   Deployment controller would.
  *
  * Not implemented: label/field selectors, pagination (`limit` is ignored: everything comes in one
  * page, which clients must accept), strategic-merge, JSON and server-side-apply patches (415).
@@ -70,8 +78,21 @@ export const FAKE_RESOURCES = {
   Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true },
   HTTPRoute: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;
-export type FakeKind = keyof typeof FAKE_RESOURCES;
-const KINDS = Object.keys(FAKE_RESOURCES) as FakeKind[];
+/**
+ * Further kinds the fake serves: what the waypoint reconciler stamps out and its leader election's
+ * Lease. Apart from {@link FAKE_RESOURCES} (the kinds the controller's source watches), which tests
+ * iterate as "every kind watched".
+ */
+export const FAKE_WRITTEN_RESOURCES = {
+  Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
+  ConfigMap: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
+  Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
+} as const satisfies Record<string, ResourceDef>;
+const ALL_RESOURCES = { ...FAKE_RESOURCES, ...FAKE_WRITTEN_RESOURCES };
+export type FakeKind = keyof typeof ALL_RESOURCES;
+const KINDS = Object.keys(ALL_RESOURCES) as FakeKind[];
+/** Kinds served with a `/status` subresource and a `metadata.generation`, as kube-apiserver does. */
+export const STATUS_KINDS: ReadonlySet<FakeKind> = new Set<FakeKind>(['Gateway', 'Deployment']);
 
 export interface RecordedRequest {
   readonly method: string;
@@ -131,6 +152,7 @@ export class FakeKubeApiServer {
   private readonly watches = new Set<OpenWatch>();
   private rv = 1;
   private uid = 0;
+  private serviceIps = 0;
   private server: Server;
   private bookmarkTimer: NodeJS.Timeout | undefined;
   private readonly bookmarkIntervalMs: number;
@@ -193,6 +215,7 @@ export class FakeKubeApiServer {
     const meta = stored.metadata as Json;
     meta.uid ??= `uid-${++this.uid}`;
     meta.creationTimestamp ??= new Date().toISOString();
+    if (STATUS_KINDS.has(kind)) meta.generation = 1;
     return this.write(kind, 'ADDED', stored);
   }
 
@@ -205,6 +228,10 @@ export class FakeKubeApiServer {
     const oldMeta = old.metadata as Json;
     meta.uid = oldMeta.uid;
     meta.creationTimestamp = oldMeta.creationTimestamp;
+    if (STATUS_KINDS.has(kind)) {
+      const generation = typeof oldMeta.generation === 'number' ? oldMeta.generation : 1;
+      meta.generation = specOf(stored) === specOf(old) ? generation : generation + 1;
+    }
     return this.write(kind, 'MODIFIED', stored);
   }
 
@@ -222,7 +249,7 @@ export class FakeKubeApiServer {
 
   /** A copy of a stored object, or undefined. */
   get(kind: FakeKind, name: string, namespace?: string): Json | undefined {
-    const ns = FAKE_RESOURCES[kind].namespaced ? (namespace ?? 'default') : '';
+    const ns = ALL_RESOURCES[kind].namespaced ? (namespace ?? 'default') : '';
     const obj = this.objects.get(kind)!.get(`${ns}/${name}`);
     return obj && clone(obj);
   }
@@ -277,7 +304,7 @@ export class FakeKubeApiServer {
 
   /** A deep copy with apiVersion, kind and a defaulted namespace filled in. */
   private prepare(kind: FakeKind, obj: Json): Json {
-    const def = FAKE_RESOURCES[kind];
+    const def = ALL_RESOURCES[kind];
     const copy = clone(obj);
     const meta = (copy.metadata && typeof copy.metadata === 'object' ? copy.metadata : {}) as Json;
     copy.metadata = meta;
@@ -356,11 +383,13 @@ export class FakeKubeApiServer {
     if (route?.kind === undefined || this.unserved.has(route.kind)) {
       return status(res, 404, 'NotFound', `the server could not find the requested resource`);
     }
+    if (route.subresource === 'status')
+      return this.statusRequest(req, res, method, { ...route, kind: route.kind });
     if (method !== 'GET') return this.writeRequest(req, res, method, { ...route, kind: route.kind });
     const { kind, namespace, name } = route;
     if (name !== undefined) {
       const obj = this.objects.get(kind)!.get(`${namespace ?? ''}/${name}`);
-      if (!obj) return status(res, 404, 'NotFound', `${FAKE_RESOURCES[kind].plural} "${name}" not found`);
+      if (!obj) return status(res, 404, 'NotFound', `${ALL_RESOURCES[kind].plural} "${name}" not found`);
       return json(res, 200, obj);
     }
     if (!watching) return this.list(res, kind, namespace);
@@ -376,7 +405,7 @@ export class FakeKubeApiServer {
     route: Route & { kind: FakeKind },
   ): Promise<void> {
     const { kind, namespace, name } = route;
-    const def = FAKE_RESOURCES[kind];
+    const def = ALL_RESOURCES[kind];
     const plural = def.plural;
     const onObject = name !== undefined;
     if (method === 'POST' ? onObject : !onObject || !['PUT', 'PATCH', 'DELETE'].includes(method)) {
@@ -400,7 +429,7 @@ export class FakeKubeApiServer {
         return status(res, 415, 'UnsupportedMediaType', `the fake takes only merge patches, not ${type}`);
       }
       const patched = mergePatch(existing!, body) as Json;
-      return json(res, 200, this.update(kind, patched));
+      return json(res, 200, this.update(kind, keepStatus(kind, patched, existing!)));
     }
     const meta = (body.metadata && typeof body.metadata === 'object' ? body.metadata : {}) as Json;
     // The path names the namespace (and the object); the body must agree, as kube-apiserver checks.
@@ -412,14 +441,13 @@ export class FakeKubeApiServer {
       const want = meta.resourceVersion;
       const have = (existing!.metadata as Json).resourceVersion;
       if (want !== undefined && want !== have) {
-        return status(
-          res,
-          409,
-          'Conflict',
-          `the object has been modified; please apply your changes to the latest version and try again`,
-        );
+        return staleWrite(res);
       }
-      return json(res, 200, this.update(kind, { ...body, metadata: { ...meta, namespace } }));
+      return json(
+        res,
+        200,
+        this.update(kind, keepStatus(kind, { ...body, metadata: { ...meta, namespace } }, existing!)),
+      );
     }
     if (typeof meta.name !== 'string' || meta.name === '') {
       return status(res, 422, 'Invalid', `${kind} "" is invalid: metadata.name: Required value`);
@@ -430,12 +458,63 @@ export class FakeKubeApiServer {
     return json(
       res,
       201,
-      this.add(kind, { ...body, metadata: { ...meta, ...(def.namespaced && { namespace }) } }),
+      this.add(
+        kind,
+        withClusterIp(
+          kind,
+          { ...body, metadata: { ...meta, ...(def.namespaced && { namespace }) } },
+          ++this.serviceIps,
+        ),
+      ),
     );
   }
 
+  /** GET, PUT and PATCH (merge) of `<object>/status`: only `status` changes, and not the generation. */
+  private async statusRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    route: Route & { kind: FakeKind },
+  ): Promise<void> {
+    const { kind, namespace, name } = route;
+    const plural = ALL_RESOURCES[kind].plural;
+    if (!STATUS_KINDS.has(kind) || name === undefined) {
+      return status(res, 404, 'NotFound', `the server could not find the requested resource`);
+    }
+    if (!['GET', 'PUT', 'PATCH'].includes(method)) {
+      return status(res, 405, 'MethodNotAllowed', `${method} is not supported on /status`);
+    }
+    const existing = this.objects.get(kind)!.get(`${namespace ?? ''}/${name}`);
+    if (!existing) return status(res, 404, 'NotFound', `${plural} "${name}" not found`);
+    if (method === 'GET') return json(res, 200, existing);
+    let body: Json;
+    try {
+      body = await readJson(req);
+    } catch {
+      return status(res, 400, 'BadRequest', 'request body is not a JSON object');
+    }
+    let next: unknown;
+    if (method === 'PATCH') {
+      const type = req.headers['content-type'] ?? '';
+      if (!type.startsWith('application/merge-patch+json')) {
+        return status(res, 415, 'UnsupportedMediaType', `the fake takes only merge patches, not ${type}`);
+      }
+      next = (mergePatch(existing, body) as Json).status;
+    } else {
+      const want = (body.metadata as Json | undefined)?.resourceVersion;
+      if (want !== undefined && want !== (existing.metadata as Json).resourceVersion) {
+        return staleWrite(res);
+      }
+      next = body.status;
+    }
+    const updated = clone(existing);
+    if (next === undefined) delete updated.status;
+    else updated.status = next;
+    return json(res, 200, this.update(kind, updated));
+  }
+
   private list(res: ServerResponse, kind: FakeKind, namespace: string | undefined): void {
-    const def = FAKE_RESOURCES[kind];
+    const def = ALL_RESOURCES[kind];
     const items = this.matching(kind, namespace).map((o) => {
       const { apiVersion: _a, kind: _k, ...rest } = o;
       return rest;
@@ -509,7 +588,7 @@ export class FakeKubeApiServer {
   }
 
   private bookmark(w: OpenWatch): void {
-    const def = FAKE_RESOURCES[w.kind];
+    const def = ALL_RESOURCES[w.kind];
     const object = {
       kind: w.kind,
       apiVersion: apiVersionOf(def),
@@ -566,6 +645,8 @@ interface Route {
   readonly kind: FakeKind | undefined;
   readonly namespace: string | undefined;
   readonly name: string | undefined;
+  /** `status` for `<object>/status`. */
+  readonly subresource?: string;
   readonly tokenReview: boolean;
 }
 
@@ -588,16 +669,25 @@ function parsePath(pathname: string): Route | undefined {
     namespace = rest[1];
     rest = rest.slice(2);
   }
-  if (rest.length < 1 || rest.length > 2) return undefined;
+  // `<plural>/<name>/status`: the status subresource.
+  const subresource = rest.length === 3 ? rest[2] : undefined;
+  if (rest.length < 1 || rest.length > 3 || (subresource !== undefined && subresource !== 'status'))
+    return undefined;
   const kind = KINDS.find((k) => {
-    const d: ResourceDef = FAKE_RESOURCES[k];
+    const d: ResourceDef = ALL_RESOURCES[k];
     return d.group === group && d.version === version && d.plural === rest[0];
   });
-  if (kind === undefined || (namespace !== undefined && !FAKE_RESOURCES[kind].namespaced)) return undefined;
+  if (kind === undefined || (namespace !== undefined && !ALL_RESOURCES[kind].namespaced)) return undefined;
   const name = rest[1];
   // A GET of one namespaced object needs its namespace; cluster-scoped objects have none.
-  if (name !== undefined && FAKE_RESOURCES[kind].namespaced && namespace === undefined) return undefined;
-  return { kind, namespace: namespace ?? (name !== undefined ? '' : undefined), name, tokenReview: false };
+  if (name !== undefined && ALL_RESOURCES[kind].namespaced && namespace === undefined) return undefined;
+  return {
+    kind,
+    namespace: namespace ?? (name !== undefined ? '' : undefined),
+    name,
+    ...(subresource !== undefined && { subresource }),
+    tokenReview: false,
+  };
 }
 
 const WRITE_VERBS: Readonly<Record<string, RecordedRequest['verb']>> = {
@@ -627,6 +717,29 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
+/** A Service with a cluster IP allocated when it asks for none (`None`, headless, is kept). */
+function withClusterIp(kind: FakeKind, obj: Json, n: number): Json {
+  const spec = obj.spec;
+  if (kind !== 'Service' || spec === null || typeof spec !== 'object' || Array.isArray(spec)) return obj;
+  const s = spec as Json;
+  if (typeof s.clusterIP === 'string' && s.clusterIP !== '') return obj;
+  const ip = `10.96.${Math.floor(n / 250) % 256}.${(n % 250) + 1}`;
+  return { ...obj, spec: { ...s, clusterIP: ip, clusterIPs: [ip] } };
+}
+
+/** Everything but metadata and status, as text: what a change of raises the generation. */
+function specOf(obj: Json): string {
+  const { metadata: _m, status: _s, ...rest } = obj;
+  return JSON.stringify(rest);
+}
+
+/** A write to an object with a status subresource keeps the stored status, as kube-apiserver does. */
+function keepStatus(kind: FakeKind, next: Json, existing: Json): Json {
+  if (!STATUS_KINDS.has(kind)) return next;
+  const { status: _dropped, ...rest } = next;
+  return existing.status === undefined ? rest : { ...rest, status: existing.status };
+}
+
 function apiVersionOf(def: ResourceDef): string {
   return def.group ? `${def.group}/${def.version}` : def.version;
 }
@@ -644,6 +757,16 @@ function json(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** 409 for a write based on an older resourceVersion, in kube-apiserver's words. */
+function staleWrite(res: ServerResponse): void {
+  status(
+    res,
+    409,
+    'Conflict',
+    `the object has been modified; please apply your changes to the latest version and try again`,
+  );
 }
 
 /** A `Status` error body, as every kube-apiserver error response carries. */
