@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
 import { CONTROLLER_ENV } from '../controller/config.ts';
 import { WAYPOINT_ENV } from '../waypoint/config.ts';
+import { GATEWAY_ENV } from '../gateway/config.ts';
 import { registerConfigCommands } from './config-cmd.ts';
 import { registerWaypointCommands } from './waypoint-cmd.ts';
 import { parseOutputFormat, type OutputFormat } from './output.ts';
@@ -103,6 +104,38 @@ const waypoint = programCommand(
     ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
   ],
   async (env) => (await import('../waypoint/main.ts')).runWaypoint(env),
+);
+
+programCommand(
+  'gateway',
+  'run an ingress gateway (the Istio Gateways whose selector matches its labels, and their VirtualServices)',
+  GATEWAY_ENV,
+  [
+    ['--namespace <ns>', 'namespace of the gateway pod (POD_NAMESPACE)', 'POD_NAMESPACE'],
+    ['--name <name>', 'the gateway deployment (GATEWAY_NAME)', 'GATEWAY_NAME'],
+    ['--labels <k=v,...>', 'the pod labels Gateway selectors match (GATEWAY_LABELS)', 'GATEWAY_LABELS'],
+    ['--service-account <sa>', 'service account the gateway runs as (SERVICE_ACCOUNT)', 'SERVICE_ACCOUNT'],
+    ['--ip <address>', 'pod IP; upstream HBONE starts from it (INSTANCE_IP)', 'INSTANCE_IP'],
+    [
+      '--listen <address>',
+      'where Gateway server ports listen (AMBIT_GATEWAY_LISTEN_HOST)',
+      'AMBIT_GATEWAY_LISTEN_HOST',
+    ],
+    ['--xds <host:port>', 'controller to get config from (XDS_ADDRESS)', 'XDS_ADDRESS'],
+    ['--ca <host:port>', 'CA service (CA_ADDRESS)', 'CA_ADDRESS'],
+    ['--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)', 'AUTH_TOKEN'],
+    [
+      '--ca-cert <file>',
+      'CA certificate PEM, instead of a CA service (AMBIT_CA_CERT_FILE)',
+      'AMBIT_CA_CERT_FILE',
+    ],
+    ['--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)', 'AMBIT_CA_KEY_FILE'],
+    ['--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)', 'AMBIT_ADMIN_ADDR'],
+    ['--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)', 'AMBIT_METRICS_ADDR'],
+    ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
+    ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
+  ],
+  async (env) => (await import('../gateway/main.ts')).runGateway(env),
 );
 registerWaypointCommands(
   waypoint

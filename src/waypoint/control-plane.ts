@@ -46,7 +46,20 @@ export interface WaypointXdsHandlers {
   onRejected(typeUrl: string): void;
 }
 
-export function waypointXdsClient(config: WaypointConfig, log: Logger, h: WaypointXdsHandlers): AdsClient {
+/** How another proxy (an ingress gateway) uses the same client. */
+export interface XdsClientOptions {
+  /** The node id's proxy type: `waypoint` (default), `router` for a gateway, as Istio's proxies say. */
+  readonly nodeType?: string;
+  /** Decoders that replace the default of their type (a gateway also reads its listeners' metadata). */
+  readonly decoders?: Partial<Record<EnvoyTypeUrl, (b: Uint8Array) => Decoded<unknown>>>;
+}
+
+export function waypointXdsClient(
+  config: WaypointConfig,
+  log: Logger,
+  h: WaypointXdsHandlers,
+  opts: XdsClientOptions = {},
+): AdsClient {
   const c = controllerChannel(config);
   const counted =
     (typeUrl: string, decode: (b: Uint8Array) => Decoded<unknown>) =>
@@ -59,14 +72,17 @@ export function waypointXdsClient(config: WaypointConfig, log: Logger, h: Waypoi
   let scheduled = false;
   const types: AdsType[] = [
     { typeUrl: TypeUrl.Address, decode: counted(TypeUrl.Address, decodeAddress) },
-    ...L7_TYPES.map(([typeUrl]) => ({ typeUrl, decode: counted(typeUrl, L7_DECODERS[typeUrl]) })),
+    ...L7_TYPES.map(([typeUrl]) => ({
+      typeUrl,
+      decode: counted(typeUrl, opts.decoders?.[typeUrl] ?? L7_DECODERS[typeUrl]),
+    })),
   ];
   return new AdsClient({
     target: config.xdsAddress,
     credentials: c.credentials,
     channelOptions: c.options,
     node: {
-      id: `waypoint~${config.instanceIp}~${config.podName}.${config.namespace}~${config.namespace}.svc.cluster.local`,
+      id: `${opts.nodeType ?? 'waypoint'}~${config.instanceIp}~${config.podName}.${config.namespace}~${config.namespace}.svc.cluster.local`,
       metadata: {
         NAMESPACE: config.namespace,
         CLUSTER_ID: config.clusterId,

@@ -23,6 +23,7 @@ import { evaluateL7, RBAC_DENIED_BODY } from '../core/policy/l7.ts';
 import type { Logger } from '../core/log.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { Cluster, HeaderMutations } from '../core/xds/l7-model.ts';
+import { parseClusterName } from '../core/xds/l7-names.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
 import { OVERLOADED_HEADER, type ClusterPicker, type HostView } from './cluster-picker.ts';
 import { applyHeaderMutations } from './header-mutations.ts';
@@ -50,6 +51,7 @@ import {
   formatFlags,
   requestLabels,
   writeAccessLog,
+  type Reporter,
   type RequestMetrics,
   type ResponseFlag,
 } from './telemetry.ts';
@@ -82,6 +84,16 @@ export interface TunnelContext {
   readonly clientPort: number;
 }
 
+/**
+ * What the forwarder needs of a request's connection: a waypoint tunnel's context, or an ingress
+ * gateway's connection, whose destination service is known only once a route has picked a cluster.
+ */
+export interface RequestContext extends Omit<TunnelContext, 'service'> {
+  readonly service: Service | undefined;
+  /** `https` when the client's connection was TLS (a gateway's HTTPS server); `http` when unset. */
+  readonly scheme?: 'http' | 'https';
+}
+
 export interface ForwarderDeps {
   readonly l7: L7State;
   readonly mesh: () => MeshState;
@@ -95,6 +107,8 @@ export interface ForwarderDeps {
   readonly connectTimeoutMs: number;
   /** Request bodies kept for retries and mirrors at most this big. */
   readonly retryBufferBytes: number;
+  /** Istio's `reporter` label: `waypoint` (the default), `source` at an ingress gateway. */
+  readonly reporter?: Reporter;
 }
 
 /** Envoy's buffer limit for a request body it may have to send again (retries, mirrors). */
@@ -278,7 +292,7 @@ export class Forwarder {
     });
   }
 
-  handle(ctx: TunnelContext, req: IngressRequest, res: IngressResponse, protocol: 'http/1.1' | 'h2c'): void {
+  handle(ctx: RequestContext, req: IngressRequest, res: IngressResponse, protocol: 'http/1.1' | 'h2c'): void {
     this.active++;
     const ex = new Exchange(this, ctx, req, res, protocol);
     ex.run()
@@ -342,7 +356,9 @@ type FailedTry = Exclude<TryOutcome, { kind: 'response' }>;
 class Exchange {
   private readonly f: Forwarder;
   private readonly deps: ForwarderDeps;
-  private readonly ctx: TunnelContext;
+  private readonly ctx: RequestContext;
+  /** The destination service: the tunnel's, else the one the chosen cluster belongs to. */
+  private service: Service | undefined;
   private readonly req: IngressRequest;
   private readonly res: IngressResponse;
   private readonly protocol: 'http/1.1' | 'h2c';
@@ -374,7 +390,7 @@ class Exchange {
 
   constructor(
     f: Forwarder,
-    ctx: TunnelContext,
+    ctx: RequestContext,
     req: IngressRequest,
     res: IngressResponse,
     protocol: 'http/1.1' | 'h2c',
@@ -382,6 +398,7 @@ class Exchange {
     this.f = f;
     this.deps = f.deps;
     this.ctx = ctx;
+    this.service = ctx.service;
     this.req = req;
     this.res = res;
     this.protocol = protocol;
@@ -420,7 +437,7 @@ class Exchange {
           table,
           {
             method: this.method,
-            scheme: 'http',
+            scheme: this.ctx.scheme ?? 'http',
             authority: this.authority,
             path: this.path,
             headers: this.headers,
@@ -477,14 +494,14 @@ class Exchange {
       // Every client reaches the waypoint over HBONE, so it always has a verified identity.
       peerPrincipal: formatSpiffe(this.ctx.srcIdentity),
       directRemoteIp: this.ctx.clientAddress,
-      destinationIp: this.ctx.service.vips[0]?.address,
+      destinationIp: this.service?.vips[0]?.address,
       destinationPort: this.ctx.port,
       requestedServerName: '',
     });
     const who = {
       srcIdentity: formatSpiffe(this.ctx.srcIdentity),
       src: this.ctx.clientAddress,
-      dstService: this.ctx.service.hostname,
+      dstService: this.service?.hostname,
       method: this.method,
       path: this.path,
     };
@@ -602,7 +619,8 @@ class Exchange {
     const labels = requestLabels({
       srcWorkload: this.ctx.srcWorkload,
       srcIdentity: this.ctx.srcIdentity,
-      service: this.ctx.service,
+      service: this.service,
+      reporter: this.deps.reporter,
       dstWorkload: this.dstWorkload,
       dstIdentity: this.dstIdentity,
       protocol: this.grpc ? 'grpc' : 'http',
@@ -628,7 +646,7 @@ class Exchange {
       bytesSent: this.responseBytes,
       src: `${this.ctx.clientAddress}:${this.ctx.clientPort}`,
       srcIdentity: labels.source_principal,
-      dstService: this.ctx.service.hostname,
+      dstService: labels.destination_service,
       route: this.routeName,
       cluster: this.clusterName,
       upstreamHost: this.host?.key,
@@ -651,7 +669,7 @@ class Exchange {
     h.set('x-forwarded-for', [
       xff?.length ? `${xff.join(',')},${this.ctx.clientAddress}` : this.ctx.clientAddress,
     ]);
-    if (!h.has('x-forwarded-proto')) h.set('x-forwarded-proto', ['http']);
+    if (!h.has('x-forwarded-proto')) h.set('x-forwarded-proto', [this.ctx.scheme ?? 'http']);
     if (!first(h, 'x-request-id')) h.set('x-request-id', [randomUUID()]);
     const headers = applyHeaderMutations(h, d.requestHeaders);
     this.requestId = first(headers, 'x-request-id');
@@ -684,6 +702,11 @@ class Exchange {
   private async forward(d: ForwardDecision): Promise<void> {
     const { l7, clock, random } = this.deps;
     this.clusterName = d.cluster;
+    if (!this.service) {
+      const parsed = parseClusterName(d.cluster);
+      if (parsed)
+        this.service = this.deps.mesh().serviceByHostname(parsed.hostname, this.ctx.source.namespace);
+    }
     const picker = l7.picker(d.cluster);
     const cluster = l7.cluster(d.cluster);
     if (!picker || !cluster) {

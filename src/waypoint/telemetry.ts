@@ -173,11 +173,17 @@ export function createRequestMetrics(registry: Registry): RequestMetrics {
 
 const UNKNOWN = UNKNOWN_LABEL;
 
+/** Istio's `reporter`: a waypoint, or (at an ingress gateway, as Istio's gateways report) the source. */
+export type Reporter = 'waypoint' | 'source';
+
 /** The two peers and the service of one request or connection. */
 export interface PeerFacts {
   readonly srcWorkload: Workload | undefined;
   readonly srcIdentity: Identity;
-  readonly service: Service;
+  /** Undefined when no route chose a destination (a gateway's 404). */
+  readonly service: Service | undefined;
+  /** `waypoint` when unset. */
+  readonly reporter?: Reporter;
   /** The endpoint's workload, when a request or connection went upstream. */
   readonly dstWorkload: Workload | undefined;
   readonly dstIdentity: string | undefined;
@@ -203,7 +209,7 @@ function peerLabels(f: PeerFacts): PeerLabels {
   const src = peerLabelValues(f.srcWorkload);
   const dst = peerLabelValues(f.dstWorkload);
   return {
-    reporter: 'waypoint',
+    reporter: f.reporter ?? 'waypoint',
     source_workload: src.workload,
     source_canonical_service: src.canonicalService,
     source_canonical_revision: src.canonicalRevision,
@@ -212,9 +218,9 @@ function peerLabels(f: PeerFacts): PeerLabels {
     source_app: src.app,
     source_version: src.version,
     source_cluster: src.cluster,
-    destination_service: f.service.hostname,
-    destination_service_namespace: f.service.namespace,
-    destination_service_name: f.service.name,
+    destination_service: f.service?.hostname ?? UNKNOWN,
+    destination_service_namespace: f.service?.namespace ?? UNKNOWN,
+    destination_service_name: f.service?.name ?? UNKNOWN,
     destination_workload: dst.workload,
     destination_canonical_service: dst.canonicalService,
     destination_canonical_revision: dst.canonicalRevision,
@@ -236,7 +242,8 @@ export function requestLabels(f: RequestFacts): RequestLabels {
     response_code: String(f.status),
     grpc_response_status: f.grpcStatus ?? '',
     response_flags: formatFlags(f.flags),
-    connection_security_policy: CONNECTION_SECURITY,
+    // A source reporter (a gateway) labels its outbound requests `unknown`, as Istio's proxies do.
+    connection_security_policy: f.reporter === 'source' ? UNKNOWN : CONNECTION_SECURITY,
   };
 }
 

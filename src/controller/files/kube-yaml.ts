@@ -17,8 +17,9 @@ import { Composer, Document, isMap, isScalar, isSeq, LineCounter, Parser, type N
 import { join, YamlDecoder } from '../../core/xds/yaml-decoder.ts';
 import { decodeHttpRoute } from '../translate/l7/decode-http-route.ts';
 import { decodeL7Object, type Decoded } from '../translate/l7/decode.ts';
+import { decodeIstioGateway } from '../translate/l7/gateway-decode.ts';
 import type { GatewayHttpRoute } from '../translate/l7/http-route-types.ts';
-import type { DestinationRule, L7Problem, VirtualService } from '../translate/l7/types.ts';
+import type { DestinationRule, VirtualService } from '../translate/l7/types.ts';
 import type {
   AuthorizationPolicy,
   AuthzCondition,
@@ -31,6 +32,7 @@ import type {
   Gateway,
   GatewayAddressEntry,
   GatewayListener,
+  IstioGateway,
   KubeSnapshot,
   Namespace,
   OwnerReference,
@@ -78,7 +80,14 @@ export type KubeObject =
   | { readonly kind: 'Gateway'; readonly value: Gateway }
   | { readonly kind: 'VirtualService'; readonly value: VirtualService }
   | { readonly kind: 'DestinationRule'; readonly value: DestinationRule }
-  | { readonly kind: 'HTTPRoute'; readonly value: GatewayHttpRoute };
+  | { readonly kind: 'HTTPRoute'; readonly value: GatewayHttpRoute }
+  | { readonly kind: typeof ISTIO_GATEWAY; readonly value: IstioGateway };
+
+/**
+ * The kind under which an Istio (`networking.istio.io`) Gateway is held, told apart from a Gateway
+ * API Gateway of the same name (kubectl's resource.group spelling).
+ */
+export const ISTIO_GATEWAY = 'Gateway.networking.istio.io';
 
 /** One decoded object and where it came from. */
 export interface DecodedObject {
@@ -241,6 +250,13 @@ function decodeObject(
     decodeL7(node, doc, file, lines, line, objects, problems, decodeL7Object);
     return;
   }
+  if (ISTIO_NETWORKING.includes(apiVersion) && kind === 'Gateway') {
+    decodeL7(node, doc, file, lines, line, objects, problems, (obj) => {
+      const d = decodeIstioGateway(obj);
+      return { value: d.value && { kind: ISTIO_GATEWAY, value: d.value }, problems: d.problems };
+    });
+    return;
+  }
   if (GATEWAY_API.includes(apiVersion) && kind === 'HTTPRoute') {
     decodeL7(node, doc, file, lines, line, objects, problems, (obj) => {
       const d = decodeHttpRoute(obj);
@@ -282,7 +298,7 @@ function decodeL7(
   line: number,
   objects: DecodedObject[],
   problems: KubeYamlProblem[],
-  decode: (obj: unknown) => Decoded<KubeObject & { kind: L7Problem['kind'] }>,
+  decode: (obj: unknown) => Decoded<KubeObject>,
 ): void {
   const decoded = decode(node.toJS(doc));
   for (const p of decoded.problems) {
@@ -846,6 +862,7 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     virtualServices: [] as VirtualService[],
     destinationRules: [] as DestinationRule[],
     httpRoutes: [] as GatewayHttpRoute[],
+    istioGateways: [] as IstioGateway[],
   };
   for (const o of objects) {
     const { kind } = o.object;
@@ -903,6 +920,9 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
         break;
       case 'HTTPRoute':
         out.httpRoutes.push(o.object.value);
+        break;
+      case ISTIO_GATEWAY:
+        out.istioGateways.push(o.object.value);
         break;
     }
   }

@@ -105,6 +105,12 @@ const RESOURCES = [
     path: '/apis/security.istio.io/v1/peerauthentications',
   },
   {
+    // Istio's own Gateway (ingress and egress gateways); 404 without Istio's CRDs, read as empty.
+    kind: 'Gateway',
+    apiVersion: 'networking.istio.io/v1',
+    path: '/apis/networking.istio.io/v1/gateways',
+  },
+  {
     // Without the Gateway API CRDs this is 404, read as empty (see listRaw).
     kind: 'Gateway',
     apiVersion: 'gateway.networking.k8s.io/v1',

@@ -295,6 +295,47 @@ export interface Gateway {
   readonly statusAddresses: readonly GatewayAddressEntry[];
 }
 
+/** Istio Gateway server TLS settings (`spec.servers[].tls`), as written. */
+export interface IstioServerTls {
+  readonly httpsRedirect: boolean;
+  /** SIMPLE, MUTUAL, PASSTHROUGH, AUTO_PASSTHROUGH, ISTIO_MUTUAL, OPTIONAL_MUTUAL; '' when not set. */
+  readonly mode: string;
+  readonly credentialName: string;
+  readonly serverCertificate: string;
+  readonly privateKey: string;
+  readonly caCertificates: string;
+  readonly subjectAltNames: readonly string[];
+  /** TLSV1_0 … TLSV1_3, '' for the default. */
+  readonly minProtocolVersion: string;
+  readonly maxProtocolVersion: string;
+}
+
+/** One `spec.servers[]` entry of an Istio Gateway. */
+export interface IstioGatewayServer {
+  readonly port: { readonly number: number; readonly name: string; readonly protocol: string };
+  /** As written: `host`, `ns/host`, `./host`, `*`/host, with `*.` wildcards. */
+  readonly hosts: readonly string[];
+  readonly tls: IstioServerTls | undefined;
+  /** An optional server name (Istio uses it for stats); '' when not set. */
+  readonly name: string;
+  /** The IP to listen on; '' for every address. */
+  readonly bind: string;
+}
+
+/**
+ * `networking.istio.io/v1` Gateway (istio-api.md): the servers an ingress (or egress) gateway proxy
+ * listens on, for the proxies whose labels the selector matches. Decoded and valid
+ * (l7/gateway-decode.ts).
+ */
+export interface IstioGateway {
+  readonly namespace: string;
+  readonly name: string;
+  readonly creationTimestamp: string;
+  /** The gateway proxies' labels; empty selects every gateway proxy. */
+  readonly selector: StringMap;
+  readonly servers: readonly IstioGatewayServer[];
+}
+
 /** Everything the controller read, from one source, at one moment. */
 export interface KubeSnapshot {
   readonly namespaces: readonly Namespace[];
@@ -311,6 +352,8 @@ export interface KubeSnapshot {
   readonly destinationRules: readonly DestinationRule[];
   /** Gateway API HTTPRoutes, decoded and valid (l7/decode-http-route.ts), like the two above. */
   readonly httpRoutes: readonly GatewayHttpRoute[];
+  /** `networking.istio.io` Gateways, decoded and valid (l7/gateway-decode.ts); absent: none. */
+  readonly istioGateways?: readonly IstioGateway[];
 }
 
 export const EMPTY_SNAPSHOT: KubeSnapshot = {

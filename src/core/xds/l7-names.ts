@@ -46,3 +46,83 @@ export function parseClusterName(
  * waypoints drop. Keys: `namespace`, and `labels` (a struct of the client workload's labels).
  */
 export const SOURCE_METADATA_FILTER = 'ambit.source';
+
+/**
+ * Ingress gateways (issue 8): the controller serves the listeners and route configurations of the
+ * `networking.istio.io` Gateways to every subscriber (the ADS server does not scope resources per
+ * subscriber), so their names carry the gateway group they belong to: the Gateways' `selector`,
+ * written `k=v,k=v` with the keys sorted. A gateway proxy serves the groups its own labels match.
+ * After the prefix the names are Istio's: listener `0.0.0.0_<port>` (and, per TLS server, the filter
+ * chain `…/<namespace>/<gateway>/<index>`), route configuration `http.<port>` or
+ * `https.<port>.<portName>.<gateway>.<namespace>`.
+ */
+const GATEWAY_PREFIX = 'gateway/';
+
+/** The group a Gateway selector defines. */
+export function gatewayGroup(selector: Readonly<Record<string, string>>): string {
+  return Object.keys(selector)
+    .sort()
+    .map((k) => `${k}=${selector[k]}`)
+    .join(',');
+}
+
+/** Parses a group back into the selector it was made of. */
+export function parseGatewayGroup(group: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of group.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0) out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+/** `gateway/<group>/<name>`: a gateway resource of that group. */
+export function gatewayResourceName(group: string, name: string): string {
+  return `${GATEWAY_PREFIX}${group}/${name}`;
+}
+
+/** The group and Istio name of a gateway resource; undefined for any other resource. */
+export function parseGatewayResourceName(name: string): { group: string; name: string } | undefined {
+  if (!name.startsWith(GATEWAY_PREFIX)) return undefined;
+  const rest = name.slice(GATEWAY_PREFIX.length);
+  const slash = rest.indexOf('/');
+  if (slash < 0) return undefined;
+  return { group: rest.slice(0, slash), name: rest.slice(slash + 1) };
+}
+
+/**
+ * Listener metadata namespace (`metadata.filter_metadata`) holding what a gateway server needs
+ * beyond the HTTP connection manager: port, protocol, SNI hosts and TLS settings. Gateway listeners
+ * stay API listeners (the waypoint and gRPC clients decode every Listener and accept only those),
+ * so the server facts a filter chain would carry travel here, as a Struct.
+ */
+export const GATEWAY_METADATA_FILTER = 'ambit.gateway';
+
+/** TLS settings of one gateway server (Istio's ServerTLSSettings, the parts the gateway honours). */
+export interface GatewayTlsFacts {
+  /** SIMPLE or MUTUAL. */
+  readonly mode: string;
+  /** PEM file paths on the gateway's file system ('' when credentialName is used). */
+  readonly serverCertificate: string;
+  readonly privateKey: string;
+  readonly caCertificates: string;
+  /** A Kubernetes Secret named by the Gateway (not read yet). */
+  readonly credentialName: string;
+  /** Client certificates must carry one of these SANs (MUTUAL); empty: any the CA signed. */
+  readonly subjectAltNames: readonly string[];
+  /** TLSV1_2, TLSV1_3 or '' (the default). */
+  readonly minProtocolVersion: string;
+  readonly maxProtocolVersion: string;
+}
+
+/** What `metadata.filter_metadata["ambit.gateway"]` of a gateway listener says. */
+export interface GatewayListenerFacts {
+  readonly port: number;
+  /** HTTP (plaintext, every HTTP server of the port merged) or HTTPS (one TLS server). */
+  readonly protocol: 'HTTP' | 'HTTPS';
+  /** The server's host names (SNI for HTTPS); `*` for any. */
+  readonly hosts: readonly string[];
+  /** The Gateway servers behind it, `<namespace>/<name> spec.servers[<i>]`, for messages. */
+  readonly servers: readonly string[];
+  readonly tls: GatewayTlsFacts | undefined;
+}

@@ -29,5 +29,7 @@ export {
   type L7Result,
   type PortProtocol,
 } from './translate.ts';
+export { decodeIstioGateway, isIstioGateway } from './gateway-decode.ts';
+export { translateIstioGateways, type GatewayInput, type GatewayResult } from './gateway-translate.ts';
 export { RBAC_FILTER, translateAuthz, type AuthzProblem, type AuthzResult } from './authz.ts';
 export type * from './types.ts';

@@ -86,12 +86,15 @@ export interface RouteEnv {
 
 /**
  * The routes of the merged VirtualServices for `port`; empty when none yields a route on this port
- * (the caller then uses the default route, as istiod does).
+ * (the caller then uses the default route, as istiod does). `boundHere` says whether a match block's
+ * own `gateways` include the proxy being configured: the mesh by default, an ingress gateway's name
+ * for gateway routes (gateway-translate.ts).
  */
 export function buildHttpRoutes(
   virtualServices: readonly VirtualService[],
   port: number,
   env: RouteEnv,
+  boundHere: (gateways: readonly string[], vs: VirtualService) => boolean = appliesToMesh,
 ): Route[] {
   const routes: Route[] = [];
   for (const vs of virtualServices) {
@@ -104,7 +107,7 @@ export function buildHttpRoutes(
       }
       for (const match of rule.match) {
         if (match.port !== undefined && match.port !== port) continue;
-        if (match.gateways.length > 0 && !appliesToMesh(match.gateways)) continue;
+        if (match.gateways.length > 0 && !boundHere(match.gateways, vs)) continue;
         const route = translateRule(vs, i, rule, match, port, env);
         routes.push(route);
         if (isCatchAll(route.match)) return routes;

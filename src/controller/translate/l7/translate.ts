@@ -64,6 +64,7 @@ import type {
   RouteConfiguration,
 } from './envoy-types.ts';
 import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts';
+import { translateIstioGateways } from './gateway-translate.ts';
 import { httpListener, routeConfiguration, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, defaultRoute, usesCors, type ResolvedCluster, type RouteEnv } from './routes.ts';
 import {
@@ -322,6 +323,16 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       routeConfigurations.push(routeConfiguration(name, domainsOf(info.names, port), routes));
     }
   }
+
+  // Ingress gateways: their listeners and routes, to the same clusters (gateway-translate.ts).
+  const gateways = translateIstioGateways(
+    { gateways: input.snapshot.istioGateways ?? [], virtualServices: input.virtualServices },
+    env,
+    options.clusterDomain,
+  );
+  listeners.push(...gateways.listeners);
+  routeConfigurations.push(...gateways.routeConfigurations);
+  for (const p of gateways.problems) problems.add(p);
 
   reportUnusedRules(input.destinationRules, usedRules, infos, options, problems);
 

@@ -334,5 +334,5 @@ export interface DestinationRule {
  * it is applied, with a consequence the user must know about.
  */
 export type L7Problem = Omit<TranslateProblem, 'kind'> & {
-  readonly kind: 'VirtualService' | 'DestinationRule' | 'HTTPRoute';
+  readonly kind: 'VirtualService' | 'DestinationRule' | 'HTTPRoute' | 'Gateway';
 };

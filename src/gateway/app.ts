@@ -1,0 +1,341 @@
+/**
+ * The ingress gateway (issue 8): the waypoint's L7 engine (route tables, cluster pickers, the
+ * forwarder with its retries, timeouts, mirrors and faults, HBONE upstream) behind a different
+ * front — real listeners on the Istio Gateway servers' ports (servers.ts) instead of HBONE tunnels.
+ * It takes from the controller every L7 resource (as a waypoint does) and serves the gateway
+ * listeners whose group (the Gateway selector, core/xds/l7-names.ts) its own labels match. Requests
+ * go into the mesh over HBONE with the gateway's own identity; metrics say `reporter="source"`, as
+ * Istio's ingress gateways report. Admin 15000, metrics 15020, readiness 15021; drains on close.
+ */
+import type { AddressInfo } from 'node:net';
+import { Counter } from 'prom-client';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
+import { HbonePool } from '../core/hbone/pool.ts';
+import { CertificateAuthority } from '../core/identity/ca.ts';
+import { LocalCaProvider, SecretManager, type CertificateProvider } from '../core/identity/secret-manager.ts';
+import { formatSpiffe } from '../core/identity/spiffe.ts';
+import { HttpEndpoint } from '../core/http-endpoint.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { createRegistry } from '../core/metrics.ts';
+import { MeshState } from '../core/state/mesh-state.ts';
+import { controllerCaProvider } from '../core/xds/controller-channel.ts';
+import type { AdsClient } from '../core/xds/ads-client.ts';
+import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../core/xds/l7-names.ts';
+import type { Service, Workload } from '../core/xds/model.ts';
+import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
+import { INGRESS_OPTIONS } from '../waypoint/app.ts';
+import { waypointIdentity } from '../waypoint/config.ts';
+import { waypointXdsClient } from '../waypoint/control-plane.ts';
+import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder, type RequestContext } from '../waypoint/forwarder.ts';
+import { L7State, type L7Values } from '../waypoint/l7-state.ts';
+import type { Random } from '../waypoint/router.ts';
+import { createRequestMetrics } from '../waypoint/telemetry.ts';
+import { Upstream } from '../waypoint/upstream.ts';
+import { redactedGatewayConfig, type GatewayConfig } from './config.ts';
+import { decodeGatewayListenerBytes, type GatewayL7Listener } from './listener-facts.ts';
+import { GatewayServers, type ConnectionInfo, type GatewayChain } from './servers.ts';
+
+const POOL_IDLE_TIMEOUT_MS = 300_000;
+const POOL_MAX_STREAMS = 100;
+
+export interface GatewayDeps {
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  /** Where the gateway's certificate comes from; defaults to CA_ADDRESS, else the PEM files. */
+  readonly certificates?: CertificateProvider;
+  /** Process-wide metrics (CPU, memory); off when several programs share a process. */
+  readonly processMetrics?: boolean;
+  /** The HBONE port of the endpoints' agents (15008; tests may run them elsewhere). */
+  readonly upstreamHbonePort?: number;
+}
+
+export interface GatewayBound {
+  readonly admin: AddressInfo;
+  readonly metrics: AddressInfo;
+  readonly readiness: AddressInfo;
+  /** `spiffe://…` the gateway presents upstream. */
+  readonly identity: string;
+  /** Where each Gateway server port listens now. */
+  ports(): Map<number, AddressInfo>;
+  /** The gateway listeners served now (those of the groups the pod's labels match). */
+  chains(): readonly GatewayChain[];
+  /** What readiness still waits for; empty when ready. */
+  pending(): string[];
+  /** Drains: stops listening, lets requests in flight finish up to the deadline, then closes. */
+  close(): Promise<void>;
+  /** Resolves once the gateway has shut down (also after POST /quitquitquit). */
+  readonly done: Promise<void>;
+}
+
+/** Whether a gateway listener's group (a Gateway selector) selects a pod with `labels`. */
+export function servesGroup(group: string, labels: Readonly<Record<string, string>>): boolean {
+  return Object.entries(parseGatewayGroup(group)).every(
+    ([k, v]) => Object.hasOwn(labels, k) && labels[k] === v,
+  );
+}
+
+/**
+ * The chains this pod serves, from every listener: the gateway ones of its groups; when two groups
+ * serve one port, the first by name keeps it and the other is reported.
+ */
+export function selectChains(
+  listeners: Iterable<GatewayL7Listener>,
+  labels: Readonly<Record<string, string>>,
+): { chains: GatewayChain[]; conflicts: string[] } {
+  const mine = [...listeners]
+    .flatMap((l) => {
+      const parsed = parseGatewayResourceName(l.name);
+      return l.gateway && parsed && servesGroup(parsed.group, labels)
+        ? [{ listenerName: l.name, facts: l.gateway, group: parsed.group }]
+        : [];
+    })
+    .sort((a, b) => (a.listenerName < b.listenerName ? -1 : a.listenerName > b.listenerName ? 1 : 0));
+  const portGroup = new Map<number, string>();
+  const chains: GatewayChain[] = [];
+  const conflicts: string[] = [];
+  for (const c of mine) {
+    const owner = portGroup.get(c.facts.port);
+    if (owner !== undefined && owner !== c.group) {
+      conflicts.push(
+        `port ${c.facts.port}: Gateways with selector ${c.group} conflict with those with selector ${owner}, which keep it`,
+      );
+      continue;
+    }
+    portGroup.set(c.facts.port, c.group);
+    chains.push({ listenerName: c.listenerName, facts: c.facts });
+  }
+  return { chains, conflicts };
+}
+
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayBound> {
+  const log = deps.log ?? createLogger('gateway', config.logLevel);
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? Math.random;
+  const identity = waypointIdentity(config);
+  const spiffe = formatSpiffe(identity);
+
+  const provider: CertificateProvider =
+    deps.certificates ??
+    (config.caAddress
+      ? controllerCaProvider(config)
+      : new LocalCaProvider(
+          await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
+          config.certTtlMs,
+        ));
+  const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
+  const registry = createRegistry('gateway', deps.processMetrics ?? false);
+  const configRejections = new Counter({
+    name: 'ambit_config_rejected_total',
+    help: 'Config resources rejected as invalid (NACKed); the last good version stayed in force',
+    labelNames: ['type_url'],
+    registers: [registry],
+  });
+
+  let state = new MeshState({ workloads: [], services: [], policies: [] });
+  const l7 = new L7State({ clock, random });
+  const pool = new HbonePool({
+    getCertificate: (id) => secrets.get(id),
+    log: log.child({ scope: 'pool' }),
+    connectTimeoutMs: config.connectTimeoutMs,
+    idleTimeoutMs: POOL_IDLE_TIMEOUT_MS,
+    maxStreamsPerConnection: POOL_MAX_STREAMS,
+  });
+  const upstream = new Upstream({
+    pool,
+    identity,
+    sourceIp: config.instanceIp === '0.0.0.0' ? undefined : config.instanceIp,
+    log: log.child({ scope: 'upstream' }),
+    ...(deps.upstreamHbonePort !== undefined && { hbonePort: deps.upstreamHbonePort }),
+  });
+  const forwarder = new Forwarder({
+    l7,
+    mesh: () => state,
+    upstream,
+    metrics: createRequestMetrics(registry),
+    log: log.child({ scope: 'forwarder' }),
+    accessLog: log.child({ scope: 'access' }),
+    clock,
+    random,
+    connectTimeoutMs: config.connectTimeoutMs,
+    retryBufferBytes: DEFAULT_RETRY_BUFFER_BYTES,
+    reporter: 'source',
+  });
+
+  /** Every request leaves as the gateway workload (Istio's ingress gateway is the source). */
+  const onRequest = (
+    conn: ConnectionInfo,
+    req: Parameters<Forwarder['handle']>[1],
+    res: Parameters<Forwarder['handle']>[2],
+    protocol: 'http/1.1' | 'h2c',
+  ) => {
+    const self: Workload | undefined = state.workloadByIp(config.instanceIp);
+    const ctx: RequestContext = {
+      service: undefined,
+      port: conn.chain.facts.port,
+      listenerName: conn.chain.listenerName,
+      scheme: conn.tls ? 'https' : 'http',
+      source: {
+        namespace: config.namespace,
+        labels: self?.labels ?? config.labels,
+        principal: spiffe,
+        address: conn.remoteAddress,
+      },
+      srcWorkload: self,
+      srcIdentity: identity,
+      clientAddress: conn.remoteAddress,
+      clientPort: conn.remotePort,
+    };
+    forwarder.handle(ctx, req, res, protocol);
+  };
+  const servers = new GatewayServers({
+    host: config.listenHost,
+    log: log.child({ scope: 'listeners' }),
+    http: INGRESS_OPTIONS,
+    onRequest,
+  });
+
+  let chains: GatewayChain[] = [];
+  let conflicts: string[] = [];
+  let listeners: ReadonlyMap<string, GatewayL7Listener> = new Map();
+  const applyListeners = () => {
+    const selected = selectChains(listeners.values(), config.labels);
+    conflicts = selected.conflicts;
+    for (const c of conflicts) log.warn({ error: c }, 'gateway servers conflict');
+    chains = selected.chains;
+    void servers.update(chains);
+  };
+
+  let ads: AdsClient | undefined;
+  if (config.xdsAddress) {
+    ads = waypointXdsClient(
+      config,
+      log.child({ scope: 'xds' }),
+      {
+        onMesh: (workloads: Workload[], services: Service[]) => {
+          state = new MeshState({ workloads, services, policies: [] });
+        },
+        onL7: (kind, resources) => {
+          l7.replace(kind, resources as ReadonlyMap<string, L7Values[typeof kind]>);
+          if (kind === 'cluster' || kind === 'cluster-load-assignment') upstream.prune(l7.endpointKeys());
+          if (kind === 'listener') {
+            listeners = resources as ReadonlyMap<string, GatewayL7Listener>;
+            applyListeners();
+          }
+        },
+        onRejected: (typeUrl) => configRejections.inc({ type_url: typeUrl }),
+      },
+      { nodeType: 'router', decoders: { [EnvoyTypeUrl.Listener]: decodeGatewayListenerBytes } },
+    );
+  }
+
+  let draining = false;
+  const pending = () => {
+    const out: string[] = [];
+    if (draining) out.push('draining');
+    if (ads && !ads.isSynced()) out.push(`xds from ${config.xdsAddress} (not synced yet)`);
+    const cert = secrets.states().find((s) => formatSpiffe(s.identity) === spiffe);
+    if (!cert || cert.state !== 'Available')
+      out.push(`certificate ${spiffe} (${cert?.state ?? 'Initializing'})`);
+    if (ads?.isSynced() && chains.length === 0)
+      out.push(
+        `no Gateway selects this gateway's labels (${Object.entries(config.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')})`,
+      );
+    out.push(...conflicts, ...servers.problems());
+    return out;
+  };
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= shutdown());
+  const endpoints: HttpEndpoint[] = [];
+  const shutdown = async () => {
+    draining = true;
+    log.info(
+      {
+        inFlight: forwarder.inFlight(),
+        connections: servers.openConnections(),
+        deadlineMs: config.drainDeadlineMs,
+      },
+      'draining',
+    );
+    ads?.close();
+    await servers.drain();
+    await forwarder.waitIdle(config.drainDeadlineMs);
+    const left = forwarder.inFlight();
+    servers.destroyAll();
+    upstream.close();
+    pool.destroy();
+    secrets.close();
+    provider.close?.();
+    await Promise.all(endpoints.map((e) => e.close()));
+    log.info({ forcedClosed: left }, 'shut down');
+    resolveDone();
+  };
+
+  const configDump = () => ({
+    version: 'ambit-0.1.0',
+    config: redactedGatewayConfig(config),
+    identity: spiffe,
+    xds: ads ? { synced: ads.isSynced(), connected: ads.isConnected() } : { source: 'none' },
+    gateway: {
+      labels: config.labels,
+      ports: Object.fromEntries(servers.addresses()),
+      chains,
+      notReady: [...conflicts, ...servers.problems()],
+    },
+    ...l7.dump(),
+    traffic: {
+      inFlight: forwarder.inFlight(),
+      connections: servers.openConnections(),
+      upstream: upstream.describe(),
+    },
+  });
+
+  try {
+    // The gateway's own certificate (upstream HBONE) is asked for now, not at the first request.
+    void secrets
+      .get(identity)
+      .catch((err: unknown) => log.warn({ error: describeError(err) }, 'certificate not issued yet'));
+    endpoints.push(
+      await HttpEndpoint.start(
+        config.admin,
+        adminRoutes({ program: 'gateway', configDump, quit: () => void close() }, log),
+        log,
+      ),
+    );
+    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
+    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
+    ads?.start();
+  } catch (err) {
+    await close();
+    throw new AmbitError(ErrorCode.BindFailed, `cannot start: ${describeError(err)}`, {
+      cause: err,
+      hint: 'is another program already using the admin, metrics or readiness address?',
+    });
+  }
+  const [admin, metrics, readiness] = endpoints.map((e) => e.address()) as [
+    AddressInfo,
+    AddressInfo,
+    AddressInfo,
+  ];
+  log.info(
+    { gateway: `${config.namespace}/${config.gatewayName}`, identity: spiffe, labels: config.labels, admin },
+    'gateway started',
+  );
+  return {
+    admin,
+    metrics,
+    readiness,
+    identity: spiffe,
+    ports: () => servers.addresses(),
+    chains: () => chains,
+    pending,
+    close,
+    done,
+  };
+}

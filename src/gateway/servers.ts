@@ -1,0 +1,386 @@
+/**
+ * The gateway's front: one real listener per Gateway server port (where the waypoint has HBONE
+ * tunnels). A plaintext HTTP port serves HTTP/1.1 and h2c; an HTTPS port terminates TLS and picks
+ * the server (its certificate, its client-certificate check and its routes) by SNI as Envoy picks a
+ * filter chain: the exact host, else the longest `*.` wildcard, else `*`; a connection without SNI
+ * gets the `*` server; no match ends the handshake.
+ *
+ * A server whose certificate cannot be loaded (a missing or malformed file, a credentialName, whose
+ * Secret is not read yet) is not ready, with the reason: its hosts fail their handshakes while the
+ * other servers of the port, and the other ports, keep serving. A port that cannot bind is tried
+ * again on the next update or after PORT_RETRY_MS.
+ *
+ * Files are read when the configuration changes: a certificate rotated on disk is picked up with the
+ * next xDS update of the listener (Istio's SDS would push it; not done yet).
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import {
+  createSecureContext,
+  createServer as createTlsServer,
+  type SecureContext,
+  type SecureContextOptions,
+  type SecureVersion,
+  type Server as TlsServer,
+  type TLSSocket,
+} from 'node:tls';
+import { describeError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { GatewayListenerFacts } from '../core/xds/l7-names.ts';
+import {
+  serveHttp,
+  type IngressOptions,
+  type IngressRequest,
+  type IngressResponse,
+} from '../waypoint/http-ingress.ts';
+
+/** One gateway listener (an HTTP port, or one TLS server of an HTTPS port). */
+export interface GatewayChain {
+  /** The listener's name: its route configuration has the same name. */
+  readonly listenerName: string;
+  readonly facts: GatewayListenerFacts;
+}
+
+/** The client connection a request came on. */
+export interface ConnectionInfo {
+  readonly chain: GatewayChain;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly tls: boolean;
+}
+
+export type GatewayRequestHandler = (
+  conn: ConnectionInfo,
+  req: IngressRequest,
+  res: IngressResponse,
+  protocol: 'http/1.1' | 'h2c',
+) => void;
+
+export interface GatewayServersDeps {
+  /** The address every port listens on. */
+  readonly host: string;
+  readonly log: Logger;
+  readonly http: IngressOptions;
+  readonly onRequest: GatewayRequestHandler;
+}
+
+/** A port that failed to bind is tried again after this. */
+const PORT_RETRY_MS = 5000;
+
+interface ChainState {
+  readonly chain: GatewayChain;
+  readonly context: SecureContext | undefined;
+  /** What the context was made of (a TLS server's default context is set from options). */
+  readonly options: SecureContextOptions | undefined;
+  /** Why the chain cannot serve ('' when it can). */
+  readonly error: string;
+}
+
+interface PortState {
+  readonly port: number;
+  /** `http`, or `https` / `https+client-cert` (the server asks for client certificates). */
+  readonly kind: string;
+  chains: ChainState[];
+  server: Server | undefined;
+  address: AddressInfo | undefined;
+  error: string;
+}
+
+const TLS_VERSIONS: Readonly<Record<string, SecureVersion>> = {
+  TLSV1_0: 'TLSv1',
+  TLSV1_1: 'TLSv1.1',
+  TLSV1_2: 'TLSv1.2',
+  TLSV1_3: 'TLSv1.3',
+};
+
+/** Loads a TLS server's certificate, key and client CA; the reason when it cannot. */
+export function loadTlsContext(facts: GatewayListenerFacts): {
+  context?: SecureContext;
+  options?: SecureContextOptions;
+  error: string;
+} {
+  const tls = facts.tls;
+  if (!tls) return { error: 'no TLS settings' };
+  if (tls.credentialName && !tls.serverCertificate)
+    return {
+      error: `credentialName "${tls.credentialName}": Kubernetes Secrets are not read yet; use serverCertificate and privateKey files`,
+    };
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`${what} ${path}: ${describeError(err)}`, { cause: err });
+    }
+  };
+  try {
+    const cert = read('serverCertificate', tls.serverCertificate);
+    const key = read('privateKey', tls.privateKey);
+    const ca = tls.mode === 'MUTUAL' ? read('caCertificates', tls.caCertificates) : undefined;
+    const options: SecureContextOptions = {
+      cert,
+      key,
+      ...(ca ? { ca } : {}),
+      ...(TLS_VERSIONS[tls.minProtocolVersion] ? { minVersion: TLS_VERSIONS[tls.minProtocolVersion] } : {}),
+      ...(TLS_VERSIONS[tls.maxProtocolVersion] ? { maxVersion: TLS_VERSIONS[tls.maxProtocolVersion] } : {}),
+    };
+    return { context: createSecureContext(options), options, error: '' };
+  } catch (err) {
+    return { error: describeError(err) };
+  }
+}
+
+/** The chain for an SNI name (undefined: none), as Envoy matches server_names. */
+export function pickChain<T extends { readonly chain: GatewayChain }>(
+  chains: readonly T[],
+  servername: string | undefined,
+): T | undefined {
+  const name = (servername ?? '').toLowerCase();
+  if (name) {
+    const exact = chains.find((c) => c.chain.facts.hosts.includes(name));
+    if (exact) return exact;
+    let best: T | undefined;
+    let bestLength = -1;
+    for (const c of chains)
+      for (const h of c.chain.facts.hosts)
+        if (h.startsWith('*.') && name.endsWith(h.slice(1)) && h.length > bestLength) {
+          best = c;
+          bestLength = h.length;
+        }
+    if (best) return best;
+  }
+  return chains.find((c) => c.chain.facts.hosts.includes('*'));
+}
+
+export class GatewayServers {
+  private readonly deps: GatewayServersDeps;
+  private readonly ports = new Map<number, PortState>();
+  private readonly connections = new Map<Socket, () => void>();
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
+  private last: readonly GatewayChain[] = [];
+
+  constructor(deps: GatewayServersDeps) {
+    this.deps = deps;
+  }
+
+  /** Brings the listeners in line with `chains` (every gateway listener this proxy serves). */
+  async update(chains: readonly GatewayChain[]): Promise<void> {
+    if (this.closed) return;
+    this.last = chains;
+    const byPort = new Map<number, GatewayChain[]>();
+    for (const c of chains) {
+      const list = byPort.get(c.facts.port);
+      if (list) list.push(c);
+      else byPort.set(c.facts.port, [c]);
+    }
+    for (const [port, state] of [...this.ports])
+      if (!byPort.has(port)) {
+        this.ports.delete(port);
+        await this.stopPort(state);
+      }
+    for (const [port, list] of byPort) {
+      const https = list[0]!.facts.protocol === 'HTTPS';
+      const states: ChainState[] = list.map((chain) => {
+        if (!https) return { chain, context: undefined, options: undefined, error: '' };
+        const loaded = loadTlsContext(chain.facts);
+        return { chain, context: loaded.context, options: loaded.options, error: loaded.error };
+      });
+      const kind = !https
+        ? 'http'
+        : list.some((c) => c.facts.tls?.mode === 'MUTUAL')
+          ? 'https+client-cert'
+          : 'https';
+      let state = this.ports.get(port);
+      if (state && state.kind !== kind) {
+        this.ports.delete(port);
+        await this.stopPort(state);
+        state = undefined;
+      }
+      if (!state) {
+        state = { port, kind, chains: states, server: undefined, address: undefined, error: '' };
+        this.ports.set(port, state);
+      }
+      state.chains = states;
+      for (const c of states)
+        if (c.error)
+          this.deps.log.warn(
+            { listener: c.chain.listenerName, servers: c.chain.facts.servers, error: c.error },
+            'gateway server not ready',
+          );
+      if (https && state.server) setDefaultContext(state.server as TlsServer, states);
+      if (!state.server) await this.startPort(state);
+    }
+    this.scheduleRetry();
+  }
+
+  /** Where each port listens. */
+  addresses(): Map<number, AddressInfo> {
+    const out = new Map<number, AddressInfo>();
+    for (const [port, s] of this.ports) if (s.address) out.set(port, s.address);
+    return out;
+  }
+
+  /** What is not serving, and why (readiness). */
+  problems(): string[] {
+    const out: string[] = [];
+    for (const s of this.ports.values()) {
+      if (!s.server) out.push(`port ${s.port} not listening${s.error ? ` (${s.error})` : ''}`);
+      for (const c of s.chains)
+        if (c.error)
+          out.push(
+            `server ${c.chain.facts.servers.join(', ') || c.chain.listenerName} on port ${s.port}: ${c.error}`,
+          );
+    }
+    return out;
+  }
+
+  /** Client connections open now. */
+  openConnections(): number {
+    return this.connections.size;
+  }
+
+  /** Stops listening and asks every connection to finish (HTTP/2 GOAWAY, HTTP/1.1 after the response). */
+  async drain(): Promise<void> {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    await Promise.all([...this.ports.values()].map((s) => this.stopListening(s)));
+    for (const stop of this.connections.values()) stop();
+  }
+
+  /** Destroys what is left. */
+  destroyAll(): void {
+    for (const socket of this.connections.keys()) socket.destroy();
+    this.connections.clear();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retry || this.closed) return;
+    if (![...this.ports.values()].some((s) => !s.server)) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.update(this.last);
+    }, PORT_RETRY_MS);
+    this.retry.unref();
+  }
+
+  private async startPort(state: PortState): Promise<void> {
+    const server =
+      state.kind === 'http' ? createNetServer((s) => this.serve(state, s, false)) : this.tlsServer(state);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: this.deps.host, port: state.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) =>
+        this.deps.log.error({ port: state.port, error: describeError(err) }, 'listener error'),
+      );
+      state.server = server;
+      state.address = server.address() as AddressInfo;
+      state.error = '';
+      this.deps.log.info(
+        { port: state.port, address: state.address, kind: state.kind },
+        'gateway port listening',
+      );
+    } catch (err) {
+      state.error = describeError(err);
+      this.deps.log.error(
+        { port: state.port, host: this.deps.host, error: state.error, retryInMs: PORT_RETRY_MS },
+        'gateway port cannot listen',
+      );
+    }
+  }
+
+  private tlsServer(state: PortState): Server {
+    const server = createTlsServer({
+      // Client certificates are asked for on a port with a MUTUAL server and checked per server
+      // below: SIMPLE servers on the same port take connections without one.
+      requestCert: state.kind === 'https+client-cert',
+      rejectUnauthorized: false,
+      // HTTP/1.1 only for now: Node's h2c machinery that serveHttp hands a connection to does not
+      // take a TLS socket whose ALPN said h2 (curl then reports a framing error).
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (servername, cb) => {
+        const c = pickChain(state.chains, servername);
+        if (!c) return cb(new Error(`no server on port ${state.port} for SNI "${servername}"`), undefined);
+        if (!c.context) return cb(new Error(c.error), undefined);
+        cb(null, c.context);
+      },
+    });
+    setDefaultContext(server, state.chains);
+    server.on('secureConnection', (socket: TLSSocket) => this.serve(state, socket, true));
+    server.on('tlsClientError', (err, socket) =>
+      this.deps.log.debug(
+        { port: state.port, src: socket.remoteAddress, error: describeError(err) },
+        'tls handshake failed',
+      ),
+    );
+    return server;
+  }
+
+  private serve(state: PortState, socket: Socket, tls: boolean): void {
+    socket.setNoDelay(true);
+    const servername = tls ? (socket as TLSSocket).servername || undefined : undefined;
+    const c = pickChain(state.chains, servername) ?? (tls ? undefined : state.chains[0]);
+    if (!c || (tls && !c.context)) return void socket.destroy();
+    if (tls && c.chain.facts.tls?.mode === 'MUTUAL') {
+      const refusal = clientCertRefusal(socket as TLSSocket, c.chain.facts.tls.subjectAltNames);
+      if (refusal) {
+        this.deps.log.info(
+          { port: state.port, src: socket.remoteAddress, error: refusal },
+          'client certificate refused',
+        );
+        return void socket.destroy();
+      }
+    }
+    const info: ConnectionInfo = {
+      chain: c.chain,
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      tls,
+    };
+    const stop = serveHttp(
+      socket,
+      (req, res, protocol) => this.deps.onRequest(info, req, res, protocol),
+      this.deps.http,
+    );
+    this.connections.set(socket, stop);
+    socket.once('close', () => this.connections.delete(socket));
+    socket.on('error', () => undefined);
+  }
+
+  private async stopListening(state: PortState): Promise<void> {
+    const server = state.server;
+    state.server = undefined;
+    state.address = undefined;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private async stopPort(state: PortState): Promise<void> {
+    await this.stopListening(state);
+    this.deps.log.info({ port: state.port }, 'gateway port closed');
+  }
+}
+
+/** A connection without SNI gets the `*` server's certificate, as Envoy's chain without server_names. */
+function setDefaultContext(server: TlsServer, chains: readonly ChainState[]): void {
+  const def = pickChain(chains, undefined);
+  if (def?.options) server.setSecureContext(def.options);
+}
+
+/**
+ * Why a MUTUAL server refuses the client: no certificate, one its CA did not sign, or (with
+ * subjectAltNames) one naming none of them. Undefined when it is accepted.
+ */
+function clientCertRefusal(socket: TLSSocket, subjectAltNames: readonly string[]): string | undefined {
+  const peer = socket.getPeerX509Certificate();
+  if (!peer) return 'no client certificate';
+  if (!socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  if (subjectAltNames.length === 0) return undefined;
+  const sans = (peer.subjectAltName ?? '').split(', ').map((s) => s.replace(/^[A-Za-z ]+:/, ''));
+  return subjectAltNames.some((n) => sans.includes(n))
+    ? undefined
+    : `client certificate names none of ${subjectAltNames.join(', ')}`;
+}

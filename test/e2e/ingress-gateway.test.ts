@@ -1,0 +1,299 @@
+/**
+ * Issue 8 part 1: the ingress gateway of `ambit local`, driven with the real curl. Istio's bookinfo
+ * ingress sample (istio-samples 18) unchanged: `Host: bookinfo.example.com` /productpage reaches
+ * productpage through the gateway → HBONE (the gateway's own identity) → the pod; other paths 404.
+ * Then HTTPS with a test CA made by openssl: SNI to two hosts on one port, mutual TLS with a client
+ * certificate, httpsRedirect; and the bad input: a server whose certificate file is missing keeps
+ * the others serving and is reported not ready with the reason, and a conflicting server on one
+ * port is rejected naming both.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
+
+const SAMPLE = new URL('../fixtures/kube/istio-samples/18-gateway-bookinfo-ingress.yaml', import.meta.url);
+const prefix = `127.${180 + (process.pid % 15)}`;
+const GW = `${prefix}.4.1`;
+
+let mesh: LocalMesh;
+let kube: string;
+let pki: string;
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** curl's status code and body (`-w` appends the code on its own line). */
+async function curl(...args: string[]): Promise<{ status: number; body: string; stderr: string }> {
+  const r = await run('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', ...args]);
+  const i = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i), stderr: r.stderr };
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A test CA and leaf certificates made by openssl. */
+async function makePki(dir: string): Promise<void> {
+  const o = async (...args: string[]) => {
+    const r = await run('openssl', args);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await o(
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '2',
+    '-subj',
+    '/O=test-ca',
+    '-keyout',
+    join(dir, 'ca.key'),
+    '-out',
+    join(dir, 'ca.pem'),
+  );
+  for (const [name, san] of [
+    ['bookinfo', 'DNS:bookinfo.example.com'],
+    ['other', 'DNS:other.example.com'],
+    ['mtls', 'DNS:mtls.example.com'],
+    ['client', 'DNS:client.example.com'],
+  ] as const) {
+    await o(
+      'req',
+      ...ec,
+      '-subj',
+      `/CN=${name}`,
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      join(dir, `${name}.csr`),
+    );
+    await writeFile(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
+    await o(
+      'x509',
+      '-req',
+      '-in',
+      join(dir, `${name}.csr`),
+      '-CA',
+      join(dir, 'ca.pem'),
+      '-CAkey',
+      join(dir, 'ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      join(dir, `${name}.ext`),
+      '-out',
+      join(dir, `${name}.pem`),
+    );
+  }
+}
+
+before(async () => {
+  mesh = await startLocalMesh(prefix);
+  kube = join(mesh.dir, 'kube');
+  pki = mesh.dir;
+  await makePki(pki);
+  await copyFile(SAMPLE, join(kube, '18-gateway-bookinfo-ingress.yaml'));
+});
+
+after(async () => {
+  await mesh?.stop();
+});
+
+test('sample 18 unchanged: bookinfo.example.com /productpage reaches productpage; other paths 404', async () => {
+  const r = await until('the gateway to route /productpage', async () => {
+    const c = await curl('-H', 'Host: bookinfo.example.com', `http://${GW}:8080/productpage`);
+    return c.status === 200 ? c : undefined;
+  });
+  const app = JSON.parse(r.body) as { app: string; path: string; headers: Record<string, string> };
+  assert.equal(app.app, 'productpage');
+  assert.equal(app.path, '/productpage');
+  assert.equal(app.headers['x-forwarded-proto'], 'http');
+  for (const path of ['/static/x.css', '/login', '/logout', '/api/v1/products/1'])
+    assert.equal(
+      (await curl('-H', 'Host: bookinfo.example.com', `http://${GW}:8080${path}`)).status,
+      200,
+      path,
+    );
+  for (const path of ['/', '/productpage/x', '/reviews', '/loginx'])
+    assert.equal(
+      (await curl('-H', 'Host: bookinfo.example.com', `http://${GW}:8080${path}`)).status,
+      404,
+      path,
+    );
+  // The gateway is the source: its own identity upstream, reporter="source".
+  const metrics = await (await fetch(`http://${GW}:15020/metrics`)).text();
+  const line = metrics
+    .split('\n')
+    .find((l) => l.startsWith('istio_requests_total{') && l.includes('response_code="200"'));
+  assert.ok(line, metrics);
+  assert.match(line, /reporter="source"/);
+  assert.match(
+    line,
+    /source_principal="spiffe:\/\/cluster.local\/ns\/istio-system\/sa\/istio-ingressgateway-service-account"/,
+  );
+  assert.match(line, /destination_service="productpage.default.svc.cluster.local"/);
+  const log = await readFile(join(mesh.dir, 'gateway-istio-system-istio-ingressgateway.log'), 'utf8');
+  assert.match(log, /"scope":"access".*"path":"\/productpage".*"status":200/);
+});
+
+test('HTTPS: SNI picks the server of two hosts, mutual TLS needs a client certificate, httpsRedirect answers 301; a missing certificate and a conflicting server are reported', async () => {
+  await writeFile(
+    join(kube, '30-https-gateway.yaml'),
+    `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: secure
+  namespace: default
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port: { number: 8443, name: https-bookinfo, protocol: HTTPS }
+    hosts: [bookinfo.example.com]
+    tls: { mode: SIMPLE, serverCertificate: ${pki}/bookinfo.pem, privateKey: ${pki}/bookinfo.key }
+  - port: { number: 8443, name: https-other, protocol: HTTPS }
+    hosts: [other.example.com]
+    tls: { mode: SIMPLE, serverCertificate: ${pki}/other.pem, privateKey: ${pki}/other.key }
+  - port: { number: 8443, name: https-broken, protocol: HTTPS }
+    hosts: [broken.example.com]
+    tls: { mode: SIMPLE, serverCertificate: ${pki}/missing.pem, privateKey: ${pki}/missing.key }
+  - port: { number: 9443, name: https-mtls, protocol: HTTPS }
+    hosts: [mtls.example.com]
+    tls: { mode: MUTUAL, serverCertificate: ${pki}/mtls.pem, privateKey: ${pki}/mtls.key, caCertificates: ${pki}/ca.pem }
+  - port: { number: 8081, name: http-redirect, protocol: HTTP }
+    hosts: [bookinfo.example.com]
+    tls: { httpsRedirect: true }
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: clash
+  namespace: default
+  creationTimestamp: "2030-01-01T00:00:00Z"
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port: { number: 8443, name: http-clash, protocol: HTTP }
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: secure
+  namespace: default
+spec:
+  hosts: [bookinfo.example.com, other.example.com, mtls.example.com]
+  gateways: [secure]
+  http:
+  - match: [{ authority: { prefix: other.example.com } }]
+    route: [{ destination: { host: details, port: { number: 9080 } } }]
+  - route: [{ destination: { host: productpage, port: { number: 9080 } } }]
+`,
+  );
+  const tlsArgs = (host: string, port: number) => [
+    '--cacert',
+    join(pki, 'ca.pem'),
+    '--resolve',
+    `${host}:${port}:${GW}`,
+  ];
+  const book = await until('the HTTPS server', async () => {
+    const c = await curl(
+      ...tlsArgs('bookinfo.example.com', 8443),
+      'https://bookinfo.example.com:8443/productpage',
+    );
+    return c.status === 200 ? c : undefined;
+  });
+  const bookApp = JSON.parse(book.body) as { app: string; headers: Record<string, string> };
+  assert.equal(bookApp.app, 'productpage');
+  assert.equal(bookApp.headers['x-forwarded-proto'], 'https');
+  const other = await curl(...tlsArgs('other.example.com', 8443), 'https://other.example.com:8443/');
+  assert.equal(other.status, 200, other.stderr);
+  assert.equal((JSON.parse(other.body) as { app: string }).app, 'details');
+  // The certificate presented is the one for the SNI name (curl verifies the name against it).
+  const verbose = await run('curl', [
+    '-sS',
+    '-v',
+    '-o',
+    '/dev/null',
+    ...tlsArgs('other.example.com', 8443),
+    'https://other.example.com:8443/',
+  ]);
+  assert.match(verbose.stderr, /subject: CN=other/);
+
+  // Mutual TLS: without a client certificate the handshake is refused; with one the CA signed, served.
+  const noCert = await curl(
+    ...tlsArgs('mtls.example.com', 9443),
+    'https://mtls.example.com:9443/productpage',
+  );
+  assert.notEqual(noCert.status, 200);
+  const withCert = await curl(
+    ...tlsArgs('mtls.example.com', 9443),
+    '--cert',
+    join(pki, 'client.pem'),
+    '--key',
+    join(pki, 'client.key'),
+    'https://mtls.example.com:9443/productpage',
+  );
+  assert.equal(withCert.status, 200, withCert.stderr);
+
+  // httpsRedirect: 301 to https with the same host and path.
+  const redirect = await run('curl', [
+    '-sS',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code} %{redirect_url}',
+    '-H',
+    'Host: bookinfo.example.com',
+    `http://${GW}:8081/productpage?x=1`,
+  ]);
+  assert.match(redirect.stdout, /^301 https:\/\/bookinfo\.example\.com(:8081)?\/productpage\?x=1$/);
+
+  // The broken server: its hosts fail, the others serve, readiness says why.
+  const broken = await curl(
+    '--resolve',
+    `broken.example.com:8443:${GW}`,
+    '-k',
+    'https://broken.example.com:8443/',
+  );
+  assert.notEqual(broken.status, 200);
+  const ready = await fetch(`http://${GW}:15021/healthz/ready`);
+  const text = await ready.text();
+  assert.notEqual(ready.status, 200, text);
+  assert.match(text, /Gateway default\/secure spec\.servers\[2\].*missing\.pem/);
+  // The conflicting server is rejected, naming both.
+  const controllerLog = await until('the conflict in controller.log', async () => {
+    const t = await readFile(join(mesh.dir, 'controller.log'), 'utf8');
+    return /Gateway default\/clash spec\.servers\[0\]/.test(t) ? t : undefined;
+  });
+  assert.match(
+    controllerLog,
+    /port 8443 is already served as HTTPS by Gateway default\/secure spec\.servers\[0\]; Gateway default\/clash spec\.servers\[0\] \(HTTP\) conflicts with it/,
+  );
+  // And sample 18 on 8080 still serves.
+  assert.equal((await curl('-H', 'Host: bookinfo.example.com', `http://${GW}:8080/productpage`)).status, 200);
+});
