@@ -106,15 +106,21 @@ export class CertificateAuthority {
     );
   }
 
-  /** A root from PEM text: the certificate and its private key (PKCS#8, SEC1 or PKCS#1). */
+  /**
+   * A root from PEM text: the certificate and its private key (PKCS#8, SEC1 or PKCS#1). When the
+   * certificate text holds several certificates, the first signs and every one is a trusted root:
+   * that is how a root rotates (README, "Rotating the CA root").
+   */
   static async fromPem(
     certPem: string,
     keyPem: string,
     options: { trustDomain?: string; extraRootsPem?: string; nowMs?: () => number } = {},
   ): Promise<CertificateAuthority> {
+    const [signingPem = certPem, ...otherRoots] = splitPem(certPem);
+    const extraRootsPem = [...otherRoots, ...splitPem(options.extraRootsPem ?? '')].join('\n');
     let nodeCert: NodeX509;
     try {
-      nodeCert = new NodeX509(certPem);
+      nodeCert = new NodeX509(signingPem);
     } catch (err) {
       throw new AmbitError(ErrorCode.CertificateInvalid, 'CA certificate is not a PEM X.509 certificate', {
         cause: err,
@@ -132,7 +138,29 @@ export class CertificateAuthority {
       throw new AmbitError(ErrorCode.CertificateInvalid, 'CA key is not a PEM private key', { cause: err });
     }
     if (!nodeCert.checkPrivateKey(nodeKey)) {
-      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA key does not match the CA certificate');
+      throw new AmbitError(ErrorCode.CertificateInvalid, 'CA key does not match the CA certificate', {
+        hint: 'when the certificate file holds several roots, the one the key belongs to must come first',
+      });
+    }
+    for (const [i, pem] of otherRoots.entries()) {
+      let root: NodeX509;
+      try {
+        root = new NodeX509(pem);
+      } catch (err) {
+        throw new AmbitError(
+          ErrorCode.CertificateInvalid,
+          `CA certificate file: certificate ${i + 2} is not X.509`,
+          {
+            cause: err,
+          },
+        );
+      }
+      if (!root.ca)
+        throw new AmbitError(
+          ErrorCode.CertificateInvalid,
+          `CA certificate file: certificate ${i + 2} lacks basicConstraints CA:TRUE`,
+          { hint: 'extra certificates after the signing one are trusted roots' },
+        );
     }
     const pkcs8 = nodeKey.export({ type: 'pkcs8', format: 'der' });
     let signer: SigningKey;
@@ -157,7 +185,7 @@ export class CertificateAuthority {
       options.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       nodeCert.toString(),
       derToPem(pkcs8, 'PRIVATE KEY'),
-      options.extraRootsPem ?? '',
+      extraRootsPem,
       signer,
       options.nowMs ?? Date.now,
     );

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -5,6 +6,7 @@ import { workloadCertificateFromChain, type WorkloadCertificate } from './certif
 import type { CertificateAuthority } from './ca.ts';
 import { createCsr } from './csr.ts';
 import { formatSpiffe, type Identity } from './spiffe.ts';
+import { splitPem } from './x509.ts';
 
 /** Where certificates come from: an in-process CA (local mode) or the CA service (later). */
 export interface CertificateProvider {
@@ -42,11 +44,19 @@ export const RENEW_BACKOFF = { initialMs: 1000, multiplier: 2, jitter: 0.2, maxM
 /** The soonest a fresh certificate is renewed again. */
 export const MIN_RENEW_DELAY_MS = 1000;
 
+/**
+ * A certificate this young is not re-issued because another came with other roots: two CA replicas
+ * that disagree during a rollout must not make the agent fetch in a loop.
+ */
+export const ROOTS_CHANGE_MIN_AGE_MS = 5000;
+
 export type CertificateState = 'Initializing' | 'Available' | `Unavailable: ${string}`;
 
 interface Entry {
   readonly identity: Identity;
   cert: WorkloadCertificate | undefined;
+  /** When `cert` arrived (agent clock; notBefore is backdated). */
+  fetchedAtMs: number;
   lastError: string | undefined;
   waiters: { resolve: (c: WorkloadCertificate) => void; reject: (e: Error) => void }[];
   fetching: boolean;
@@ -145,6 +155,7 @@ export class SecretManager {
       entry = {
         identity,
         cert: undefined,
+        fetchedAtMs: 0,
         lastError: undefined,
         waiters: [],
         fetching: false,
@@ -165,10 +176,12 @@ export class SecretManager {
       entry.fetching = false;
       if (this.closed || this.entries.get(id) !== entry) return;
       entry.cert = cert;
+      entry.fetchedAtMs = this.opts.clock.nowMs();
       entry.lastError = undefined;
       entry.failures = 0;
       for (const w of entry.waiters.splice(0)) w.resolve(cert);
       for (const l of this.listeners) l(cert);
+      this.reissueOnNewRoots(entry, cert);
       const renewAt = cert.notBeforeMs + (cert.notAfterMs - cert.notBeforeMs) / 2;
       // A floor keeps a misissued (already half-expired) certificate from turning into a hot loop.
       this.schedule(entry, Math.max(MIN_RENEW_DELAY_MS, renewAt - this.opts.clock.nowMs()));
@@ -196,10 +209,61 @@ export class SecretManager {
     }
   }
 
+  /**
+   * When a certificate arrives with other roots or another issuer than the ones held for other
+   * identities (the CA's root is rotating: README "Rotating the CA root"), those are re-issued now
+   * rather than at their half life, so the whole node trusts the new roots, and presents leaves of
+   * the new signing root, as soon as one certificate shows them.
+   */
+  private reissueOnNewRoots(from: Entry, cert: WorkloadCertificate): void {
+    const now = this.opts.clock.nowMs();
+    const stale = [...this.entries.values()].filter(
+      (e) =>
+        e !== from &&
+        !e.fetching &&
+        e.cert !== undefined &&
+        now - e.fetchedAtMs >= ROOTS_CHANGE_MIN_AGE_MS &&
+        !sameRoots(e.cert, cert),
+    );
+    if (stale.length === 0) return;
+    this.opts.log.info(
+      { identity: formatSpiffe(from.identity), reissuing: stale.map((e) => formatSpiffe(e.identity)) },
+      'ca roots changed, re-issuing certificates',
+    );
+    for (const e of stale) {
+      e.cancelTimer?.();
+      void this.fetch(e);
+    }
+  }
+
   private schedule(entry: Entry, delayMs: number): void {
     if (this.closed) return;
     entry.cancelTimer?.();
     entry.cancelTimer = this.opts.clock.setTimer(() => void this.fetch(entry), delayMs);
+  }
+}
+
+function splitRoots(cert: WorkloadCertificate): string[] {
+  return splitPem(cert.rootsPem).map((p) => p.replace(/\s+/g, ''));
+}
+
+/** Same trusted roots and same issuer of the leaf (the signing root changes under the same bundle). */
+function sameRoots(a: WorkloadCertificate, b: WorkloadCertificate): boolean {
+  const ra = splitRoots(a);
+  const rb = splitRoots(b);
+  return (
+    ra.length === rb.length &&
+    ra.every((r, i) => r === rb[i]) &&
+    a.chainPem.length === b.chainPem.length &&
+    issuerOf(a) === issuerOf(b)
+  );
+}
+
+function issuerOf(cert: WorkloadCertificate): string {
+  try {
+    return new X509Certificate(cert.chainPem[0] ?? '').issuer;
+  } catch {
+    return '';
   }
 }
 

@@ -129,6 +129,11 @@ function handshake(ctx: ProxyContext, opts: Socks5Options, socket: Socket, hande
     }
   };
   socket.on('data', onData);
+  // A client that ends its side mid-handshake can never finish it: close now, not at the timeout
+  // (found by test/integration/fuzz-hbone-socks.test.ts).
+  socket.once('end', () => {
+    if (stage !== 'done') bail('client closed during the socks5 handshake');
+  });
 }
 
 async function connect(

@@ -1,6 +1,8 @@
 import { EMPTY_MATCH } from '../../../src/core/xds/model.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { ipToBytes } from '../../../src/core/ip.ts';
 import type { Identity } from '../../../src/core/identity/spiffe.ts';
 import {
   evaluateL4,
@@ -501,3 +503,235 @@ for (const c of stringCases) {
     assert.equal(stringMatches(c.m, c.value), c.want);
   });
 }
+
+// ---- More edges ----
+
+const moreCases: Case[] = [
+  {
+    name: 'several CIDRs in one field are ORed (IPv4 and IPv6 side by side)',
+    policies: [policy('deny', 'Deny', [match({ sourceIps: [cidr('fd00::/8'), cidr('10.0.0.0/30')] })])],
+    want: deniedBy('deny'),
+  },
+  {
+    name: 'destinationIps IPv6 exact address',
+    policies: [policy('allow', 'Allow', [match({ destinationIps: [cidr('fd00:1:3::5')] })])],
+    conn: { srcIp: 'fd00:1:2::7', dstIp: 'fd00:1:3::5' },
+    want: ALLOWED,
+  },
+  {
+    name: 'notDestinationIps IPv6 excludes the pod',
+    policies: [policy('allow', 'Allow', [match({ notDestinationIps: [cidr('fd00:1:3::/48')] })])],
+    conn: { srcIp: 'fd00:1:2::7', dstIp: 'fd00:1:3::5' },
+    want: NONE_ALLOWED,
+  },
+  {
+    name: 'a prefix that is not on a byte boundary (/20)',
+    policies: [policy('deny', 'Deny', [match({ sourceIps: [cidr('10.0.16.0/20')] })])],
+    conn: { srcIp: '10.0.31.255' },
+    want: deniedBy('deny'),
+  },
+  {
+    name: 'a prefix that is not on a byte boundary (/20), just outside',
+    policies: [policy('deny', 'Deny', [match({ sourceIps: [cidr('10.0.16.0/20')] })])],
+    conn: { srcIp: '10.0.32.0' },
+    want: ALLOWED,
+  },
+  {
+    name: 'an IPv6 prefix of /0 holds every IPv6 source but no IPv4 one',
+    policies: [policy('allow', 'Allow', [match({ sourceIps: [cidr('::/0')] })])],
+    want: NONE_ALLOWED,
+  },
+  {
+    name: 'notPorts with several ports',
+    policies: [policy('allow', 'Allow', [match({ notDestinationPorts: [1, 9080, 2] })])],
+    want: NONE_ALLOWED,
+  },
+  {
+    name: 'notPrincipals prefix: everything outside a namespace',
+    policies: [
+      policy('deny', 'Deny', [
+        match({ notPrincipals: [{ kind: 'prefix', value: 'cluster.local/ns/default/' }] }),
+      ]),
+    ],
+    conn: { srcIdentity: { trustDomain: 'cluster.local', namespace: 'other', serviceAccount: 'curl' } },
+    want: deniedBy('deny'),
+  },
+  {
+    name: 'notNamespaces presence: only connections without an identity pass',
+    policies: [policy('allow', 'Allow', [match({ notNamespaces: [{ kind: 'presence' }] })])],
+    conn: { srcIdentity: undefined },
+    want: ALLOWED,
+  },
+  {
+    name: 'a policy whose rules are all empty-match clauses never matches (ALLOW)',
+    policies: [policy('allow', 'Allow', [], { rules: [[[emptyMatch]], [[emptyMatch, emptyMatch]]] })],
+    want: NONE_ALLOWED,
+  },
+  {
+    name: 'only dry-run policies: allowed',
+    policies: [
+      policy('deny', 'Deny', [port9080], { dryRun: true }),
+      policy('allow', 'Allow', [match({ destinationPorts: [1] })], { dryRun: true }),
+    ],
+    want: ALLOWED,
+  },
+  {
+    name: 'a matching dry-run DENY does not hide an enforced one after it',
+    policies: [policy('dry', 'Deny', [port9080], { dryRun: true }), policy('real', 'Deny', [port9080])],
+    want: deniedBy('real'),
+  },
+  {
+    name: 'an ALLOW before a DENY in the list: the DENY still wins',
+    policies: [policy('allow', 'Allow', [port9080]), policy('deny', 'Deny', [fromCurl])],
+    want: deniedBy('deny'),
+  },
+  {
+    name: 'another trust domain is another principal',
+    policies: [policy('allow-curl', 'Allow', [fromCurl])],
+    conn: { srcIdentity: { ...curl, trustDomain: 'evil.example' } },
+    want: NONE_ALLOWED,
+  },
+  {
+    name: 'serviceAccounts ignore the trust domain (namespace and name only, as ztunnel)',
+    policies: [
+      policy('allow', 'Allow', [
+        match({ serviceAccounts: [{ namespace: 'default', serviceAccount: 'curl' }] }),
+      ]),
+    ],
+    conn: { srcIdentity: { ...curl, trustDomain: 'other.td' } },
+    want: ALLOWED,
+  },
+];
+
+for (const c of moreCases) {
+  test(`evaluateL4: ${c.name}`, () => {
+    assert.deepEqual(evaluateL4(c.policies, conn(c.conn)), c.want);
+  });
+}
+
+// ---- The evaluator against a plain reading of reference/ztunnel.md §6 ----
+
+/** CIDR containment written the slow, obvious way (numbers as bigints). */
+function refInCidr(ip: string, c: Cidr): boolean {
+  const mapped = (s: string) => /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(s)?.[1] ?? s;
+  const toBig = (s: string) => {
+    const b = ipToBytes(mapped(s));
+    return b && { v: b.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n), bits: b.length * 8 };
+  };
+  const a = toBig(ip);
+  const n = toBig(c.address);
+  if (!a || !n || a.bits !== n.bits) return false;
+  const len = mapped(c.address) !== c.address ? c.prefixLength - 96 : c.prefixLength;
+  if (len < 0) return false;
+  const shift = BigInt(Math.max(0, a.bits - len));
+  return a.v >> shift === n.v >> shift;
+}
+
+function refDecide(policies: readonly Authorization[], c: L4Connection): boolean {
+  const id = c.srcIdentity;
+  const principal = id ? `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}` : '';
+  const field = <T>(pos: readonly T[], neg: readonly T[], f: (v: T) => boolean) =>
+    (pos.length === 0 || pos.some(f)) && !neg.some(f);
+  const one = (m: Match) =>
+    Object.values(m).some((v: readonly unknown[]) => v.length > 0) &&
+    field(m.namespaces, m.notNamespaces, (s) => stringMatches(s, id?.namespace ?? '')) &&
+    field(m.principals, m.notPrincipals, (s) => stringMatches(s, principal)) &&
+    field(
+      m.serviceAccounts,
+      m.notServiceAccounts,
+      (x) => !!id && x.namespace === id.namespace && x.serviceAccount === id.serviceAccount,
+    ) &&
+    field(m.sourceIps, m.notSourceIps, (x) => refInCidr(c.srcIp, x)) &&
+    field(m.destinationIps, m.notDestinationIps, (x) => refInCidr(c.dstIp, x)) &&
+    field(m.destinationPorts, m.notDestinationPorts, (p) => p === c.dstPort);
+  const matchesPolicy = (p: Authorization) =>
+    p.rules.some((r) => r.every((cl) => cl.length === 0 || cl.some(one)));
+  const live = policies.filter((p) => !p.dryRun);
+  if (live.some((p) => p.action === 'Deny' && matchesPolicy(p))) return false;
+  const allows = live.filter((p) => p.action === 'Allow');
+  return allows.length === 0 || allows.some(matchesPolicy);
+}
+
+test('property: evaluateL4 decides as the plain reading of the reference, for any policies', () => {
+  const ips = [
+    '10.0.0.2',
+    '10.0.1.5',
+    '10.1.2.3',
+    '192.168.0.1',
+    'fd00::7',
+    'fd00:1::5',
+    '::ffff:10.0.0.2',
+    '::1',
+  ];
+  const addresses = [
+    '10.0.0.0',
+    '10.0.0.2',
+    '10.0.1.0',
+    '0.0.0.0',
+    'fd00::',
+    'fd00:1::',
+    '::',
+    '::ffff:10.0.0.0',
+  ];
+  const arbCidr = fc
+    .tuple(fc.constantFrom(...addresses), fc.integer({ min: 0, max: 128 }))
+    .map(([address, len]) => ({
+      address,
+      prefixLength: address.includes(':') ? len : len % 33,
+    }));
+  const arbString = fc.oneof(
+    fc.record({
+      kind: fc.constant('exact' as const),
+      value: fc.constantFrom('default', 'other', 'cluster.local/ns/default/sa/curl', ''),
+    }),
+    fc.record({ kind: fc.constant('prefix' as const), value: fc.constantFrom('cluster.local/', 'def', '') }),
+    fc.record({ kind: fc.constant('suffix' as const), value: fc.constantFrom('/sa/curl', 'ult', '') }),
+    fc.constant({ kind: 'presence' as const }),
+  );
+  const arbSa = fc.record({
+    namespace: fc.constantFrom('default', 'other'),
+    serviceAccount: fc.constantFrom('curl', 'web'),
+  });
+  const small = <T>(a: fc.Arbitrary<T>) => fc.array(a, { maxLength: 2 });
+  const arbMatch: fc.Arbitrary<Match> = fc.record({
+    namespaces: small(arbString),
+    notNamespaces: small(arbString),
+    serviceAccounts: small(arbSa),
+    notServiceAccounts: small(arbSa),
+    principals: small(arbString),
+    notPrincipals: small(arbString),
+    sourceIps: small(arbCidr),
+    notSourceIps: small(arbCidr),
+    destinationIps: small(arbCidr),
+    notDestinationIps: small(arbCidr),
+    destinationPorts: small(fc.constantFrom(80, 9080)),
+    notDestinationPorts: small(fc.constantFrom(80, 9080)),
+  });
+  const arbPolicy: fc.Arbitrary<Authorization> = fc.record({
+    name: fc.constantFrom('a', 'b', 'c'),
+    namespace: fc.constant('default'),
+    scope: fc.constant('Namespace' as const),
+    action: fc.constantFrom('Allow' as const, 'Deny' as const),
+    rules: fc.array(fc.array(fc.array(arbMatch, { maxLength: 2 }), { maxLength: 2 }), { maxLength: 2 }),
+    dryRun: fc.boolean(),
+  });
+  const arbConn: fc.Arbitrary<L4Connection> = fc.record({
+    srcIp: fc.constantFrom(...ips),
+    dstIp: fc.constantFrom(...ips),
+    dstPort: fc.constantFrom(80, 9080),
+    srcIdentity: fc.option(
+      fc.record({
+        trustDomain: fc.constantFrom('cluster.local', 'other.td'),
+        namespace: fc.constantFrom('default', 'other'),
+        serviceAccount: fc.constantFrom('curl', 'web'),
+      }),
+      { nil: undefined },
+    ),
+  });
+  fc.assert(
+    fc.property(fc.array(arbPolicy, { maxLength: 4 }), arbConn, (policies, c) => {
+      assert.equal(evaluateL4(policies, c).allowed, refDecide(policies, c));
+    }),
+    { numRuns: 3000 },
+  );
+});
