@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { ZTUNNEL_ENV } from '../ztunnel/config.ts';
 import { CONTROLLER_ENV } from '../controller/config.ts';
 import { WAYPOINT_ENV } from '../waypoint/config.ts';
-import { GATEWAY_ENV } from '../gateway/config.ts';
+import { GATEWAY_ENV } from '../waypoint/gateway/config.ts';
 import { registerConfigCommands } from './config-cmd.ts';
 import { registerWaypointCommands } from './waypoint-cmd.ts';
 import { parseOutputFormat, type OutputFormat } from './output.ts';
@@ -135,7 +135,7 @@ programCommand(
     ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
     ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
   ],
-  async (env) => (await import('../gateway/main.ts')).runGateway(env),
+  async (env) => (await import('../waypoint/gateway/main.ts')).runGateway(env),
 );
 registerWaypointCommands(
   waypoint

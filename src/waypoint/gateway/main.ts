@@ -1,6 +1,6 @@
 /** `ambit gateway`: builds the config, starts the ingress gateway, drains on SIGTERM. */
-import { describeError } from '../core/errors.ts';
-import { createLogger } from '../core/log.ts';
+import { describeError } from '../../core/errors.ts';
+import { createLogger } from '../../core/log.ts';
 import { startGateway } from './app.ts';
 import { buildGatewayConfig } from './config.ts';
 

@@ -9,11 +9,11 @@ import {
   GATEWAY_METADATA_FILTER,
   type GatewayListenerFacts,
   type GatewayTlsFacts,
-} from '../core/xds/l7-names.ts';
-import type { L7Listener } from '../core/xds/l7-model.ts';
-import { decodeListener, type WireListener } from '../core/xds/l7-decode.ts';
-import { unpackAny } from '../core/xds/l7-wire.ts';
-import type { Decoded } from '../core/xds/workload-proto.ts';
+} from '../../core/xds/l7-names.ts';
+import type { L7Listener } from '../../core/xds/l7-model.ts';
+import { decodeListener, type WireListener } from '../../core/xds/l7-decode.ts';
+import { unpackAny } from '../../core/xds/l7-wire.ts';
+import type { Decoded } from '../../core/xds/workload-proto.ts';
 
 /** A decoded listener; `gateway` is set for a gateway listener. */
 export type GatewayL7Listener = L7Listener & { readonly gateway?: GatewayListenerFacts };

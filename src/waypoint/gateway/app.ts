@@ -9,29 +9,33 @@
  */
 import type { AddressInfo } from 'node:net';
 import { Counter } from 'prom-client';
-import { systemClock, type Clock } from '../core/clock.ts';
-import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
-import { HbonePool } from '../core/hbone/pool.ts';
-import { CertificateAuthority } from '../core/identity/ca.ts';
-import { LocalCaProvider, SecretManager, type CertificateProvider } from '../core/identity/secret-manager.ts';
-import { formatSpiffe } from '../core/identity/spiffe.ts';
-import { HttpEndpoint } from '../core/http-endpoint.ts';
-import { createLogger, type Logger } from '../core/log.ts';
-import { createRegistry } from '../core/metrics.ts';
-import { MeshState } from '../core/state/mesh-state.ts';
-import { controllerCaProvider } from '../core/xds/controller-channel.ts';
-import type { AdsClient } from '../core/xds/ads-client.ts';
-import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../core/xds/l7-names.ts';
-import type { Service, Workload } from '../core/xds/model.ts';
-import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
-import { INGRESS_OPTIONS } from '../waypoint/app.ts';
-import { waypointIdentity } from '../waypoint/config.ts';
-import { waypointXdsClient } from '../waypoint/control-plane.ts';
-import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder, type RequestContext } from '../waypoint/forwarder.ts';
-import { L7State, type L7Values } from '../waypoint/l7-state.ts';
-import type { Random } from '../waypoint/router.ts';
-import { createRequestMetrics } from '../waypoint/telemetry.ts';
-import { Upstream } from '../waypoint/upstream.ts';
+import { systemClock, type Clock } from '../../core/clock.ts';
+import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
+import { HbonePool } from '../../core/hbone/pool.ts';
+import { CertificateAuthority } from '../../core/identity/ca.ts';
+import {
+  LocalCaProvider,
+  SecretManager,
+  type CertificateProvider,
+} from '../../core/identity/secret-manager.ts';
+import { formatSpiffe } from '../../core/identity/spiffe.ts';
+import { HttpEndpoint } from '../../core/http-endpoint.ts';
+import { createLogger, type Logger } from '../../core/log.ts';
+import { createRegistry } from '../../core/metrics.ts';
+import { MeshState } from '../../core/state/mesh-state.ts';
+import { controllerCaProvider } from '../../core/xds/controller-channel.ts';
+import type { AdsClient } from '../../core/xds/ads-client.ts';
+import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../../core/xds/l7-names.ts';
+import type { Service, Workload } from '../../core/xds/model.ts';
+import { adminRoutes, metricsRoutes, readinessRoutes } from '../../core/admin-routes.ts';
+import { INGRESS_OPTIONS } from '../app.ts';
+import { waypointIdentity } from '../config.ts';
+import { waypointXdsClient } from '../control-plane.ts';
+import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder, type RequestContext } from '../forwarder.ts';
+import { L7State, type L7Values } from '../l7-state.ts';
+import type { Random } from '../router.ts';
+import { createRequestMetrics } from '../telemetry.ts';
+import { Upstream } from '../upstream.ts';
 import { redactedGatewayConfig, type GatewayConfig } from './config.ts';
 import { decodeGatewayListenerBytes, type GatewayL7Listener } from './listener-facts.ts';
 import { GatewayServers, type ConnectionInfo, type GatewayChain } from './servers.ts';

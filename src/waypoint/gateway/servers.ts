@@ -24,15 +24,15 @@ import {
   type Server as TlsServer,
   type TLSSocket,
 } from 'node:tls';
-import { describeError } from '../core/errors.ts';
-import type { Logger } from '../core/log.ts';
-import type { GatewayListenerFacts } from '../core/xds/l7-names.ts';
+import { describeError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import type { GatewayListenerFacts } from '../../core/xds/l7-names.ts';
 import {
   serveHttp,
   type IngressOptions,
   type IngressRequest,
   type IngressResponse,
-} from '../waypoint/http-ingress.ts';
+} from '../http-ingress.ts';
 
 /** One gateway listener (an HTTP port, or one TLS server of an HTTPS port). */
 export interface GatewayChain {

@@ -5,13 +5,8 @@
  * ports listen on. Built once, validated before anything binds, immutable afterwards.
  */
 import { isIP } from 'node:net';
-import { EnvReader } from '../core/config/env.ts';
-import {
-  buildWaypointConfig,
-  redactedWaypointConfig,
-  WAYPOINT_ENV,
-  type WaypointConfig,
-} from '../waypoint/config.ts';
+import { EnvReader } from '../../core/config/env.ts';
+import { buildWaypointConfig, redactedWaypointConfig, WAYPOINT_ENV, type WaypointConfig } from '../config.ts';
 
 export interface GatewayConfig extends WaypointConfig {
   /** The gateway pod's labels: it serves every Gateway whose selector they match. */
