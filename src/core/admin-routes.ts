@@ -2,8 +2,10 @@
  * The HTTP endpoints every data-plane program serves (the node agent and the waypoint): admin
  * (15000, localhost), Prometheus metrics (15020) and readiness (15021), as in reference/ztunnel.md §5.
  */
+import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { metricsHandler, send, type Handler } from './http-endpoint.ts';
+import type { HostPort } from './config/env.ts';
+import { HttpEndpoint, metricsHandler, send, type Handler } from './http-endpoint.ts';
 import { isLogLevel, type Logger } from './log.ts';
 
 export interface AdminHooks {
@@ -86,4 +88,23 @@ export function readinessRoutes(readiness: Readiness): Record<string, Handler> {
       send(res, 500, `not ready, pending: ${pending.join(', ')}\n`);
     },
   };
+}
+
+/**
+ * Starts the admin, metrics and readiness endpoints, in that order, adding each to `started` as soon
+ * as it is up (so the caller's shutdown closes whatever did start when a later one fails to bind).
+ */
+export async function startStatusEndpoints(
+  addresses: { readonly admin: HostPort; readonly metrics: HostPort; readonly readiness: HostPort },
+  hooks: { readonly admin: AdminHooks; readonly registry: Registry; readonly readiness: Readiness },
+  log: Logger,
+  started: HttpEndpoint[],
+): Promise<{ admin: AddressInfo; metrics: AddressInfo; readiness: AddressInfo }> {
+  const admin = await HttpEndpoint.start(addresses.admin, adminRoutes(hooks.admin, log), log);
+  started.push(admin);
+  const metrics = await HttpEndpoint.start(addresses.metrics, metricsRoutes(hooks.registry), log);
+  started.push(metrics);
+  const readiness = await HttpEndpoint.start(addresses.readiness, readinessRoutes(hooks.readiness), log);
+  started.push(readiness);
+  return { admin: admin.address(), metrics: metrics.address(), readiness: readiness.address() };
 }

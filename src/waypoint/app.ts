@@ -15,7 +15,7 @@ import { CertificateAuthority } from '../core/identity/ca.ts';
 import { describeCertificate } from '../core/identity/certificate.ts';
 import { LocalCaProvider, SecretManager, type CertificateProvider } from '../core/identity/secret-manager.ts';
 import { formatSpiffe } from '../core/identity/spiffe.ts';
-import { HttpEndpoint } from '../core/http-endpoint.ts';
+import type { HttpEndpoint } from '../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
@@ -23,7 +23,7 @@ import { controllerCaProvider } from '../core/xds/controller-channel.ts';
 import type { AdsClient } from '../core/xds/ads-client.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
-import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
+import { startStatusEndpoints } from '../core/admin-routes.ts';
 import { redactedWaypointConfig, waypointIdentity, type WaypointConfig } from './config.ts';
 import { L7_DECODERS, L7_TYPES, waypointXdsClient } from './control-plane.ts';
 import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder } from './forwarder.ts';
@@ -351,6 +351,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= shutdown());
   const endpoints: HttpEndpoint[] = [];
+  let bound: Awaited<ReturnType<typeof startStatusEndpoints>> | undefined;
   const shutdown = async () => {
     draining = true;
     if (retryTimer) clearTimeout(retryTimer);
@@ -427,15 +428,16 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
 
   try {
     await startListener();
-    endpoints.push(
-      await HttpEndpoint.start(
-        config.admin,
-        adminRoutes({ program: 'waypoint', configDump, quit: () => void close() }, log),
-        log,
-      ),
+    bound = await startStatusEndpoints(
+      config,
+      {
+        admin: { program: 'waypoint', configDump, quit: () => void close() },
+        registry,
+        readiness: { pending },
+      },
+      log,
+      endpoints,
     );
-    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
-    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
     ads?.start();
   } catch (err) {
     await close();
@@ -444,11 +446,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
       hint: 'is another program already using the admin, metrics or readiness address?',
     });
   }
-  const [admin, metrics, readiness] = endpoints.map((e) => e.address()) as [
-    AddressInfo,
-    AddressInfo,
-    AddressInfo,
-  ];
+  const { admin, metrics, readiness } = bound;
   log.info(
     {
       gateway: `${config.namespace}/${config.gatewayName}`,

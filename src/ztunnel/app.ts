@@ -25,8 +25,8 @@ import {
   type MeshConfig,
   type Workload,
 } from '../core/xds/model.ts';
-import { HttpEndpoint } from '../core/http-endpoint.ts';
-import { adminRoutes, metricsRoutes, readinessRoutes } from '../core/admin-routes.ts';
+import type { HttpEndpoint } from '../core/http-endpoint.ts';
+import { startStatusEndpoints } from '../core/admin-routes.ts';
 import { redactedConfig, type ZtunnelConfig } from './config.ts';
 import { CniServer } from './inpod/cni-server.ts';
 import { checkInpodPrivileges } from './inpod/privileges.ts';
@@ -330,6 +330,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
   const close = () => (closing ??= shutdown());
 
   const endpoints: HttpEndpoint[] = [];
+  let bound: Awaited<ReturnType<typeof startStatusEndpoints>> | undefined;
   const shutdown = async () => {
     draining = true;
     if (retryTimer) clearTimeout(retryTimer);
@@ -402,18 +403,16 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
         }),
       );
     }
-    endpoints.push(
-      await HttpEndpoint.start(
-        config.admin,
-        adminRoutes(
-          { program: 'ztunnel', configDump, connections: openConnections, quit: () => void close() },
-          log,
-        ),
-        log,
-      ),
+    bound = await startStatusEndpoints(
+      config,
+      {
+        admin: { program: 'ztunnel', configDump, connections: openConnections, quit: () => void close() },
+        registry,
+        readiness: { pending },
+      },
+      log,
+      endpoints,
     );
-    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
-    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
     ads?.start();
     if (config.localConfigPath)
       stopWatching = watchLocalConfig(config.localConfigPath, initial.text, {
@@ -434,11 +433,7 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
       hint: 'is another agent already running on this address?',
     });
   }
-  const [admin, metrics, readiness] = endpoints.map((e) => e.address()) as [
-    AddressInfo,
-    AddressInfo,
-    AddressInfo,
-  ];
+  const { admin, metrics, readiness } = bound;
   log.info(
     { node: config.nodeName, admin, socks5: socks5.map((s) => s.address()), hbone: [...inbound.keys()] },
     'ztunnel started',

@@ -19,7 +19,7 @@ import {
   type CertificateProvider,
 } from '../../core/identity/secret-manager.ts';
 import { formatSpiffe } from '../../core/identity/spiffe.ts';
-import { HttpEndpoint } from '../../core/http-endpoint.ts';
+import type { HttpEndpoint } from '../../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../../core/log.ts';
 import { createRegistry } from '../../core/metrics.ts';
 import { MeshState } from '../../core/state/mesh-state.ts';
@@ -27,7 +27,7 @@ import { controllerCaProvider } from '../../core/xds/controller-channel.ts';
 import type { AdsClient } from '../../core/xds/ads-client.ts';
 import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../../core/xds/l7-names.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
-import { adminRoutes, metricsRoutes, readinessRoutes } from '../../core/admin-routes.ts';
+import { startStatusEndpoints } from '../../core/admin-routes.ts';
 import { INGRESS_OPTIONS } from '../app.ts';
 import { waypointIdentity } from '../config.ts';
 import { waypointXdsClient } from '../control-plane.ts';
@@ -257,6 +257,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= shutdown());
   const endpoints: HttpEndpoint[] = [];
+  let bound: Awaited<ReturnType<typeof startStatusEndpoints>> | undefined;
   const shutdown = async () => {
     draining = true;
     log.info(
@@ -305,15 +306,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     void secrets
       .get(identity)
       .catch((err: unknown) => log.warn({ error: describeError(err) }, 'certificate not issued yet'));
-    endpoints.push(
-      await HttpEndpoint.start(
-        config.admin,
-        adminRoutes({ program: 'gateway', configDump, quit: () => void close() }, log),
-        log,
-      ),
+    bound = await startStatusEndpoints(
+      config,
+      {
+        admin: { program: 'gateway', configDump, quit: () => void close() },
+        registry,
+        readiness: { pending },
+      },
+      log,
+      endpoints,
     );
-    endpoints.push(await HttpEndpoint.start(config.metrics, metricsRoutes(registry), log));
-    endpoints.push(await HttpEndpoint.start(config.readiness, readinessRoutes({ pending }), log));
     ads?.start();
   } catch (err) {
     await close();
@@ -322,11 +324,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       hint: 'is another program already using the admin, metrics or readiness address?',
     });
   }
-  const [admin, metrics, readiness] = endpoints.map((e) => e.address()) as [
-    AddressInfo,
-    AddressInfo,
-    AddressInfo,
-  ];
+  const { admin, metrics, readiness } = bound;
   log.info(
     { gateway: `${config.namespace}/${config.gatewayName}`, identity: spiffe, labels: config.labels, admin },
     'gateway started',
