@@ -5,41 +5,30 @@
  * controller) and forwards each request over its own HBONE, with its own identity, to the chosen
  * endpoint. Admin 15000, metrics 15020, readiness 15021; drains on close.
  */
-import { isIP, type AddressInfo } from 'node:net';
-import { Counter } from 'prom-client';
-import { systemClock, type Clock } from '../core/clock.ts';
+import type { AddressInfo } from 'node:net';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
-import { HbonePool } from '../core/hbone/pool.ts';
 import { HboneServer, type HboneRequest } from '../core/hbone/server.ts';
-import { CertificateAuthority } from '../core/identity/ca.ts';
 import { describeCertificate } from '../core/identity/certificate.ts';
-import { LocalCaProvider, SecretManager, type CertificateProvider } from '../core/identity/secret-manager.ts';
 import { formatSpiffe } from '../core/identity/spiffe.ts';
 import type { HttpEndpoint } from '../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { createRegistry, createTcpMetrics } from '../core/metrics.ts';
+import { createTcpMetrics } from '../core/metrics.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
-import { controllerCaProvider } from '../core/xds/controller-channel.ts';
 import type { AdsClient } from '../core/xds/ads-client.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
 import { startStatusEndpoints } from '../core/admin-routes.ts';
-import { redactedWaypointConfig, waypointIdentity, type WaypointConfig } from './config.ts';
+import { redactedWaypointConfig, type WaypointConfig } from './config.ts';
 import { L7_DECODERS, L7_TYPES, waypointXdsClient } from './control-plane.ts';
-import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder } from './forwarder.ts';
+import { startL7Engine, type EngineDeps } from './engine.ts';
 import { serveHttp, type IngressOptions } from './http-ingress.ts';
 import { admitTunnel, type SelfFacts } from './inbound.ts';
-import { L7State, type L7Kind, type L7Values } from './l7-state.ts';
-import type { Random } from './router.ts';
+import type { L7State } from './l7-state.ts';
+import { type L7Kind, type L7Values } from './l7-state.ts';
 import { TcpProxy } from './tcp-proxy.ts';
-import { createRequestMetrics } from './telemetry.ts';
-import { Upstream } from './upstream.ts';
 
 /** A listener that could not start (no certificate yet, address in use) is tried again after this. */
 const LISTENER_RETRY_MS = 5000;
-/** Upstream HBONE connections with no streams close after this (as the agent's pool does). */
-const POOL_IDLE_TIMEOUT_MS = 300_000;
-const POOL_MAX_STREAMS = 100;
 
 /**
  * HTTP on each tunnel: a kept-alive HTTP/1.1 connection idle for an hour is closed (Envoy's
@@ -52,19 +41,8 @@ export const INGRESS_OPTIONS: IngressOptions = {
   maxHeaderBytes: 60 * 1024,
 };
 
-export interface WaypointDeps {
+export interface WaypointDeps extends EngineDeps {
   readonly log?: Logger;
-  readonly clock?: Clock;
-  /** Randomness for weighted routes, fault and mirror percentages, load balancing and jitter. */
-  readonly random?: Random;
-  /** Where the waypoint's certificate comes from; defaults to CA_ADDRESS, else the PEM files. */
-  readonly certificates?: CertificateProvider;
-  /** Process-wide metrics (CPU, memory); off when several programs share a process. */
-  readonly processMetrics?: boolean;
-  /** The HBONE port of the endpoints' agents (15008; tests may run them elsewhere). */
-  readonly upstreamHbonePort?: number;
-  /** Request bodies kept for retries and mirrors at most this big (default 1 MiB). */
-  readonly retryBufferBytes?: number;
 }
 
 /** Resources fed through the Bound (tests): each kind given replaces that kind's whole set. */
@@ -121,59 +99,15 @@ export interface WaypointBound {
 
 export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps = {}): Promise<WaypointBound> {
   const log = deps.log ?? createLogger('waypoint', config.logLevel);
-  const clock = deps.clock ?? systemClock;
-  const random = deps.random ?? Math.random;
-  const identity = waypointIdentity(config);
-  const spiffe = formatSpiffe(identity);
-
-  const provider: CertificateProvider =
-    deps.certificates ??
-    (config.caAddress
-      ? controllerCaProvider(config)
-      : new LocalCaProvider(
-          await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
-          config.certTtlMs,
-        ));
-  const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
-  const registry = createRegistry('waypoint', deps.processMetrics ?? false);
-  const requestMetrics = createRequestMetrics(registry);
-  const configRejections = new Counter({
-    name: 'ambit_config_rejected_total',
-    help: 'Config resources rejected as invalid (NACKed); the last good version stayed in force',
-    labelNames: ['type_url'],
-    registers: [registry],
-  });
-
   let state = new MeshState({ workloads: [], services: [], policies: [] });
-  const l7 = new L7State({ clock, random });
-  const pool = new HbonePool({
-    getCertificate: (id) => secrets.get(id),
-    log: log.child({ scope: 'pool' }),
-    connectTimeoutMs: config.connectTimeoutMs,
-    idleTimeoutMs: POOL_IDLE_TIMEOUT_MS,
-    maxStreamsPerConnection: POOL_MAX_STREAMS,
-  });
-  const unspecified =
-    config.instanceIp === '0.0.0.0' || config.instanceIp === '::' || !isIP(config.instanceIp);
-  const upstream = new Upstream({
-    pool,
-    identity,
-    sourceIp: unspecified ? undefined : config.instanceIp,
-    log: log.child({ scope: 'upstream' }),
-    ...(deps.upstreamHbonePort !== undefined && { hbonePort: deps.upstreamHbonePort }),
-  });
-  const forwarder = new Forwarder({
-    l7,
-    mesh: () => state,
-    upstream,
-    metrics: requestMetrics,
-    log: log.child({ scope: 'forwarder' }),
-    accessLog: log.child({ scope: 'access' }),
-    clock,
-    random,
-    connectTimeoutMs: config.connectTimeoutMs,
-    retryBufferBytes: deps.retryBufferBytes ?? DEFAULT_RETRY_BUFFER_BYTES,
-  });
+  const engine = await startL7Engine(
+    config,
+    { program: 'waypoint', reporter: 'waypoint', mesh: () => state },
+    deps,
+    log,
+  );
+  const { clock, random, identity, spiffe, provider, secrets, registry, configRejections } = engine;
+  const { l7, pool, upstream, forwarder } = engine;
   const tcpProxy = new TcpProxy({
     l7,
     mesh: () => state,

@@ -8,51 +8,26 @@
  * Istio's ingress gateways report. Admin 15000, metrics 15020, readiness 15021; drains on close.
  */
 import type { AddressInfo } from 'node:net';
-import { Counter } from 'prom-client';
-import { systemClock, type Clock } from '../../core/clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
-import { HbonePool } from '../../core/hbone/pool.ts';
-import { CertificateAuthority } from '../../core/identity/ca.ts';
-import {
-  LocalCaProvider,
-  SecretManager,
-  type CertificateProvider,
-} from '../../core/identity/secret-manager.ts';
 import { formatSpiffe } from '../../core/identity/spiffe.ts';
 import type { HttpEndpoint } from '../../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../../core/log.ts';
-import { createRegistry } from '../../core/metrics.ts';
 import { MeshState } from '../../core/state/mesh-state.ts';
-import { controllerCaProvider } from '../../core/xds/controller-channel.ts';
 import type { AdsClient } from '../../core/xds/ads-client.ts';
 import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../../core/xds/l7-names.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
 import { startStatusEndpoints } from '../../core/admin-routes.ts';
 import { INGRESS_OPTIONS } from '../app.ts';
-import { waypointIdentity } from '../config.ts';
 import { waypointXdsClient } from '../control-plane.ts';
-import { DEFAULT_RETRY_BUFFER_BYTES, Forwarder, type RequestContext } from '../forwarder.ts';
-import { L7State, type L7Values } from '../l7-state.ts';
-import type { Random } from '../router.ts';
-import { createRequestMetrics } from '../telemetry.ts';
-import { Upstream } from '../upstream.ts';
+import type { Forwarder, RequestContext } from '../forwarder.ts';
+import { startL7Engine, type EngineDeps } from '../engine.ts';
+import type { L7Values } from '../l7-state.ts';
 import { redactedGatewayConfig, type GatewayConfig } from './config.ts';
 import { decodeGatewayListenerBytes, type GatewayL7Listener } from './listener-facts.ts';
 import { GatewayServers, type ConnectionInfo, type GatewayChain } from './servers.ts';
 
-const POOL_IDLE_TIMEOUT_MS = 300_000;
-const POOL_MAX_STREAMS = 100;
-
-export interface GatewayDeps {
+export interface GatewayDeps extends EngineDeps {
   readonly log?: Logger;
-  readonly clock?: Clock;
-  readonly random?: Random;
-  /** Where the gateway's certificate comes from; defaults to CA_ADDRESS, else the PEM files. */
-  readonly certificates?: CertificateProvider;
-  /** Process-wide metrics (CPU, memory); off when several programs share a process. */
-  readonly processMetrics?: boolean;
-  /** The HBONE port of the endpoints' agents (15008; tests may run them elsewhere). */
-  readonly upstreamHbonePort?: number;
 }
 
 export interface GatewayBound {
@@ -115,57 +90,15 @@ export function selectChains(
 
 export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayBound> {
   const log = deps.log ?? createLogger('gateway', config.logLevel);
-  const clock = deps.clock ?? systemClock;
-  const random = deps.random ?? Math.random;
-  const identity = waypointIdentity(config);
-  const spiffe = formatSpiffe(identity);
-
-  const provider: CertificateProvider =
-    deps.certificates ??
-    (config.caAddress
-      ? controllerCaProvider(config)
-      : new LocalCaProvider(
-          await CertificateAuthority.fromFiles(config.caCertPath, config.caKeyPath, config.trustDomain),
-          config.certTtlMs,
-        ));
-  const secrets = new SecretManager({ provider, clock, log: log.child({ scope: 'secrets' }) });
-  const registry = createRegistry('gateway', deps.processMetrics ?? false);
-  const configRejections = new Counter({
-    name: 'ambit_config_rejected_total',
-    help: 'Config resources rejected as invalid (NACKed); the last good version stayed in force',
-    labelNames: ['type_url'],
-    registers: [registry],
-  });
-
   let state = new MeshState({ workloads: [], services: [], policies: [] });
-  const l7 = new L7State({ clock, random });
-  const pool = new HbonePool({
-    getCertificate: (id) => secrets.get(id),
-    log: log.child({ scope: 'pool' }),
-    connectTimeoutMs: config.connectTimeoutMs,
-    idleTimeoutMs: POOL_IDLE_TIMEOUT_MS,
-    maxStreamsPerConnection: POOL_MAX_STREAMS,
-  });
-  const upstream = new Upstream({
-    pool,
-    identity,
-    sourceIp: config.instanceIp === '0.0.0.0' ? undefined : config.instanceIp,
-    log: log.child({ scope: 'upstream' }),
-    ...(deps.upstreamHbonePort !== undefined && { hbonePort: deps.upstreamHbonePort }),
-  });
-  const forwarder = new Forwarder({
-    l7,
-    mesh: () => state,
-    upstream,
-    metrics: createRequestMetrics(registry),
-    log: log.child({ scope: 'forwarder' }),
-    accessLog: log.child({ scope: 'access' }),
-    clock,
-    random,
-    connectTimeoutMs: config.connectTimeoutMs,
-    retryBufferBytes: DEFAULT_RETRY_BUFFER_BYTES,
-    reporter: 'source',
-  });
+  const engine = await startL7Engine(
+    config,
+    { program: 'gateway', reporter: 'source', mesh: () => state },
+    deps,
+    log,
+  );
+  const { identity, spiffe, provider, secrets, registry, configRejections } = engine;
+  const { l7, pool, upstream, forwarder } = engine;
 
   /** Every request leaves as the gateway workload (Istio's ingress gateway is the source). */
   const onRequest = (
