@@ -127,6 +127,43 @@ test('not a CONNECT → 400; bad authority → 400', async () => {
   }
 });
 
+test('malformed HTTP/2 after the handshake: the agent sends GOAWAY and closes the connection at once', async () => {
+  const cases: [string, Buffer][] = [
+    ['not the HTTP/2 preface', Buffer.from('GET / HTTP/1.1\r\nhost: x\r\n\r\n')],
+    [
+      'a frame that breaks the protocol (DATA on stream 0)',
+      Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+        Buffer.from([0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
+      ]),
+    ],
+  ];
+  for (const [what, bytes] of cases) {
+    const socket = tlsConnect({
+      host: mesh.ip.server,
+      port: 15008,
+      secureContext: secureContextFor(await provider.fetch(id('client'))),
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false,
+    });
+    socket.on('error', () => undefined);
+    // Read what the agent sends (its SETTINGS and GOAWAY), so its end of the stream is seen.
+    socket.resume();
+    await new Promise((r) => socket.once('secureConnect', r));
+    const started = Date.now();
+    const closed = new Promise<number>((resolve) =>
+      socket.once('close', () => resolve(Date.now() - started)),
+    );
+    socket.write(bytes);
+    const ms = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 2000))]);
+    socket.destroy();
+    assert.ok(ms >= 0 && ms < 1000, `${what}: the connection was not closed (${ms} ms)`);
+  }
+  // The agent carries on.
+  const s = await socksConnect(mesh.socks, mesh.ip.server, ECHO_PORT);
+  s.destroy();
+});
+
 async function handshakeFails(cert: WorkloadCertificate): Promise<string> {
   const p = pool(async () => cert);
   try {
