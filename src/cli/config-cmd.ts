@@ -74,6 +74,8 @@ interface DumpConnection {
   readonly dst?: string;
   readonly srcIdentity?: string;
   readonly dstIdentity?: string;
+  readonly bytesSent?: number;
+  readonly bytesReceived?: number;
   readonly ageMs?: number;
 }
 
@@ -162,10 +164,10 @@ const TABLES = {
     ],
   } satisfies TableDef<DumpPolicy>,
   connections: {
-    description: 'connections open now through the agent (inbound ones with their peer identities)',
+    description: 'connections open now through the agent, with their identities and bytes so far',
     path: '/connections',
     items: (b) => (Array.isArray(b) ? (b as DumpConnection[]) : []),
-    headers: ['DIRECTION', 'SRC', 'DST', 'IDENTITIES', 'AGE'],
+    headers: ['DIRECTION', 'SRC', 'DST', 'IDENTITIES', 'BYTES SENT/RECEIVED', 'AGE'],
     row: (c) => [
       c.direction,
       c.src ?? '-',
@@ -173,6 +175,7 @@ const TABLES = {
       c.srcIdentity || c.dstIdentity
         ? `${shortIdentity(c.srcIdentity)} -> ${shortIdentity(c.dstIdentity)}`
         : '-',
+      c.bytesSent === undefined ? '-' : `${c.bytesSent}/${c.bytesReceived ?? 0}`,
       c.ageMs === undefined ? '-' : formatAge(c.ageMs),
     ],
   } satisfies TableDef<DumpConnection>,

@@ -7,7 +7,7 @@ import { Counter } from 'prom-client';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
 import { HbonePool } from '../core/hbone/pool.ts';
-import { formatHostPort, HBONE_PORT } from '../core/hbone/protocol.ts';
+import { HBONE_PORT } from '../core/hbone/protocol.ts';
 import { HboneServer } from '../core/hbone/server.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
 import { describeCertificate } from '../core/identity/certificate.ts';
@@ -381,13 +381,8 @@ export async function startZtunnel(config: ZtunnelConfig, deps: ZtunnelDeps = {}
     const now = clock.nowMs();
     return [...connections.entries()].map((c) => ({
       direction: c.direction,
-      ...(c.l4 && {
-        src: c.l4.conn.srcIp,
-        dst: formatHostPort(c.l4.conn.dstIp, c.l4.conn.dstPort),
-        srcIdentity: c.l4.conn.srcIdentity ? formatSpiffe(c.l4.conn.srcIdentity) : undefined,
-        dstIdentity: workloadSpiffe(c.l4.workload),
-        workload: `${c.l4.workload.namespace}/${c.l4.workload.name}`,
-      }),
+      ...c.view(),
+      ...(c.l4 && { workload: `${c.l4.workload.namespace}/${c.l4.workload.name}` }),
       ageMs: now - (connections.openedAtMs.get(c) ?? now),
     }));
   };

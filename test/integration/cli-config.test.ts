@@ -130,18 +130,28 @@ test('connections: an open tunnel shows on both agents; inbound with its peer id
     const inbound = await ambit('config', 'connections', '--admin', addressOf(b.admin));
     assert.equal(inbound.code, 0, inbound.stderr);
     const [head, ...body] = tableRows(inbound.stdout);
-    assert.deepEqual(head, ['DIRECTION', 'SRC', 'DST', 'IDENTITIES', 'AGE']);
+    assert.deepEqual(head, ['DIRECTION', 'SRC', 'DST', 'IDENTITIES', 'BYTES SENT/RECEIVED', 'AGE']);
     assert.equal(body.length, 1, inbound.stdout);
-    const [direction, src, dst, ids, age] = body[0]!;
+    const [direction, src, dst, ids, bytes, age] = body[0]!;
     assert.equal(direction, 'inbound');
-    assert.equal(src, `${prefix}.1.2`);
+    assert.match(src!, new RegExp(`^${prefix.replaceAll('.', '\\.')}\\.1\\.2:\\d+$`));
     assert.equal(dst, `${prefix}.2.2:${ECHO_PORT}`);
     assert.equal(ids, 'cluster.local/ns/default/sa/client -> cluster.local/ns/default/sa/server');
+    assert.equal(bytes, '2/2');
     assert.match(age!, /^\d+s$/);
+    // The client's agent: the same connection outbound, as the client sees it.
     const outbound = await ambit('config', 'connections', '--admin', addressOf(a.admin), '-o', 'json');
+    const [out] = JSON.parse(outbound.stdout) as Record<string, unknown>[];
     assert.deepEqual(
-      (JSON.parse(outbound.stdout) as { direction: string }[]).map((c) => c.direction),
-      ['outbound'],
+      [out!.direction, out!.dst, out!.srcIdentity, out!.dstIdentity, out!.bytesSent, out!.bytesReceived],
+      [
+        'outbound',
+        `${prefix}.2.2:${ECHO_PORT}`,
+        'spiffe://cluster.local/ns/default/sa/client',
+        'spiffe://cluster.local/ns/default/sa/server',
+        2,
+        2,
+      ],
     );
   } finally {
     conn.destroy();

@@ -50,8 +50,22 @@ export interface TrackedConnection {
   readonly direction: 'inbound' | 'outbound';
   /** For inbound connections: the facts the L4 policy was checked with, re-checked on policy change. */
   readonly l4?: { readonly workload: Workload; readonly conn: L4Connection };
+  /** Who the connection is between and the bytes it has moved so far, for the admin port. */
+  view(): ConnectionView;
   /** Ends the connection now. */
   destroy(reason: string): void;
+}
+
+/** One open connection as the admin port's `/connections` shows it. */
+export interface ConnectionView {
+  readonly src: string;
+  readonly dst: string;
+  readonly srcIdentity: string | undefined;
+  readonly dstIdentity: string | undefined;
+  /** From the client towards the destination. */
+  readonly bytesSent: number;
+  /** From the destination back to the client. */
+  readonly bytesReceived: number;
 }
 
 /** Open connections, for graceful drain and late policy enforcement. */

@@ -63,6 +63,14 @@ export async function handleInboundPlaintext(
   const untrack = ctx.connections.add({
     direction: 'inbound',
     l4: { workload: local, conn },
+    view: () => ({
+      src: facts.src,
+      dst: formatHostPort(dstIp, dstPort),
+      srcIdentity: undefined,
+      dstIdentity: facts.dstIdentity,
+      bytesSent: client.bytesRead,
+      bytesReceived: client.bytesWritten,
+    }),
     destroy: () => {
       client.destroy();
       upstream.destroy();

@@ -5,7 +5,7 @@
 import { formatHostPort, HboneStatus, ILLEGAL_PORTS } from '../../core/hbone/protocol.ts';
 import type { HboneRequest } from '../../core/hbone/server.ts';
 import { describeError } from '../../core/errors.ts';
-import { sameIdentity } from '../../core/identity/spiffe.ts';
+import { formatSpiffe, sameIdentity } from '../../core/identity/spiffe.ts';
 import { ResponseFlag } from '../../core/metrics.ts';
 import { evaluateL4, type L4Connection } from '../../core/policy/l4.ts';
 import { workloadIdentity, workloadSpiffe, type Service, type Workload } from '../../core/xds/model.ts';
@@ -73,6 +73,14 @@ export async function handleInbound(ctx: ProxyContext, req: HboneRequest): Promi
   const untrack = ctx.connections.add({
     direction: 'inbound',
     l4: { workload: local, conn },
+    view: () => ({
+      src: facts.src,
+      dst: formatHostPort(conn.dstIp, conn.dstPort),
+      srcIdentity: formatSpiffe(req.peerIdentity),
+      dstIdentity: facts.dstIdentity,
+      bytesSent: upstream.bytesWritten,
+      bytesReceived: upstream.bytesRead,
+    }),
     destroy: () => upstream.destroy(),
   });
   const result = await req.accept(upstream, {

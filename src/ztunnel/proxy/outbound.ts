@@ -10,6 +10,7 @@ import {
   HboneStatus,
 } from '../../core/hbone/protocol.ts';
 import { ResponseFlag } from '../../core/metrics.ts';
+import { formatSpiffe } from '../../core/identity/spiffe.ts';
 import { workloadIdentity, workloadSpiffe, type Workload } from '../../core/xds/model.ts';
 import type { ProxyContext } from './context.ts';
 import { routeOutbound, type OutboundRoute, type OutboundTarget } from './route.ts';
@@ -99,8 +100,17 @@ export async function runOutbound(
   /** Client bytes already used by a handshake (SOCKS), not counted as traffic. */
   handshake: { read: number; written: number } = { read: 0, written: 0 },
 ): Promise<void> {
+  const { facts } = open.record;
   const untrack = ctx.connections.add({
     direction: 'outbound',
+    view: () => ({
+      src: facts.src,
+      dst: facts.dst,
+      srcIdentity: facts.srcIdentity && formatSpiffe(facts.srcIdentity),
+      dstIdentity: facts.dstIdentity,
+      bytesSent: client.bytesRead - handshake.read,
+      bytesReceived: client.bytesWritten - handshake.written,
+    }),
     destroy: (reason) => {
       client.destroy();
       // CANCEL tells the peer the tunnel is gone without calling it an internal error.

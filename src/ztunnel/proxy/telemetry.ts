@@ -76,7 +76,8 @@ export class ConnectionRecord {
   private readonly startMs = Date.now();
   private readonly metrics: TcpMetrics;
   private readonly log: Logger;
-  private readonly facts: ConnectionFacts;
+  /** Who the connection is between (its access-log facts). */
+  readonly facts: ConnectionFacts;
   /** The series with response flag `-`, kept so a normal close costs no label work. */
   private readonly series: TcpSeries;
   private done = false;
