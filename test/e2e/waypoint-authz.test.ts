@@ -3,13 +3,16 @@
  * default/curl): sample 22's targetRefs policy enforced by the default namespace's waypoint (GET
  * passes, DELETE gets Envoy's 403 `RBAC: access denied`, counted with response_code 403 and logged
  * with the policy's name), and sample 23's waypoint-bypass DENY enforced by the destination agent at
- * L4 (a connection straight to a reviews pod is refused, traffic through the waypoint passes). A
+ * L4 (a connection straight to a reviews pod is refused, traffic through the waypoint passes), and
+ * sample 25's egress waypoint for a ServiceEntry host (GET /get passes, POST /post gets 403). A
  * request from another identity is in test/integration/waypoint-authz.test.ts: `ambit local` offers
  * one SOCKS5 identity only.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
@@ -135,4 +138,45 @@ test('23: a DENY on notPrincipals waypoint refuses connections that bypass the w
   assert.equal(direct.status, 0, 'no HTTP answer');
   // Through the service (and so the waypoint, whose identity the agent sees): allowed.
   for (let i = 0; i < 5; i++) assert.equal((await curl('http://reviews:9080/')).status, 200);
+});
+
+test('25: an egress waypoint for a ServiceEntry host lets GET /get through and answers POST /post with 403', async () => {
+  // The "external" service: a plain server on loopback, outside the mesh. Sample 25 resolves
+  // httpbin.org by DNS, which would leave the machine; this copy gives the entry a static endpoint.
+  const outside = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ outside: true, method: req.method, path: req.url, host: req.headers.host }));
+  });
+  const address = `${prefix}.6.1`;
+  await new Promise<void>((r) => outside.listen(0, address, () => r()));
+  const { port } = outside.address() as AddressInfo;
+  try {
+    const text = (await sample('25-serviceentry-egress-waypoint.yaml')).replace(
+      /  resolution: DNS\n/,
+      `  resolution: STATIC\n  endpoints:\n    - address: ${address}\n      ports:\n        http: ${port}\n`,
+    );
+    assert.match(text, /resolution: STATIC/);
+    await writeFile(join(kube, '25-egress.yaml'), text);
+    // Its own waypoint (the second waypoint Gateway, istio-egress/waypoint) takes httpbin.org.
+    const allowed = await until('GET /get through the egress waypoint', async () => {
+      const r = await curl('http://httpbin.org/get');
+      return r.status === 200 ? r : undefined;
+    });
+    assert.deepEqual(JSON.parse(allowed.body), {
+      outside: true,
+      method: 'GET',
+      path: '/get',
+      host: 'httpbin.org',
+    });
+    const denied = await curl('http://httpbin.org/post', '-X', 'POST');
+    assert.equal(denied.status, 403);
+    assert.equal(denied.body, 'RBAC: access denied');
+    const metrics = await (await fetch(`http://${prefix}.3.2:15020/metrics`)).text();
+    assert.match(
+      metrics,
+      /istio_requests_total\{reporter="waypoint",[^}]*destination_service="httpbin\.org"[^}]*response_code="403"/,
+    );
+  } finally {
+    await new Promise((r) => outside.close(r));
+  }
 });

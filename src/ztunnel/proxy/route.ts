@@ -63,7 +63,8 @@ export function routeOutbound(state: MeshState, source: Workload, target: Outbou
         return hboneTo(
           wp.workload,
           service.waypoint.hboneMtlsPort,
-          formatHostPort(vip ?? wp.workload.addresses[0]!, target.port),
+          // The service's VIP, or (a ServiceEntry with none) its host name: the waypoint routes by it.
+          vip ? formatHostPort(vip, target.port) : `${service.hostname}:${target.port}`,
           [...identitiesOf(wp.workload), ...(wp.service?.subjectAltNames ?? [])],
           service,
           true,

@@ -98,6 +98,13 @@ const brokenWaypointSvc = service({
   waypoint: waypointByHost('default', 'gone.default.svc.cluster.local'),
 });
 const v6Svc = service({ name: 'v6', vips: ['fd00:96::1'], ports: { 80: 8080 } });
+/** A ServiceEntry host with no VIP, bound to a waypoint (istio-samples 25, the egress waypoint). */
+const externalSvc = service({
+  name: 'httpbin.org',
+  vips: [],
+  ports: { 80: 80 },
+  waypoint: waypointByHost('default', 'waypoint.default.svc.cluster.local'),
+});
 
 const config = mesh({
   workloads: [curl, reviewsV1, reviewsV2, reviewsV3, legacy, productpage, waypoint, ratings, orphan, v6pod],
@@ -110,6 +117,7 @@ const config = mesh({
     waypointSvc,
     brokenWaypointSvc,
     v6Svc,
+    { ...externalSvc, hostname: 'httpbin.org' },
   ],
 });
 
@@ -169,6 +177,11 @@ const viaServiceWaypoint = (authority: string) => ({
 });
 
 const cases: Case[] = [
+  {
+    name: 'a VIP-less host bound to a waypoint: HBONE to the waypoint, authority hostname:port',
+    target: host('httpbin.org', 80),
+    want: { ...viaServiceWaypoint('httpbin.org:80'), service: 'httpbin.org' },
+  },
   {
     name: 'VIP → HBONE to the pod on 15008, authority podIP:targetPort, workload + service SANs (deduplicated)',
     target: ip('10.96.0.3', 80),
