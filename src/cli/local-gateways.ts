@@ -9,13 +9,12 @@
  * `gateways.generated.yaml` so the controller knows the gateway as a workload; it is restarted if it
  * dies and stopped when the last such Gateway goes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, watch, type FSWatcher } from 'node:fs';
-import { appendFile, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { describeError } from '../core/errors.ts';
+import { meshDocuments, spawnProxy, workloadToken, type LocalControlPlane } from './local-proxies.ts';
 
 export const GATEWAYS_GENERATED_FILE = 'gateways.generated.yaml';
 const NAMESPACE = 'istio-system';
@@ -25,14 +24,10 @@ const LABELS = { istio: 'ingressgateway', app: 'istio-ingressgateway' } as const
 const RESTART_DELAY_MS = 1000;
 const SYNC_DEBOUNCE_MS = 200;
 
-export interface LocalGatewayOptions {
+export interface LocalGatewayOptions extends LocalControlPlane {
   readonly kubeDir: string;
   readonly dir: string;
   readonly prefix: string;
-  readonly main: string;
-  readonly controllerTls: string;
-  readonly caCertPath: string;
-  readonly tokensPath: string;
   readonly nodeName: string;
   readonly report: (line: string) => void;
 }
@@ -130,10 +125,9 @@ export class LocalIngressGateway {
     }
     if (wanted && !this.child && this.spawning) {
       if (!this.tokenFile) {
-        const token = randomBytes(24).toString('hex');
-        this.tokenFile = join(this.opts.dir, `gateway-${NAMESPACE}-${NAME}.token`);
-        await writeFile(this.tokenFile, token + '\n', { mode: 0o600 });
-        await appendFile(this.opts.tokensPath, `${token} sa:${NAMESPACE}/${SERVICE_ACCOUNT}\n`);
+        const tokenFile = join(this.opts.dir, `gateway-${NAMESPACE}-${NAME}.token`);
+        await workloadToken(this.opts, tokenFile, NAMESPACE, SERVICE_ACCOUNT);
+        this.tokenFile = tokenFile;
       }
       this.spawn();
     }
@@ -142,31 +136,25 @@ export class LocalIngressGateway {
   private spawn(): void {
     const ip = this.ip();
     const log = this.info()?.log ?? join(this.opts.dir, `gateway-${NAMESPACE}-${NAME}.log`);
-    const child = spawn(process.execPath, [this.opts.main, 'gateway'], {
-      env: {
-        ...(process.env as Record<string, string>),
-        POD_NAME: `${NAME}-local`,
-        POD_NAMESPACE: NAMESPACE,
-        GATEWAY_NAME: NAME,
-        SERVICE_ACCOUNT,
-        GATEWAY_LABELS: Object.entries(LABELS)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(','),
-        INSTANCE_IP: ip,
-        XDS_ADDRESS: this.opts.controllerTls,
-        CA_ADDRESS: this.opts.controllerTls,
-        XDS_ROOT_CA: this.opts.caCertPath,
-        AUTH_TOKEN: this.tokenFile!,
-        AMBIT_ADMIN_ADDR: `${ip}:15000`,
-        AMBIT_METRICS_ADDR: `${ip}:15020`,
-        AMBIT_READINESS_ADDR: `${ip}:15021`,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out = createWriteStream(log, { flags: 'a' });
-    child.stdout.pipe(out);
-    child.stderr.pipe(out);
-    child.stderr.on('data', (b: Buffer) => this.opts.report(`[ingress gateway] ${b.toString()}`));
+    const env = {
+      POD_NAME: `${NAME}-local`,
+      POD_NAMESPACE: NAMESPACE,
+      GATEWAY_NAME: NAME,
+      SERVICE_ACCOUNT,
+      GATEWAY_LABELS: Object.entries(LABELS)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    };
+    const child = spawnProxy(
+      this.opts,
+      'gateway',
+      ip,
+      this.tokenFile!,
+      env,
+      log,
+      'ingress gateway',
+      this.opts.report,
+    );
     child.once('exit', (code, signal) => {
       if (this.closed || this.child !== child) return;
       this.child = undefined;
@@ -182,25 +170,18 @@ export class LocalIngressGateway {
 /** The server ports of the Istio Gateways in the directory that select `istio: ingressgateway`. */
 async function ingressPorts(dir: string): Promise<number[]> {
   const ports = new Set<number>();
-  const files = (await readdir(dir))
-    .filter((f) => /\.ya?ml$/.test(f) && !f.endsWith('.generated.yaml'))
-    .sort();
-  for (const f of files) {
-    const text = await readFile(join(dir, f), 'utf8').catch(() => '');
-    for (const doc of parseAllDocuments(text)) {
-      if (doc.errors.length > 0) continue;
-      const o = doc.toJS() as {
-        apiVersion?: unknown;
-        kind?: unknown;
-        spec?: { selector?: Record<string, unknown>; servers?: { port?: { number?: unknown } }[] };
-      } | null;
-      if (!o || o.kind !== 'Gateway' || typeof o.apiVersion !== 'string') continue;
-      if (!o.apiVersion.startsWith('networking.istio.io/')) continue;
-      const selector = o.spec?.selector ?? {};
-      if (!Object.entries(selector).every(([k, v]) => (LABELS as Record<string, string>)[k] === v)) continue;
-      for (const s of Array.isArray(o.spec?.servers) ? o.spec.servers : [])
-        if (typeof s?.port?.number === 'number') ports.add(s.port.number);
-    }
+  for (const doc of await meshDocuments(dir)) {
+    const o = doc as {
+      apiVersion?: unknown;
+      kind?: unknown;
+      spec?: { selector?: Record<string, unknown>; servers?: { port?: { number?: unknown } }[] };
+    } | null;
+    if (!o || o.kind !== 'Gateway' || typeof o.apiVersion !== 'string') continue;
+    if (!o.apiVersion.startsWith('networking.istio.io/')) continue;
+    const selector = o.spec?.selector ?? {};
+    if (!Object.entries(selector).every(([k, v]) => (LABELS as Record<string, string>)[k] === v)) continue;
+    for (const s of Array.isArray(o.spec?.servers) ? o.spec.servers : [])
+      if (typeof s?.port?.number === 'number') ports.add(s.port.number);
   }
   return [...ports].sort((a, b) => a - b);
 }

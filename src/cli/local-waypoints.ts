@@ -14,13 +14,12 @@
  * Addresses: pod `<prefix>.3.<n>`, Service `<prefix>.100.<100+n>`, with n given out in order of first
  * appearance and kept while the mesh runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, watch, type FSWatcher } from 'node:fs';
-import { appendFile, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { describeError } from '../core/errors.ts';
+import { meshDocuments, spawnProxy, workloadToken, type LocalControlPlane } from './local-proxies.ts';
 import { WAYPOINT_CLASSES } from '../controller/translate/gateways.ts';
 import { GATEWAY_NAME_LABEL } from '../controller/translate/waypoint-binding.ts';
 
@@ -29,18 +28,12 @@ const RESTART_DELAY_MS = 1000;
 const SYNC_DEBOUNCE_MS = 200;
 const MAX_WAYPOINTS = 150;
 
-export interface LocalWaypointsOptions {
+export interface LocalWaypointsOptions extends LocalControlPlane {
   /** The YAML directory the controller watches. */
   readonly kubeDir: string;
   /** Where tokens and logs go. */
   readonly dir: string;
   readonly prefix: string;
-  /** `src/cli/main.ts`, run with this Node. */
-  readonly main: string;
-  /** The controller's TLS address (xDS and CA). */
-  readonly controllerTls: string;
-  readonly caCertPath: string;
-  readonly tokensPath: string;
   /** The node the waypoint pods are reported on. */
   readonly nodeName: string;
   /** For lines the user should see (process exits, errors). */
@@ -164,10 +157,8 @@ export class LocalWaypoints {
     }
     for (const o of objects) {
       if (this.running.has(o.key) || !this.spawning) continue;
-      const token = randomBytes(24).toString('hex');
       const tokenFile = join(this.opts.dir, `waypoint-${o.namespace}-${o.name}.token`);
-      await writeFile(tokenFile, token + '\n', { mode: 0o600 });
-      await appendFile(this.opts.tokensPath, `${token} sa:${o.namespace}/${o.name}\n`);
+      await workloadToken(this.opts, tokenFile, o.namespace, o.name);
       const r: Running = {
         namespace: o.namespace,
         name: o.name,
@@ -187,30 +178,14 @@ export class LocalWaypoints {
   }
 
   private spawn(r: Running, tokenFile: string): void {
-    const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
+    const who = `waypoint ${r.namespace}/${r.name}`;
+    const env = {
       POD_NAME: `${r.name}-local`,
       POD_NAMESPACE: r.namespace,
       GATEWAY_NAME: r.name,
       SERVICE_ACCOUNT: r.name,
-      INSTANCE_IP: r.podIp,
-      XDS_ADDRESS: this.opts.controllerTls,
-      CA_ADDRESS: this.opts.controllerTls,
-      XDS_ROOT_CA: this.opts.caCertPath,
-      AUTH_TOKEN: tokenFile,
-      AMBIT_ADMIN_ADDR: `${r.podIp}:15000`,
-      AMBIT_METRICS_ADDR: `${r.podIp}:15020`,
-      AMBIT_READINESS_ADDR: `${r.podIp}:15021`,
     };
-    const child = spawn(process.execPath, [this.opts.main, 'waypoint'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out = createWriteStream(r.log, { flags: 'a' });
-    child.stdout.pipe(out);
-    child.stderr.pipe(out);
-    const who = `waypoint ${r.namespace}/${r.name}`;
-    child.stderr.on('data', (b: Buffer) => this.opts.report(`[${who}] ${b.toString()}`));
+    const child = spawnProxy(this.opts, 'waypoint', r.podIp, tokenFile, env, r.log, who, this.opts.report);
     child.once('exit', (code, signal) => {
       if (r.removed || this.closed) return;
       // Like a Deployment: a waypoint that dies is started again.
@@ -226,32 +201,23 @@ export class LocalWaypoints {
 /** `namespace/name` of every waypoint Gateway in the directory's YAML, sorted. */
 async function waypointGateways(dir: string): Promise<string[]> {
   const found = new Set<string>();
-  const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f) && f !== GENERATED_FILE).sort();
-  for (const f of files) {
-    const text = await readFile(join(dir, f), 'utf8').catch(() => '');
-    // Documents that do not parse are the controller's to report, with their line numbers.
-    for (const doc of parseAllDocuments(text)) {
-      if (doc.errors.length > 0) continue;
-      const o = doc.toJS() as {
-        apiVersion?: unknown;
-        kind?: unknown;
-        metadata?: { name?: unknown; namespace?: unknown };
-        spec?: { gatewayClassName?: unknown };
-      } | null;
-      if (!o || o.kind !== 'Gateway' || typeof o.apiVersion !== 'string') continue;
-      if (!o.apiVersion.startsWith('gateway.networking.k8s.io/')) continue;
-      if (!WAYPOINT_CLASSES.includes(String(o.spec?.gatewayClassName))) continue;
-      const name = o.metadata?.name;
-      const namespace = o.metadata?.namespace ?? 'default';
-      if (typeof name !== 'string' || typeof namespace !== 'string') continue;
-      if (
-        !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) ||
-        !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)
-      ) {
-        continue;
-      }
-      found.add(`${namespace}/${name}`);
+  for (const doc of await meshDocuments(dir)) {
+    const o = doc as {
+      apiVersion?: unknown;
+      kind?: unknown;
+      metadata?: { name?: unknown; namespace?: unknown };
+      spec?: { gatewayClassName?: unknown };
+    } | null;
+    if (!o || o.kind !== 'Gateway' || typeof o.apiVersion !== 'string') continue;
+    if (!o.apiVersion.startsWith('gateway.networking.k8s.io/')) continue;
+    if (!WAYPOINT_CLASSES.includes(String(o.spec?.gatewayClassName))) continue;
+    const name = o.metadata?.name;
+    const namespace = o.metadata?.namespace ?? 'default';
+    if (typeof name !== 'string' || typeof namespace !== 'string') continue;
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) {
+      continue;
     }
+    found.add(`${namespace}/${name}`);
   }
   return [...found].sort();
 }

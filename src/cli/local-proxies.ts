@@ -1,0 +1,87 @@
+/**
+ * What `ambit local` does alike for each L7 proxy it runs (waypoints, the ingress gateway): read the
+ * mesh's YAML documents, give the proxy a bootstrap token for its own service account, and run its
+ * program on a loopback pod address with the controller's TLS port for xDS and the CA.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+/** Where the proxies reach the controller, and where their tokens go. */
+export interface LocalControlPlane {
+  /** `src/cli/main.ts`, run with this Node. */
+  readonly main: string;
+  /** The controller's TLS address (xDS and CA). */
+  readonly controllerTls: string;
+  readonly caCertPath: string;
+  /** The CA's tokens file (`<token> sa:<ns>/<sa>` lines, re-read on every request). */
+  readonly tokensPath: string;
+}
+
+/**
+ * Every YAML document of the directory's files, as plain data, skipping the files `ambit local`
+ * writes itself (`*.generated.yaml`) and documents that do not parse (the controller reports those,
+ * with their line numbers).
+ */
+export async function meshDocuments(dir: string): Promise<unknown[]> {
+  const files = (await readdir(dir))
+    .filter((f) => /\.ya?ml$/.test(f) && !f.endsWith('.generated.yaml'))
+    .sort();
+  const docs: unknown[] = [];
+  for (const f of files) {
+    const text = await readFile(join(dir, f), 'utf8').catch(() => '');
+    for (const doc of parseAllDocuments(text)) if (doc.errors.length === 0) docs.push(doc.toJS());
+  }
+  return docs;
+}
+
+/** A fresh token for `namespace/serviceAccount`, written to `tokenFile` and to the tokens file. */
+export async function workloadToken(
+  cp: LocalControlPlane,
+  tokenFile: string,
+  namespace: string,
+  serviceAccount: string,
+): Promise<void> {
+  const token = randomBytes(24).toString('hex');
+  await writeFile(tokenFile, token + '\n', { mode: 0o600 });
+  await appendFile(cp.tokensPath, `${token} sa:${namespace}/${serviceAccount}\n`);
+}
+
+/**
+ * Runs `ambit <program>` on pod address `ip` (admin 15000, metrics 15020, readiness 15021) with
+ * `env` on top; its output goes to `logFile`, and its stderr also to `report`, prefixed `[label]`.
+ */
+export function spawnProxy(
+  cp: LocalControlPlane,
+  program: string,
+  ip: string,
+  tokenFile: string,
+  env: Readonly<Record<string, string>>,
+  logFile: string,
+  label: string,
+  report: (line: string) => void,
+): ChildProcess {
+  const child = spawn(process.execPath, [cp.main, program], {
+    env: {
+      ...(process.env as Record<string, string>),
+      ...env,
+      INSTANCE_IP: ip,
+      XDS_ADDRESS: cp.controllerTls,
+      CA_ADDRESS: cp.controllerTls,
+      XDS_ROOT_CA: cp.caCertPath,
+      AUTH_TOKEN: tokenFile,
+      AMBIT_ADMIN_ADDR: `${ip}:15000`,
+      AMBIT_METRICS_ADDR: `${ip}:15020`,
+      AMBIT_READINESS_ADDR: `${ip}:15021`,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = createWriteStream(logFile, { flags: 'a' });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  child.stderr.on('data', (b: Buffer) => report(`[${label}] ${b.toString()}`));
+  return child;
+}
