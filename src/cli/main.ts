@@ -53,6 +53,29 @@ function programCommand(
   return cmd;
 }
 
+/** The admin, metrics and readiness listeners every data-plane program has. */
+const STATUS_FLAGS: readonly Flag[] = [
+  ['--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)', 'AMBIT_ADMIN_ADDR'],
+  ['--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)', 'AMBIT_METRICS_ADDR'],
+  ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
+];
+/** Where the waypoint and the gateway get their certificate: the CA service, or a CA in files. */
+const PROXY_CA_FLAGS: readonly Flag[] = [
+  ['--ca <host:port>', 'CA service (CA_ADDRESS)', 'CA_ADDRESS'],
+  ['--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)', 'AUTH_TOKEN'],
+  [
+    '--ca-cert <file>',
+    'CA certificate PEM, instead of a CA service (AMBIT_CA_CERT_FILE)',
+    'AMBIT_CA_CERT_FILE',
+  ],
+  ['--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)', 'AMBIT_CA_KEY_FILE'],
+];
+const LOG_LEVEL_FLAG: Flag = [
+  '--log-level <level>',
+  'trace, debug, info, warn, error (LOG_LEVEL)',
+  'LOG_LEVEL',
+];
+
 programCommand(
   'ztunnel',
   'run the node agent',
@@ -66,15 +89,13 @@ programCommand(
     ['--ca-cert <file>', 'CA certificate PEM (AMBIT_CA_CERT_FILE)', 'AMBIT_CA_CERT_FILE'],
     ['--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)', 'AMBIT_CA_KEY_FILE'],
     ['--trust-domain <domain>', 'SPIFFE trust domain (TRUST_DOMAIN)', 'TRUST_DOMAIN'],
-    ['--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)', 'AMBIT_ADMIN_ADDR'],
-    ['--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)', 'AMBIT_METRICS_ADDR'],
-    ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
+    ...STATUS_FLAGS,
     [
       '--socks5 <host:port=workload>',
       'SOCKS5 listener speaking for a workload, comma-separated (AMBIT_SOCKS5)',
       'AMBIT_SOCKS5',
     ],
-    ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
+    LOG_LEVEL_FLAG,
   ],
   async (env) => (await import('../ztunnel/main.ts')).runZtunnel(env),
 );
@@ -89,19 +110,10 @@ const waypoint = programCommand(
     ['--service-account <sa>', 'service account the waypoint runs as (SERVICE_ACCOUNT)', 'SERVICE_ACCOUNT'],
     ['--ip <address>', 'pod IP; HBONE listens on <ip>:15008 (INSTANCE_IP)', 'INSTANCE_IP'],
     ['--xds <host:port>', 'controller to get config from (XDS_ADDRESS)', 'XDS_ADDRESS'],
-    ['--ca <host:port>', 'CA service (CA_ADDRESS)', 'CA_ADDRESS'],
-    ['--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)', 'AUTH_TOKEN'],
-    [
-      '--ca-cert <file>',
-      'CA certificate PEM, instead of a CA service (AMBIT_CA_CERT_FILE)',
-      'AMBIT_CA_CERT_FILE',
-    ],
-    ['--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)', 'AMBIT_CA_KEY_FILE'],
+    ...PROXY_CA_FLAGS,
     ['--trust-domain <domain>', 'SPIFFE trust domain (TRUST_DOMAIN)', 'TRUST_DOMAIN'],
-    ['--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)', 'AMBIT_ADMIN_ADDR'],
-    ['--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)', 'AMBIT_METRICS_ADDR'],
-    ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
-    ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
+    ...STATUS_FLAGS,
+    LOG_LEVEL_FLAG,
   ],
   async (env) => (await import('../waypoint/main.ts')).runWaypoint(env),
 );
@@ -122,18 +134,9 @@ programCommand(
       'AMBIT_GATEWAY_LISTEN_HOST',
     ],
     ['--xds <host:port>', 'controller to get config from (XDS_ADDRESS)', 'XDS_ADDRESS'],
-    ['--ca <host:port>', 'CA service (CA_ADDRESS)', 'CA_ADDRESS'],
-    ['--token <file-or-token>', 'bearer token for xDS and the CA (AUTH_TOKEN)', 'AUTH_TOKEN'],
-    [
-      '--ca-cert <file>',
-      'CA certificate PEM, instead of a CA service (AMBIT_CA_CERT_FILE)',
-      'AMBIT_CA_CERT_FILE',
-    ],
-    ['--ca-key <file>', 'CA private key PEM (AMBIT_CA_KEY_FILE)', 'AMBIT_CA_KEY_FILE'],
-    ['--admin <host:port>', 'admin listener (AMBIT_ADMIN_ADDR)', 'AMBIT_ADMIN_ADDR'],
-    ['--metrics <host:port>', 'Prometheus listener (AMBIT_METRICS_ADDR)', 'AMBIT_METRICS_ADDR'],
-    ['--readiness <host:port>', 'readiness listener (AMBIT_READINESS_ADDR)', 'AMBIT_READINESS_ADDR'],
-    ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
+    ...PROXY_CA_FLAGS,
+    ...STATUS_FLAGS,
+    LOG_LEVEL_FLAG,
   ],
   async (env) => (await import('../waypoint/gateway/main.ts')).runGateway(env),
 );
@@ -167,7 +170,7 @@ programCommand(
       'node agent tokens, "<token> <node>" per line (AMBIT_TOKENS_FILE)',
       'AMBIT_TOKENS_FILE',
     ],
-    ['--log-level <level>', 'trace, debug, info, warn, error (LOG_LEVEL)', 'LOG_LEVEL'],
+    LOG_LEVEL_FLAG,
   ],
   async (env) => (await import('../controller/main.ts')).runController(env),
 );
