@@ -4,31 +4,17 @@
  * file:line while keeping the other objects of the file.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { buildSnapshot, decodeKubeYaml } from '../../../src/controller/files/kube-yaml.ts';
 import { decodeHttpRoute } from '../../../src/controller/translate/l7/decode-http-route.ts';
 
-/** Sample 20 (istio-samples/20-httproute-reviews-90-10-waypoint.yaml), verbatim but for its comment. */
-const SAMPLE_20 = `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: reviews
-spec:
-  parentRefs:
-  - group: ""
-    kind: Service
-    name: reviews
-    port: 9080
-  rules:
-  - backendRefs:
-    - name: reviews-v1
-      port: 9080
-      weight: 90
-    - name: reviews-v2
-      port: 9080
-      weight: 10
-`;
+/** Istio's sample 20, the repository's copy (istio-samples/20-httproute-reviews-90-10-waypoint.yaml). */
+const SAMPLE_20 = readFileSync(
+  new URL('../../fixtures/l7/istio-samples/20-httproute-reviews-90-10-waypoint.yaml', import.meta.url),
+  'utf8',
+);
 
 /** An HTTPRoute `r` for Service reviews with these rules (none: no `rules` field); `spec` overrides. */
 function route(rules: unknown, spec: Record<string, unknown> = {}): Record<string, unknown> {

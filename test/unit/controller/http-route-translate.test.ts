@@ -5,6 +5,7 @@
  * precedence over VirtualServices, and an invalid route rejected while the good ones stay.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { decodeHttpRoute } from '../../../src/controller/translate/l7/decode-http-route.ts';
@@ -15,26 +16,11 @@ import { translateL7, type L7Result } from '../../../src/controller/translate/l7
 import type { L7Problem } from '../../../src/controller/translate/l7/types.ts';
 import { addressesOf, clusterOf, json, l7From, meshFrom, OPTIONS, routesOf } from './l7/helpers.ts';
 
-const SAMPLE_20 = `# Origin: istio/istio samples/bookinfo/gateway-api/route-reviews-90-10.yaml (Apache-2.0), as istio-samples/20.
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: reviews
-spec:
-  parentRefs:
-  - group: ""
-    kind: Service
-    name: reviews
-    port: 9080
-  rules:
-  - backendRefs:
-    - name: reviews-v1
-      port: 9080
-      weight: 90
-    - name: reviews-v2
-      port: 9080
-      weight: 10
-`;
+/** Istio's sample 20, the repository's copy (istio-samples/20-httproute-reviews-90-10-waypoint.yaml). */
+const SAMPLE_20 = readFileSync(
+  new URL('../../fixtures/l7/istio-samples/20-httproute-reviews-90-10-waypoint.yaml', import.meta.url),
+  'utf8',
+);
 
 const svc = (name: string, ip: string, selector: string, ports: string, namespace = 'default') => `
 apiVersion: v1

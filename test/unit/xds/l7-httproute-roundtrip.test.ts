@@ -6,6 +6,7 @@
  * no rule matches, and the 500 of a rule without a usable backend.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { buildSnapshot, decodeKubeYaml } from '../../../src/controller/files/kube-yaml.ts';
 import { encodeL7Resources } from '../../../src/controller/translate/l7/encode.ts';
@@ -17,26 +18,11 @@ import { decodeL7Resource } from '../../../src/core/xds/l7-wire.ts';
 import { compileRouteTable, route, type RouteRequest } from '../../../src/waypoint/router.ts';
 import { OPTIONS } from '../controller/l7/helpers.ts';
 
-const SAMPLE_20 = `# Origin: istio/istio samples/bookinfo/gateway-api/route-reviews-90-10.yaml (Apache-2.0), as istio-samples/20.
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: reviews
-spec:
-  parentRefs:
-  - group: ""
-    kind: Service
-    name: reviews
-    port: 9080
-  rules:
-  - backendRefs:
-    - name: reviews-v1
-      port: 9080
-      weight: 90
-    - name: reviews-v2
-      port: 9080
-      weight: 10
-`;
+/** Istio's sample 20, the repository's copy (istio-samples/20-httproute-reviews-90-10-waypoint.yaml). */
+const SAMPLE_20 = readFileSync(
+  new URL('../../fixtures/l7/istio-samples/20-httproute-reviews-90-10-waypoint.yaml', import.meta.url),
+  'utf8',
+);
 
 const MESH = `
 apiVersion: v1
