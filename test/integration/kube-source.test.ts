@@ -665,8 +665,11 @@ test('a refused token is logged with a hint and never snapshots; close() rejects
   );
   try {
     const refused = () => lines.filter((l) => l.msg === 'list/watch failed; retrying');
-    // Every kind the fake serves is refused (and Istio's Gateway, which it does not serve, too).
-    await waitFor(() => refused().length >= KINDS.length, WAIT_MS);
+    // Every resource the source watches is refused: each kind the fake serves, and Istio's own
+    // Gateway, which it does not serve (the token is checked first).
+    const refusedPaths = () => new Set(refused().map((l) => l.path));
+    await waitFor(() => refusedPaths().size === KINDS.length + 1, WAIT_MS);
+    assert.ok(refusedPaths().has('/apis/networking.istio.io/v1/gateways'));
     assert.match(String(refused()[0]!.error), /HTTP 401.*RBAC/);
   } finally {
     w.close();
