@@ -27,7 +27,12 @@ const key = (o: KubeObject) =>
   `${String(o.kind)} ${o.metadata?.namespace ? `${String(o.metadata.namespace)}/` : ''}${String(o.metadata?.name)}`;
 const keys = (objs: readonly KubeObject[]) => objs.map(key).sort();
 const files = loadAll();
-const under = (prefix: string) => files.filter((l: Loaded) => l.file.startsWith(prefix)).map((l) => l.obj);
+const under = (prefix: string, except?: string) =>
+  files
+    .filter((l: Loaded) => l.file.startsWith(prefix) && !(except && l.file.startsWith(except)))
+    .map((l) => l.obj);
+/** Optional installs under daemonset/, each with its own kustomization, not in the whole install. */
+const OPTIONAL = 'daemonset/gateways/';
 
 test('kubectl kustomize daemonset/ renders the whole install', () => {
   const objs = kustomize('daemonset/');
@@ -48,10 +53,19 @@ test('kubectl kustomize daemonset/ renders the whole install', () => {
   }
   assert.equal(count('ServiceAccount'), 2);
   // Exactly the objects of the files under daemonset/, as written (kustomize changes nothing).
-  assert.deepEqual(keys(objs), keys(under('daemonset/')));
+  assert.deepEqual(keys(objs), keys(under('daemonset/', OPTIONAL)));
   const ds = objs.find((o) => o.kind === 'DaemonSet')!;
-  const fromFile = under('daemonset/').find((o) => o.kind === 'DaemonSet')!;
+  const fromFile = under('daemonset/', OPTIONAL).find((o) => o.kind === 'DaemonSet')!;
   assert.deepEqual(ds, fromFile);
+});
+
+test('daemonset/gateways/ renders the optional ingress and egress gateways, exactly its files', () => {
+  const objs = kustomize(OPTIONAL);
+  assert.deepEqual(keys(objs), keys(under(OPTIONAL)));
+  assert.deepEqual(
+    objs.filter((o) => o.kind === 'Deployment').map((o) => o.metadata?.name),
+    ['istio-egressgateway', 'istio-ingressgateway'],
+  );
 });
 
 test('daemonset/crds/ and daemonset/ambit/ render the two halves of the install', () => {
