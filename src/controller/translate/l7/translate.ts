@@ -64,6 +64,7 @@ import type {
   RouteConfiguration,
 } from './envoy-types.ts';
 import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts';
+import { resolveGatewayPorts } from './gateway-ports.ts';
 import { translateIstioGateways } from './gateway-translate.ts';
 import { httpListener, routeConfiguration, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, defaultRoute, usesCors, type ResolvedCluster, type RouteEnv } from './routes.ts';
@@ -326,7 +327,10 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
 
   // Ingress gateways: their listeners and routes, to the same clusters (gateway-translate.ts).
   const gateways = translateIstioGateways(
-    { gateways: input.snapshot.istioGateways ?? [], virtualServices: input.virtualServices },
+    {
+      gateways: resolveGatewayPorts(input.snapshot.istioGateways ?? [], input.snapshot),
+      virtualServices: input.virtualServices,
+    },
     env,
     options.clusterDomain,
   );
