@@ -100,13 +100,23 @@ export const GATEWAY_METADATA_FILTER = 'ambit.gateway';
 
 /** TLS settings of one gateway server (Istio's ServerTLSSettings, the parts the gateway honours). */
 export interface GatewayTlsFacts {
-  /** SIMPLE or MUTUAL. */
+  /**
+   * SIMPLE or MUTUAL: the gateway terminates TLS. PASSTHROUGH (protocol TLS only): it reads the SNI
+   * from the ClientHello and forwards the bytes untouched.
+   */
   readonly mode: string;
   /** PEM file paths on the gateway's file system ('' when credentialName is used). */
   readonly serverCertificate: string;
   readonly privateKey: string;
   readonly caCertificates: string;
-  /** A Kubernetes Secret named by the Gateway (not read yet). */
+  /**
+   * A Kubernetes Secret with the certificate and key (and for MUTUAL the client CA), which the
+   * gateway subscribes to over SDS (SECRET_TYPE_URL, sdsSecretName). Written `<name>`: a Secret in
+   * the gateway proxy's own namespace, as Istio's credentialName means it; or `<namespace>/<name>`:
+   * a Secret in that namespace, for Gateway API certificateRefs across namespaces — the translation
+   * writes that form only for a reference a ReferenceGrant allows, and the controller serves such a
+   * Secret only to proxies of listeners that name it. '' when certificate files are used.
+   */
   readonly credentialName: string;
   /** Client certificates must carry one of these SANs (MUTUAL); empty: any the CA signed. */
   readonly subjectAltNames: readonly string[];
@@ -118,11 +128,47 @@ export interface GatewayTlsFacts {
 /** What `metadata.filter_metadata["ambit.gateway"]` of a gateway listener says. */
 export interface GatewayListenerFacts {
   readonly port: number;
-  /** HTTP (plaintext, every HTTP server of the port merged) or HTTPS (one TLS server). */
-  readonly protocol: 'HTTP' | 'HTTPS';
-  /** The server's host names (SNI for HTTPS); `*` for any. */
+  /**
+   * HTTP (plaintext, every HTTP server of the port merged) or HTTPS (one TLS server, HTTP inside):
+   * API listeners with routes over RDS. TCP (a plaintext port) or TLS (PASSTHROUGH: one listener per
+   * SNI route; SIMPLE or MUTUAL: terminated, then TCP): listeners with a tcp_proxy filter chain.
+   */
+  readonly protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
+  /** The server's host names (SNI for HTTPS and TLS; for PASSTHROUGH the route's sniHosts); `*` for any. */
   readonly hosts: readonly string[];
   /** The Gateway servers behind it, `<namespace>/<name> spec.servers[<i>]`, for messages. */
   readonly servers: readonly string[];
   readonly tls: GatewayTlsFacts | undefined;
+}
+
+/**
+ * SDS (issue 8): the controller serves the certificates of Kubernetes Secrets named by gateway
+ * servers as Envoy `Secret` resources on the same ADS server, named as istiod names them:
+ * `kubernetes://<namespace>/<name>` for the certificate and key (a TlsCertificate secret), and
+ * `kubernetes://<namespace>/<name>-cacert` for the CA that checks client certificates (a
+ * validation-context secret: the `<name>-cacert` Secret, else the `ca.crt`/`cacert` key of
+ * `<name>`). The gateway always subscribes with the namespace (istiod reads `kubernetes://<name>`
+ * as the proxy's own namespace, which one shared resource set cannot). A proxy may read only the
+ * Secrets of its own namespace (its SPIFFE identity's), as istiod allows.
+ */
+export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
+export const SDS_PREFIX = 'kubernetes://';
+export const SDS_CA_SUFFIX = '-cacert';
+
+/** The SDS resource of a credentialName (`name` or `namespace/name`) for a proxy of `proxyNamespace`. */
+export function sdsSecretName(credentialName: string, proxyNamespace: string): string {
+  return credentialName.includes('/')
+    ? `${SDS_PREFIX}${credentialName}`
+    : `${SDS_PREFIX}${proxyNamespace}/${credentialName}`;
+}
+
+/** The Secret an SDS resource name refers to; `ca` for a `-cacert` one. Undefined when not ours. */
+export function parseSdsSecretName(
+  resource: string,
+): { namespace: string; name: string; ca: boolean } | undefined {
+  if (!resource.startsWith(SDS_PREFIX)) return undefined;
+  const parts = resource.slice(SDS_PREFIX.length).split('/');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) return undefined;
+  const ca = parts[1].endsWith(SDS_CA_SUFFIX) && parts[1].length > SDS_CA_SUFFIX.length;
+  return { namespace: parts[0], name: parts[1], ca };
 }
