@@ -85,3 +85,75 @@ export function spawnProxy(
   child.stderr.on('data', (b: Buffer) => report(`[${label}] ${b.toString()}`));
   return child;
 }
+
+/** The objects a cluster holds for one proxy deployment, as `ambit local` writes them. */
+export interface ProxyObjects {
+  readonly namespace: string;
+  readonly name: string;
+  readonly serviceAccount: string;
+  /** The pod's labels, which the Service selects. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Labels of the Service itself. */
+  readonly serviceLabels: Readonly<Record<string, string>>;
+  readonly serviceIp: string;
+  /** The Service ports, each its own target port. */
+  readonly ports: readonly { readonly name: string; readonly port: number }[];
+  readonly podIp: string;
+  readonly nodeName: string;
+  /** `istio.io/dataplane-mode` of the pod: `none` for a proxy that speaks HBONE itself. */
+  readonly dataplaneMode: 'ambient' | 'none';
+  readonly container: string;
+}
+
+/**
+ * ServiceAccount, Service (with its cluster IP) and a running Pod (with its address): what the
+ * controller needs to know a proxy as a workload behind a VIP. YAML documents, `---` between them.
+ */
+export function proxyObjectsYaml(o: ProxyObjects): string {
+  const lines = (labels: Readonly<Record<string, string>>) =>
+    Object.entries(labels).map(([k, v]) => `    ${k}: ${v}`);
+  return [
+    'apiVersion: v1',
+    'kind: ServiceAccount',
+    'metadata:',
+    `  name: ${o.serviceAccount}`,
+    `  namespace: ${o.namespace}`,
+    '---',
+    'apiVersion: v1',
+    'kind: Service',
+    'metadata:',
+    `  name: ${o.name}`,
+    `  namespace: ${o.namespace}`,
+    ...(Object.keys(o.serviceLabels).length > 0 ? ['  labels:', ...lines(o.serviceLabels)] : []),
+    'spec:',
+    '  selector:',
+    ...lines(o.labels),
+    `  clusterIP: ${o.serviceIp}`,
+    '  ports:',
+    ...o.ports.flatMap((p) => [`  - name: ${p.name}`, `    port: ${p.port}`, `    targetPort: ${p.port}`]),
+    '---',
+    'apiVersion: v1',
+    'kind: Pod',
+    'metadata:',
+    `  name: ${o.name}-local`,
+    `  namespace: ${o.namespace}`,
+    '  labels:',
+    ...lines(o.labels),
+    `    service.istio.io/canonical-name: ${o.name}`,
+    o.dataplaneMode === 'none'
+      ? '    # The proxy speaks HBONE itself: the node agent must not take its traffic.'
+      : '    # In the mesh: its node agent takes HBONE for it and hands it the connections.',
+    `    istio.io/dataplane-mode: ${o.dataplaneMode}`,
+    'spec:',
+    `  nodeName: ${o.nodeName}`,
+    `  serviceAccountName: ${o.serviceAccount}`,
+    '  containers:',
+    `  - name: ${o.container}`,
+    '    image: ambit',
+    '    ports:',
+    ...o.ports.flatMap((p) => [`    - name: ${p.name}`, `      containerPort: ${p.port}`]),
+    'status:',
+    '  phase: Running',
+    `  podIP: ${o.podIp}`,
+  ].join('\n');
+}

@@ -19,7 +19,13 @@ import { watch, type FSWatcher } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../core/errors.ts';
-import { meshDocuments, spawnProxy, workloadToken, type LocalControlPlane } from './local-proxies.ts';
+import {
+  meshDocuments,
+  proxyObjectsYaml,
+  spawnProxy,
+  workloadToken,
+  type LocalControlPlane,
+} from './local-proxies.ts';
 import { WAYPOINT_CLASSES } from '../controller/translate/gateways.ts';
 import { GATEWAY_NAME_LABEL } from '../controller/translate/waypoint-binding.ts';
 
@@ -226,50 +232,18 @@ function generatedYaml(
   waypoints: readonly { namespace: string; name: string; podIp: string; serviceIp: string }[],
   nodeName: string,
 ): string {
-  const docs = waypoints.flatMap((w) => [
-    `apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: ${w.name}
-  namespace: ${w.namespace}`,
-    `apiVersion: v1
-kind: Service
-metadata:
-  name: ${w.name}
-  namespace: ${w.namespace}
-  labels:
-    ${GATEWAY_NAME_LABEL}: ${w.name}
-spec:
-  selector:
-    ${GATEWAY_NAME_LABEL}: ${w.name}
-  clusterIP: ${w.serviceIp}
-  ports:
-  - name: mesh
-    port: 15008
-    targetPort: 15008`,
-    `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${w.name}-local
-  namespace: ${w.namespace}
-  labels:
-    ${GATEWAY_NAME_LABEL}: ${w.name}
-    service.istio.io/canonical-name: ${w.name}
-    # The waypoint speaks HBONE itself: the node agent must not take its traffic.
-    istio.io/dataplane-mode: none
-spec:
-  nodeName: ${nodeName}
-  serviceAccountName: ${w.name}
-  containers:
-  - name: waypoint
-    image: ambit
-    ports:
-    - name: mesh
-      containerPort: 15008
-status:
-  phase: Running
-  podIP: ${w.podIp}`,
-  ]);
+  const docs = waypoints.map((w) =>
+    proxyObjectsYaml({
+      ...w,
+      serviceAccount: w.name,
+      labels: { [GATEWAY_NAME_LABEL]: w.name },
+      serviceLabels: { [GATEWAY_NAME_LABEL]: w.name },
+      ports: [{ name: 'mesh', port: 15008 }],
+      nodeName,
+      dataplaneMode: 'none',
+      container: 'waypoint',
+    }),
+  );
   return (
     `# Written by \`ambit local\` for the waypoint Gateways in this directory (as the controller creates a\n` +
     `# Deployment, Service and ServiceAccount per waypoint in a cluster). Rewritten on every change: do not edit.\n` +

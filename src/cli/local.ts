@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
-import { LocalIngressGateway } from './local-gateways.ts';
+import { LocalGateways } from './local-gateways.ts';
 import { LocalWaypoints } from './local-waypoints.ts';
 import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleKubeYaml, startSampleApps } from './sample-apps.ts';
 
@@ -88,7 +88,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     nodeName: NODES[0].name,
     report: (line) => process.stderr.write(line),
   });
-  const ingress = await LocalIngressGateway.prepare({
+  const gateways = await LocalGateways.prepare({
     kubeDir,
     dir,
     prefix: opts.prefix,
@@ -139,12 +139,12 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     process.stderr.write(`ambit local: the controller did not come up; see ${controllerLog}\n`);
     controller.kill('SIGTERM');
     await waypoints.close(stopChild);
-    await ingress.close(stopChild);
+    await gateways.close(stopChild);
     await apps.close();
     return 1;
   }
   await waypoints.run();
-  await ingress.run();
+  await gateways.run();
   const client = SAMPLE_APPS.find((a) => a.kind === 'client')!;
   const agents: {
     name: string;
@@ -192,7 +192,7 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     // Every child is waited for, and killed if it does not stop in time: nothing is left behind.
     await Promise.all([
       waypoints.close(stopChild),
-      ingress.close(stopChild),
+      gateways.close(stopChild),
       ...[...agents.map((a) => a.child), ...(controller ? [controller] : [])].map(stopChild),
     ]);
     await apps.close();
@@ -229,13 +229,14 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
     }
   }
 
-  const gw = ingress.info();
-  const gwNotReady = gw && (await waitReady(gw.readiness, deadline, () => stopping));
   // A gateway server that cannot serve (say, a missing certificate) is reported, not fatal.
-  if (gw && gwNotReady !== undefined)
-    process.stderr.write(
-      `ambit local: ingress gateway not ready: ${String(gwNotReady).trim()}\n  see ${gw.log}\n`,
-    );
+  for (const g of gateways.list()) {
+    const notReady = await waitReady(g.readiness, deadline, () => stopping);
+    if (notReady !== undefined)
+      process.stderr.write(
+        `ambit local: ${g.role} ${g.namespace}/${g.name} not ready: ${notReady.trim()}\n  see ${g.log}\n`,
+      );
+  }
 
   const socks = `127.0.0.1:${opts.socksPort}`;
   const svc = (app: string) => `${app}.default.svc.cluster.local`;
@@ -253,12 +254,16 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
         (w) =>
           `  waypoint ${w.namespace}/${w.name}  ${w.podIp}:15008  admin ${w.admin}  metrics ${w.metrics}  log ${w.log}`,
       ),
-    ...(gw
-      ? [
-          `  ingress gateway istio-system/istio-ingressgateway  ${gw.ports.map((p) => `${gw.ip}:${p}`).join(' ')}  admin ${gw.admin}  metrics ${gw.metrics}  log ${gw.log}`,
-          `    e.g. curl -H 'Host: bookinfo.example.com' http://${gw.ip}:${gw.ports[0]}/productpage`,
-        ]
-      : []),
+    ...gateways
+      .list()
+      .flatMap((g) => [
+        `  ${g.role} ${g.namespace}/${g.name}  ${g.ports.map((p) => `${g.podIp}:${p.number}`).join(' ')}  service ${g.serviceIp}  admin ${g.admin}  metrics ${g.metrics}  log ${g.log}`,
+        ...(g.name === 'istio-ingressgateway'
+          ? [
+              `    e.g. curl -H 'Host: bookinfo.example.com' http://${g.podIp}:${g.ports[0]!.number}/productpage`,
+            ]
+          : []),
+      ]),
     `  what each workload received: ${join(dir, 'apps.log')}`,
     '',
     '  workloads:',
