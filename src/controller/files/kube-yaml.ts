@@ -31,15 +31,20 @@ import type {
   EndpointSlicePort,
   Gateway,
   GatewayAddressEntry,
+  GatewayAllowedRoutes,
   GatewayListener,
+  GatewayListenerTls,
+  GatewayObjectReference,
   IstioGateway,
   KubeSnapshot,
+  LabelSelector,
   Namespace,
   OwnerReference,
   PeerAuthentication,
   Pod,
   PolicyTargetRef,
   PortMtls,
+  ReferenceGrant,
   Service,
   ServiceAccount,
   ServiceEntry,
@@ -81,6 +86,7 @@ export type KubeObject =
   | { readonly kind: 'VirtualService'; readonly value: VirtualService }
   | { readonly kind: 'DestinationRule'; readonly value: DestinationRule }
   | { readonly kind: 'HTTPRoute'; readonly value: GatewayHttpRoute }
+  | { readonly kind: 'ReferenceGrant'; readonly value: ReferenceGrant }
   | { readonly kind: typeof ISTIO_GATEWAY; readonly value: IstioGateway };
 
 /**
@@ -123,7 +129,6 @@ const LATER_KINDS: readonly string[] = [
   'GRPCRoute',
   'TCPRoute',
   'TLSRoute',
-  'ReferenceGrant',
   'WorkloadEntry',
   'RequestAuthentication',
 ];
@@ -384,7 +389,12 @@ function decodeKind(
     return { kind, value: serviceEntry(d, top.get('spec'), { namespace, name, labels, annotations }) };
   }
   if (GATEWAY_API.includes(apiVersion) && kind === 'Gateway') {
-    return { kind, value: gateway(d, top, { namespace, name, labels, annotations }) };
+    const creationTimestamp = d.string(meta.get('creationTimestamp'), 'metadata.creationTimestamp');
+    const base = { namespace, name, labels, annotations, ...(creationTimestamp && { creationTimestamp }) };
+    return { kind, value: gateway(d, top, base) };
+  }
+  if (GATEWAY_API.includes(apiVersion) && kind === 'ReferenceGrant') {
+    return { kind, value: referenceGrant(d, top.get('spec'), { namespace, name }) };
   }
   return 'unknown';
 }
@@ -734,7 +744,13 @@ function serviceEntry(
 function gateway(
   d: YamlDecoder,
   top: Map<string, YamlNode>,
-  base: { namespace: string; name: string; labels: StringMap; annotations: StringMap },
+  base: {
+    namespace: string;
+    name: string;
+    labels: StringMap;
+    annotations: StringMap;
+    creationTimestamp?: string;
+  },
 ): Gateway {
   const spec = fields(d, top.get('spec'), 'spec');
   const status = fields(d, top.get('status'), 'status');
@@ -747,6 +763,10 @@ function gateway(
       hostname: d.string(f.get('hostname'), join(p, 'hostname')),
       port: optionalInteger(d, f.get('port'), join(p, 'port')) ?? 0,
       protocol: d.string(f.get('protocol'), join(p, 'protocol')),
+      ...(isNull(f.get('tls')) ? {} : { tls: listenerTls(d, f.get('tls'), join(p, 'tls')) }),
+      ...(isNull(f.get('allowedRoutes'))
+        ? {}
+        : { allowedRoutes: allowedRoutes(d, f.get('allowedRoutes'), join(p, 'allowedRoutes')) }),
     };
   });
   const addresses = (node: YamlNode | undefined, path: string) =>
@@ -765,6 +785,90 @@ function gateway(
     addresses: addresses(spec.get('addresses'), 'spec.addresses'),
     statusAddresses: addresses(status.get('addresses'), 'status.addresses'),
   };
+}
+
+function objectReference(d: YamlDecoder, node: YamlNode | undefined, path: string): GatewayObjectReference {
+  const f = fields(d, node, path);
+  return {
+    group: d.string(f.get('group'), join(path, 'group')),
+    kind: d.string(f.get('kind'), join(path, 'kind')),
+    namespace: d.string(f.get('namespace'), join(path, 'namespace')),
+    name: d.requiredString(f.get('name'), join(path, 'name'), node),
+  };
+}
+
+function listenerTls(d: YamlDecoder, node: YamlNode | undefined, path: string): GatewayListenerTls {
+  const f = fields(d, node, path);
+  const refs = join(path, 'certificateRefs');
+  return {
+    mode: d.string(f.get('mode'), join(path, 'mode')),
+    certificateRefs: d
+      .list(f.get('certificateRefs'), refs)
+      .map((n, i) => objectReference(d, n, join(refs, i))),
+    options: stringMap(d, f.get('options'), join(path, 'options')),
+  };
+}
+
+function labelSelector(d: YamlDecoder, node: YamlNode, path: string): LabelSelector {
+  const f = fields(d, node, path);
+  const exprs = join(path, 'matchExpressions');
+  return {
+    matchLabels: stringMap(d, f.get('matchLabels'), join(path, 'matchLabels')),
+    matchExpressions: d.list(f.get('matchExpressions'), exprs).map((n, i) => {
+      const p = join(exprs, i);
+      const e = fields(d, n, p);
+      return {
+        key: d.requiredString(e.get('key'), join(p, 'key'), n),
+        operator: d.requiredString(e.get('operator'), join(p, 'operator'), n),
+        values: stringList(d, e.get('values'), join(p, 'values')),
+      };
+    }),
+  };
+}
+
+function allowedRoutes(d: YamlDecoder, node: YamlNode | undefined, path: string): GatewayAllowedRoutes {
+  const f = fields(d, node, path);
+  const ns = fields(d, f.get('namespaces'), join(path, 'namespaces'));
+  const sel = ns.get('selector');
+  const kinds = join(path, 'kinds');
+  return {
+    from: d.string(ns.get('from'), join(path, 'namespaces.from')),
+    selector: isNull(sel) ? undefined : labelSelector(d, sel, join(path, 'namespaces.selector')),
+    kinds: d.list(f.get('kinds'), kinds).map((n, i) => {
+      const k = fields(d, n, join(kinds, i));
+      return {
+        group: d.string(k.get('group'), join(join(kinds, i), 'group')),
+        kind: d.requiredString(k.get('kind'), join(join(kinds, i), 'kind'), n),
+      };
+    }),
+  };
+}
+
+function referenceGrant(
+  d: YamlDecoder,
+  node: YamlNode | undefined,
+  base: { namespace: string; name: string },
+): ReferenceGrant {
+  const spec = fields(d, node, 'spec');
+  const from = d.list(spec.get('from'), 'spec.from').map((n, i) => {
+    const p = join('spec.from', i);
+    const f = fields(d, n, p);
+    return {
+      group: d.string(f.get('group'), join(p, 'group')),
+      kind: d.requiredString(f.get('kind'), join(p, 'kind'), n),
+      namespace: d.requiredString(f.get('namespace'), join(p, 'namespace'), n),
+    };
+  });
+  const to = d.list(spec.get('to'), 'spec.to').map((n, i) => {
+    const p = join('spec.to', i);
+    const f = fields(d, n, p);
+    return {
+      group: d.string(f.get('group'), join(p, 'group')),
+      kind: d.requiredString(f.get('kind'), join(p, 'kind'), n),
+      name: d.string(f.get('name'), join(p, 'name')),
+    };
+  });
+  return { ...base, from, to };
 }
 
 /** `spec.selector.matchLabels` of an Istio policy; undefined when there is no selector. */
@@ -863,6 +967,7 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     destinationRules: [] as DestinationRule[],
     httpRoutes: [] as GatewayHttpRoute[],
     istioGateways: [] as IstioGateway[],
+    referenceGrants: [] as ReferenceGrant[],
   };
   for (const o of objects) {
     const { kind } = o.object;
@@ -923,6 +1028,9 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
         break;
       case ISTIO_GATEWAY:
         out.istioGateways.push(o.object.value);
+        break;
+      case 'ReferenceGrant':
+        out.referenceGrants.push(o.object.value);
         break;
     }
   }

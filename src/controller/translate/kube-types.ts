@@ -269,6 +269,60 @@ export interface GatewayListener {
   /** 0 when missing (reported by validation). */
   readonly port: number;
   readonly protocol: string;
+  /** `tls`, as written; undefined when absent (ingress Gateways, l7/gateway-api-translate.ts). */
+  readonly tls?: GatewayListenerTls;
+  /** `allowedRoutes`, as written; undefined when absent (the API's default: Same namespace). */
+  readonly allowedRoutes?: GatewayAllowedRoutes;
+}
+
+/** A Gateway API object reference (SecretObjectReference, RouteGroupKind with a name). */
+export interface GatewayObjectReference {
+  /** '' (the core group) when not set. */
+  readonly group: string;
+  /** As written; '' when not set (the API's default depends on the field). */
+  readonly kind: string;
+  /** '' when not set: the referring object's namespace. */
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** A listener's `tls`. */
+export interface GatewayListenerTls {
+  /** `Terminate` (the default, when '') or `Passthrough`. */
+  readonly mode: string;
+  readonly certificateRefs: readonly GatewayObjectReference[];
+  /** Implementation-specific options (domain-prefixed keys). */
+  readonly options: StringMap;
+}
+
+/** A Kubernetes label selector (matchLabels and matchExpressions). */
+export interface LabelSelector {
+  readonly matchLabels: StringMap;
+  readonly matchExpressions: readonly {
+    readonly key: string;
+    /** In, NotIn, Exists or DoesNotExist, as written. */
+    readonly operator: string;
+    readonly values: readonly string[];
+  }[];
+}
+
+/** A listener's `allowedRoutes`. */
+export interface GatewayAllowedRoutes {
+  /** `namespaces.from`: Same (the default, when ''), All or Selector, as written. */
+  readonly from: string;
+  /** `namespaces.selector`; undefined when not set. */
+  readonly selector: LabelSelector | undefined;
+  /** `kinds` (group '' when not set means gateway.networking.k8s.io here, as the API defaults it). */
+  readonly kinds: readonly { readonly group: string; readonly kind: string }[];
+}
+
+/** `gateway.networking.k8s.io` ReferenceGrant (v1beta1, v1): lets objects of `from` refer to `to`. */
+export interface ReferenceGrant {
+  readonly namespace: string;
+  readonly name: string;
+  readonly from: readonly { readonly group: string; readonly kind: string; readonly namespace: string }[];
+  /** `name` '' when not set: every object of that kind in the grant's namespace. */
+  readonly to: readonly { readonly group: string; readonly kind: string; readonly name: string }[];
 }
 
 /** A Gateway address, requested (spec.addresses) or assigned (status.addresses). */
@@ -288,6 +342,8 @@ export interface Gateway {
   /** Including `istio.io/waypoint-for`. */
   readonly labels: StringMap;
   readonly annotations: StringMap;
+  /** metadata.creationTimestamp (RFC 3339, sorts as text); '' or absent when not set. */
+  readonly creationTimestamp?: string;
   readonly gatewayClassName: string;
   readonly listeners: readonly GatewayListener[];
   readonly addresses: readonly GatewayAddressEntry[];
@@ -354,6 +410,8 @@ export interface KubeSnapshot {
   readonly httpRoutes: readonly GatewayHttpRoute[];
   /** `networking.istio.io` Gateways, decoded and valid (l7/gateway-decode.ts); absent: none. */
   readonly istioGateways?: readonly IstioGateway[];
+  /** Gateway API ReferenceGrants; absent: none. */
+  readonly referenceGrants?: readonly ReferenceGrant[];
 }
 
 export const EMPTY_SNAPSHOT: KubeSnapshot = {

@@ -58,20 +58,26 @@ export const SOURCE_METADATA_FILTER = 'ambit.source';
  */
 const GATEWAY_PREFIX = 'gateway/';
 
-/** The group a Gateway selector defines. */
+/**
+ * The group a Gateway selector defines. A `/` (label keys such as
+ * `gateway.networking.k8s.io/gateway-name` have one) is written `%2F`, and `%` itself `%25`, so
+ * the group never holds the `/` that ends it in a resource name.
+ */
 export function gatewayGroup(selector: Readonly<Record<string, string>>): string {
+  const esc = (s: string) => s.replace(/%/g, '%25').replace(/\//g, '%2F');
   return Object.keys(selector)
     .sort()
-    .map((k) => `${k}=${selector[k]}`)
+    .map((k) => `${esc(k)}=${esc(selector[k]!)}`)
     .join(',');
 }
 
 /** Parses a group back into the selector it was made of. */
 export function parseGatewayGroup(group: string): Record<string, string> {
+  const unesc = (s: string) => s.replace(/%2F/g, '/').replace(/%25/g, '%');
   const out: Record<string, string> = {};
   for (const pair of group.split(',')) {
     const eq = pair.indexOf('=');
-    if (eq > 0) out[pair.slice(0, eq)] = pair.slice(eq + 1);
+    if (eq > 0) out[unesc(pair.slice(0, eq))] = unesc(pair.slice(eq + 1));
   }
   return out;
 }

@@ -370,7 +370,7 @@ spec:
     ['warning', 'HTTPRoute', 'p', 'spec.parentRefs[1]'],
     ['warning', 'HTTPRoute', 'p', 'spec.parentRefs[2].namespace'],
     ['warning', 'HTTPRoute', 'p', 'spec.parentRefs[3].name'],
-    ['warning', 'HTTPRoute', 'p', 'spec.parentRefs[4].group'],
+    ['warning', 'HTTPRoute', 'p', 'spec.parentRefs[4].name'],
   ]);
   assert.match(bad.problems[1]!.message, /not HTTP/);
   assert.match(bad.problems[2]!.message, /consumer route/);

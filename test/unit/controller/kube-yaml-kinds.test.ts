@@ -216,7 +216,15 @@ test('a Gateway: class, labels, listeners, requested and assigned addresses', ()
       labels: { 'istio.io/waypoint-for': 'workload' },
       annotations: {},
       gatewayClassName: 'istio-waypoint',
-      listeners: [{ name: 'mesh', hostname: '', port: 15008, protocol: 'HBONE' }],
+      listeners: [
+        {
+          name: 'mesh',
+          hostname: '',
+          port: 15008,
+          protocol: 'HBONE',
+          allowedRoutes: { from: 'All', selector: undefined, kinds: [] },
+        },
+      ],
       addresses: [{ type: 'IPAddress', value: '10.96.1.30' }],
       statusAddresses: [
         { type: 'IPAddress', value: '10.96.1.30' },

@@ -71,6 +71,11 @@ export interface HttpRouteEnv {
     ref: GatewayObjectRef,
   ): ResolvedCluster | { readonly problem: string; readonly field: 'name' | 'port' };
   report(route: GatewayHttpRoute, severity: L7Problem['severity'], path: string, message: string): void;
+  /**
+   * Whether a ReferenceGrant in the backend's namespace lets the route refer to it (ingress routes,
+   * gateway-api-translate.ts); absent: a backend in another namespace is never used.
+   */
+  referencePermitted?(route: GatewayHttpRoute, ref: GatewayObjectRef): boolean;
 }
 
 /** The oldest first, then by namespace/name (the spec's tie-break between HTTPRoutes). */
@@ -379,12 +384,14 @@ function resolveRef(
     );
     return undefined;
   }
-  if (ref.namespace !== route.namespace) {
+  if (ref.namespace !== route.namespace && !env.referencePermitted?.(route, ref)) {
     env.report(
       route,
       'error',
       `${path}.namespace`,
-      `a backend in another namespace (${ref.namespace}) needs a ReferenceGrant there, which Ambit does not read yet; ${consequence}`,
+      env.referencePermitted
+        ? `a backend in another namespace (${ref.namespace}) needs a ReferenceGrant there that lets HTTPRoutes of ${route.namespace} refer to Service ${ref.name}; ${consequence}`
+        : `a backend in another namespace (${ref.namespace}) is not used for a Service parent (Istio needs a ReferenceGrant, which Ambit reads only for Gateway parents); ${consequence}`,
     );
     return undefined;
   }

@@ -65,6 +65,7 @@ import type {
 } from './envoy-types.ts';
 import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts';
 import { resolveGatewayPorts } from './gateway-ports.ts';
+import { translateGatewayApi, type GatewayApiStatus } from './gateway-api-translate.ts';
 import { translateIstioGateways } from './gateway-translate.ts';
 import { httpListener, routeConfiguration, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, defaultRoute, usesCors, type ResolvedCluster, type RouteEnv } from './routes.ts';
@@ -76,7 +77,7 @@ import {
   type EffectivePolicy,
   type MergedDestinationRule,
 } from './select.ts';
-import { CORE_GROUP, type GatewayHttpRoute } from './http-route-types.ts';
+import { CORE_GROUP, GATEWAY_GROUP, type GatewayHttpRoute } from './http-route-types.ts';
 import { buildGatewayRoutes, type AttachedRule, type HttpRouteEnv } from './http-routes.ts';
 import type {
   Destination,
@@ -120,6 +121,8 @@ export interface L7Result {
   readonly problems: readonly L7Problem[];
   /** Problems of the AuthorizationPolicies attached to waypoints (`targetRefs`, authz.ts). */
   readonly authzProblems: readonly AuthzProblem[];
+  /** The status of Gateway API ingress Gateways and their routes (gateway-api-translate.ts). */
+  readonly gatewayApiStatus: GatewayApiStatus;
 }
 
 /** How a port is carried: as HTTP (and then how upstream), or as TCP. */
@@ -337,6 +340,19 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
   listeners.push(...gateways.listeners);
   routeConfigurations.push(...gateways.routeConfigurations);
   for (const p of gateways.problems) problems.add(p);
+  // Gateway API ingress: Gateways of class ambit and their HTTPRoutes (gateway-api-translate.ts).
+  const gatewayApi = translateGatewayApi(
+    {
+      gateways: input.snapshot.gateways,
+      httpRoutes: input.httpRoutes ?? input.snapshot.httpRoutes,
+      namespaces: input.snapshot.namespaces,
+      referenceGrants: input.snapshot.referenceGrants ?? [],
+    },
+    gatewayEnv,
+  );
+  listeners.push(...gatewayApi.listeners);
+  routeConfigurations.push(...gatewayApi.routeConfigurations);
+  for (const p of gatewayApi.problems) problems.add(p);
 
   reportUnusedRules(input.destinationRules, usedRules, infos, options, problems);
 
@@ -350,6 +366,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     },
     problems: problems.list(),
     authzProblems: authz.problems,
+    gatewayApiStatus: gatewayApi.status,
   };
 }
 
@@ -396,6 +413,8 @@ function attachHttpRoutes(
       report('spec.parentRefs', 'is empty, so the route applies nowhere; name the Service it routes');
     route.parentRefs.forEach((ref, i) => {
       const p = `spec.parentRefs[${i}]`;
+      // A Gateway parent is ingress, attached by gateway-api-translate.ts.
+      if (ref.group === GATEWAY_GROUP && ref.kind === 'Gateway') return;
       if (ref.group !== CORE_GROUP || ref.kind !== 'Service') {
         report(
           ref.group !== CORE_GROUP ? `${p}.group` : `${p}.kind`,
