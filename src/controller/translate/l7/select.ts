@@ -116,6 +116,44 @@ export function selectDestinationRule(
   return undefined;
 }
 
+/**
+ * The subsets that DestinationRules in other namespaces define for a service, each with the merged
+ * rule of its namespace, leaving out names the service's own rule (`own`) defines. istiod looks a
+ * DestinationRule up in the calling proxy's namespace first (PushContext.destinationRule), so a
+ * rule in the client's namespace gives subsets to a Service elsewhere — Istio's egress-gateway task
+ * defines subset `cnn` of `istio-egressgateway.istio-system` in the client's namespace. Clusters
+ * are named by subset, so such a subset gets its own cluster; where two namespaces define one name,
+ * the first namespace in order keeps it.
+ */
+export function otherNamespaceSubsets(
+  service: ServiceRef,
+  destinationRules: readonly DestinationRule[],
+  own: MergedDestinationRule | undefined,
+  rootNamespace: string,
+  clusterDomain: string,
+): { subset: SubsetSource; rule: MergedDestinationRule }[] {
+  const taken = new Set((own?.subsets ?? []).map((s) => s.subset.name));
+  const namespaces = [...new Set(destinationRules.map((d) => d.namespace))]
+    .filter((ns) => ns !== service.namespace && ns !== rootNamespace)
+    .sort(compare);
+  const out: { subset: SubsetSource; rule: MergedDestinationRule }[] = [];
+  for (const ns of namespaces) {
+    const rule = selectDestinationRule(
+      { ...service, namespace: ns },
+      destinationRules.filter((d) => d.namespace === ns),
+      rootNamespace,
+      clusterDomain,
+      [],
+    );
+    for (const subset of rule?.subsets ?? []) {
+      if (taken.has(subset.subset.name)) continue;
+      taken.add(subset.subset.name);
+      out.push({ subset, rule: rule! });
+    }
+  }
+  return out;
+}
+
 /** istiod's MostSpecificHostMatch: the exact host, else the longest wildcard. */
 function mostSpecific(hosts: readonly string[], hostname: string): string {
   if (hosts.includes(hostname)) return hostname;

@@ -76,6 +76,7 @@ import {
   selectVirtualServices,
   type EffectivePolicy,
   type MergedDestinationRule,
+  otherNamespaceSubsets,
 } from './select.ts';
 import { CORE_GROUP, GATEWAY_GROUP, type GatewayHttpRoute } from './http-route-types.ts';
 import { buildGatewayRoutes, type AttachedRule, type HttpRouteEnv } from './http-routes.ts';
@@ -217,17 +218,27 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     }
   const clusters = new Map<string, ClusterEntry>();
   for (const info of infos) {
+    const own = info.destinationRule;
+    const others = otherNamespaceSubsets(
+      info.service,
+      input.destinationRules,
+      own,
+      options.rootNamespace,
+      options.clusterDomain,
+    );
+    for (const o of others) for (const r of o.rule.rules) usedRules.add(r);
     const subsets = [
-      { name: '', labels: {} as StringMap },
-      ...(info.destinationRule?.subsets ?? []).map((s) => s.subset),
+      { subset: { name: '', labels: {} as StringMap }, rule: own },
+      ...(own?.subsets ?? []).map((s) => ({ subset: s.subset, rule: own })),
+      ...others.map((o) => ({ subset: o.subset.subset, rule: o.rule })),
     ];
     for (const { port, protocol } of info.ports)
-      for (const subset of subsets) {
+      for (const { subset, rule } of subsets) {
         const name = clusterName(port, subset.name, info.service.hostname);
         if (clusters.has(name)) continue; // the same hostname in two namespaces: the first keeps it
         clusters.set(name, {
           name,
-          policy: effectivePolicy(info.destinationRule, port, subset.name),
+          policy: effectivePolicy(rule, port, subset.name),
           protocol: upstreamOf(protocol),
           endpoints: endpointsOf(members.get(info.key) ?? [], port, subset.labels, labels),
         });
