@@ -10,7 +10,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.ts';
 import { CertificateAuthority } from '../core/identity/ca.ts';
-import { LocalGateways } from './local-gateways.ts';
+import { gatewayApiKind } from './local-gateway-api.ts';
+import { ISTIO_GATEWAY_KINDS, LocalGateways } from './local-gateways.ts';
 import { LocalWaypoints } from './local-waypoints.ts';
 import { podIp, SAMPLE_APPS, SAMPLE_SERVICES, sampleKubeYaml, startSampleApps } from './sample-apps.ts';
 
@@ -76,29 +77,22 @@ export async function runLocalMesh(opts: LocalMeshOptions): Promise<number> {
   const controllerGrpc = `${controllerIp}:15010`;
   // Agents use the TLS port, verifying the controller's certificate against the mesh root.
   const controllerTls = `${controllerIp}:15012`;
+  // What the waypoints and gateways run with: the controller, the CA's tokens, where logs go.
+  const proxies = {
+    kubeDir,
+    dir,
+    prefix: opts.prefix,
+    main,
+    controllerTls,
+    caCertPath: caCert,
+    tokensPath: tokensFile,
+    nodeName: NODES[0].name,
+    report: (line: string) => process.stderr.write(line),
+  };
   // Before the controller starts, so its first view already holds the waypoints' addresses.
-  const waypoints = await LocalWaypoints.prepare({
-    kubeDir,
-    dir,
-    prefix: opts.prefix,
-    main,
-    controllerTls,
-    caCertPath: caCert,
-    tokensPath: tokensFile,
-    nodeName: NODES[0].name,
-    report: (line) => process.stderr.write(line),
-  });
-  const gateways = await LocalGateways.prepare({
-    kubeDir,
-    dir,
-    prefix: opts.prefix,
-    main,
-    controllerTls,
-    caCertPath: caCert,
-    tokensPath: tokensFile,
-    nodeName: NODES[0].name,
-    report: (line) => process.stderr.write(line),
-  });
+  const waypoints = await LocalWaypoints.prepare(proxies);
+  // Istio's ingress and egress gateways, and one per Gateway API Gateway of class ambit.
+  const gateways = await LocalGateways.prepare(proxies, [...ISTIO_GATEWAY_KINDS, gatewayApiKind]);
   const controllerLog = join(dir, 'controller.log');
   let controller: ChildProcess | undefined;
   let stopping = false;

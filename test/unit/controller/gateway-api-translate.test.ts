@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { gatewayApiKind } from '../../../src/cli/local-gateway-api.ts';
 import { buildSnapshot, decodeKubeYaml } from '../../../src/controller/files/kube-yaml.ts';
 import {
   intersectHostnames,
@@ -382,4 +383,49 @@ test('hostname intersection and label selectors follow the Gateway API', () => {
   assert.equal(matchesSelector(sel({}, { key: 'tier', operator: 'NotIn', values: ['web'] }), labels), false);
   assert.equal(matchesSelector(sel({}, { key: 'x', operator: 'DoesNotExist', values: [] }), labels), true);
   assert.equal(matchesSelector(sel({}, { key: 'x', operator: 'Exists', values: [] }), labels), false);
+});
+
+test('ambit local: one gateway deployment per class-ambit Gateway, on its HTTP and HTTPS listener ports', () => {
+  const docs = [
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: {
+        gatewayClassName: 'ambit',
+        listeners: [
+          { name: 'a', port: 8443, protocol: 'HTTPS' },
+          { name: 'b', port: 8080, protocol: 'HTTP' },
+          { name: 'c', port: 8080, protocol: 'HTTPS' },
+          { name: 'd', port: 9000, protocol: 'TCP' },
+        ],
+      },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'w' },
+      spec: { gatewayClassName: 'istio-waypoint', listeners: [{ port: 15008, protocol: 'HBONE' }] },
+    },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'i' },
+      spec: { gatewayClassName: 'ambit' },
+    },
+  ];
+  assert.deepEqual(gatewayApiKind(docs), [
+    {
+      namespace: 'shop',
+      name: 'web-ambit',
+      serviceAccount: 'web-ambit',
+      labels: { 'gateway.networking.k8s.io/gateway-name': 'web', 'ambit.dev/gateway-namespace': 'shop' },
+      ports: [
+        { number: 8080, protocol: 'HTTP' },
+        { number: 8443, protocol: 'HTTPS' },
+      ],
+      ambient: false,
+      role: 'gateway (Gateway shop/web)',
+    },
+  ]);
 });

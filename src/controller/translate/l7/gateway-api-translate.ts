@@ -77,6 +77,15 @@ export const GATEWAY_NAMESPACE_LABEL = 'ambit.dev/gateway-namespace';
 export const TLS_OPTION_CERTIFICATE = 'ambit.dev/server-certificate';
 export const TLS_OPTION_PRIVATE_KEY = 'ambit.dev/private-key';
 
+/**
+ * The name of the Deployment, Service and ServiceAccount made for a Gateway: `<name>-<class>`, as
+ * Istio's automated deployment names them (`<name>-istio`); so the gateway's identity is
+ * `spiffe://<td>/ns/<namespace>/sa/<name>-ambit`.
+ */
+export function gatewayApiDeploymentName(gatewayName: string): string {
+  return `${gatewayName}-${AMBIT_GATEWAY_CLASS}`;
+}
+
 /** The labels of a Gateway's gateway pods, which are also its gateway group. */
 export function gatewayApiLabels(gw: { readonly namespace: string; readonly name: string }): StringMap {
   return { [GATEWAY_NAME_LABEL]: gw.name, [GATEWAY_NAMESPACE_LABEL]: gw.namespace };
@@ -270,7 +279,7 @@ export function translateGatewayApi(input: GatewayApiInput, meshEnv: HttpRouteEn
           route,
           'warning',
           p,
-          `not attached to Gateway ${ref.namespace}/${ref.name}: ${accepted.message}`,
+          `not attached to Gateway ${ref.namespace}/${ref.name} (${accepted.reason}): ${accepted.message}`,
         );
       parents.push({
         parentRef: ref,
@@ -381,11 +390,12 @@ function listenerState(
       );
   });
   const protocol = l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? l.protocol : undefined;
+  // The CRD's rule: "certificateRefs or options must be specified when mode is Terminate".
   if (l.protocol === 'HTTPS' && (l.tls === undefined || (l.tls.mode || 'Terminate') === 'Terminate'))
-    if (!l.tls || l.tls.certificateRefs.length === 0)
+    if (!l.tls || (l.tls.certificateRefs.length === 0 && Object.keys(l.tls.options).length === 0))
       error(
         '.tls.certificateRefs',
-        'at least one certificate is required for an HTTPS listener (mode Terminate)',
+        `a certificate is required for an HTTPS listener (mode Terminate): a Secret in certificateRefs, or the files in options ${TLS_OPTION_CERTIFICATE} and ${TLS_OPTION_PRIVATE_KEY}`,
       );
   if (l.protocol === 'HTTP' && l.tls !== undefined) error('.tls', 'must not be set on an HTTP listener');
   if (l.tls?.mode && l.tls.mode !== 'Terminate' && l.tls.mode !== 'Passthrough')
@@ -437,6 +447,11 @@ function listenerState(
     const ref = l.tls.certificateRefs[0];
     const refs = certificateRef(gw, ref, input, grants);
     if (certPath && keyPath) state.tls = tlsFacts(certPath, keyPath, '');
+    else if (ref === undefined)
+      state.unresolved ??= {
+        reason: 'InvalidCertificateRef',
+        message: `no certificateRefs, and options do not name both ${TLS_OPTION_CERTIFICATE} and ${TLS_OPTION_PRIVATE_KEY}`,
+      };
     else if (refs.ok) state.tls = tlsFacts('', '', refs.credentialName);
     else state.unresolved ??= refs.why;
   }
