@@ -34,6 +34,8 @@ interface Case {
   /** The selector of Istio's own YAML for this gateway. */
   readonly istioLabel: string;
   readonly serviceType: string;
+  /** The pods' `istio.io/dataplane-mode`: whether the node agent takes their traffic. */
+  readonly dataplaneMode: string;
 }
 
 const CASES: Case[] = [
@@ -42,12 +44,16 @@ const CASES: Case[] = [
     file: 'daemonset/gateways/ingress.yaml',
     istioLabel: 'ingressgateway',
     serviceType: 'LoadBalancer',
+    // Its clients are outside the mesh, and it speaks HBONE into the mesh itself.
+    dataplaneMode: 'none',
   },
   {
     name: 'istio-egressgateway',
     file: 'daemonset/gateways/egress.yaml',
     istioLabel: 'egressgateway',
     serviceType: 'ClusterIP',
+    // Waypoints reach it over HBONE through its node agent, as any enrolled pod.
+    dataplaneMode: 'ambient',
   },
 ];
 
@@ -132,11 +138,11 @@ for (const c of CASES) {
       assert.ok(name in GATEWAY_ENV, `the gateway does not read ${name}`);
   });
 
-  test(`${c.name}: non-root, yet allowed to bind the low ports Gateway servers name`, () => {
+  test(`${c.name}: non-root, may bind low ports, and in the mesh (dataplane-mode) only if its role needs it`, () => {
     const sc = podSpec(deploy).securityContext;
     assert.equal(sc?.runAsNonRoot, true);
     assert.deepEqual(sc?.sysctls, [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }]);
-    assert.equal(podLabels['istio.io/dataplane-mode'], 'none', 'the gateway speaks HBONE itself');
+    assert.equal(podLabels['istio.io/dataplane-mode'], c.dataplaneMode);
   });
 }
 
