@@ -19,8 +19,8 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { createRegistry } from '../core/metrics.ts';
 import { caServiceDefinition } from '../core/proto/ca-service.ts';
 import { TypeUrl } from '../core/proto/load.ts';
-import { AdsServer, type ServedResource } from '../core/xds/ads-server.ts';
-import { EnvoyTypeUrl } from '../core/xds/l7-names.ts';
+import { AdsServer, type ResourceFilter, type ServedResource } from '../core/xds/ads-server.ts';
+import { EnvoyTypeUrl, SECRET_TYPE_URL } from '../core/xds/l7-names.ts';
 import { meshConfigJson, type MeshConfig } from '../core/xds/model.ts';
 import {
   authorizationResourceName,
@@ -42,6 +42,8 @@ import type { KubeSnapshot } from './translate/kube-types.ts';
 import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
 import { LastGoodObjects } from './translate/last-good.ts';
 import { translate } from './translate/workloads.ts';
+import { SecretService } from './xds/secret-service.ts';
+import { crossNamespaceRefs } from './xds/secrets.ts';
 
 export interface ControllerDeps {
   readonly log?: Logger;
@@ -119,8 +121,16 @@ export async function startController(
       );
   const ads = new AdsServer({
     log: log.child({ scope: 'xds' }),
-    types: [TypeUrl.Address, TypeUrl.Authorization, ...L7_TYPES],
+    types: [TypeUrl.Address, TypeUrl.Authorization, ...L7_TYPES, SECRET_TYPE_URL],
     onNack: (_id, typeUrl) => nacks.inc({ type_url: typeUrl }),
+    // Gateway certificates (SDS): a stream reads only the Secrets of its caller's namespace, as
+    // istiod allows (xds/secrets.ts); node agents none.
+    scopedTypes: [SECRET_TYPE_URL],
+    scope: async (md): Promise<ResourceFilter> => {
+      const token = bearerToken(md);
+      const caller = token ? await tokens.callerOf(token) : undefined;
+      return sds.filterFor(caller?.kind === 'workload' ? { namespace: caller.namespace } : undefined);
+    },
     // Only node agents (a valid bearer token) may read the mesh.
     authorize: async (md) => {
       const token = bearerToken(md);
@@ -128,6 +138,7 @@ export async function startController(
       return (await tokens.callerOf(token)) === undefined ? 'the bearer token is not valid' : undefined;
     },
   });
+  const sds: SecretService = new SecretService(ads, log.child({ scope: 'sds' }), rejected);
   new Gauge({
     name: 'ambit_xds_subscribers',
     help: 'Connected xDS subscribers',
@@ -227,6 +238,7 @@ export async function startController(
     }
     // Make before break, as Envoy asks of a server: clusters and their endpoints before the routes
     // that name them.
+    sds.setCrossNamespace(crossNamespaceRefs(next.listeners));
     for (const typeUrl of PUSH_ORDER) ads.set(typeUrl, byType.get(typeUrl) ?? new Map());
     l7Names = new Map(L7_TYPES.map((t) => [t, [...(byType.get(t)?.keys() ?? [])]]));
   };
@@ -328,14 +340,15 @@ export async function startController(
     publish(t.config);
     if (l7Result) publishL7(l7Result.resources);
   };
+  const onSecrets = (secrets: readonly unknown[]) => sds.update(secrets);
   // A directory of YAML (local mode) or the API server through client-node informers.
   let source: { close(): void };
   try {
     source = config.configDir
-      ? watchKubeDir(config.configDir, { debounceMs: config.debounceMs, onSnapshot })
+      ? watchKubeDir(config.configDir, { debounceMs: config.debounceMs, onSnapshot, onSecrets })
       : (await import('./kube/source.ts')).watchKube(
           { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
-          { debounceMs: config.debounceMs, log, onSnapshot },
+          { debounceMs: config.debounceMs, log, onSnapshot, onSecrets },
         );
   } catch (err) {
     shutdownAll();
@@ -374,6 +387,7 @@ export async function startController(
             {
               ...meshConfigJson(mesh),
               l7: Object.fromEntries(l7Names),
+              secrets: sds.names(),
               subscribers: ads.subscriberInfo(),
             },
             null,

@@ -52,6 +52,9 @@ export interface XdsClientOptions {
   readonly nodeType?: string;
   /** Decoders that replace the default of their type (a gateway also reads its listeners' metadata). */
   readonly decoders?: Partial<Record<EnvoyTypeUrl, (b: Uint8Array) => Decoded<unknown>>>;
+  /** Further types on the same stream (a gateway's Secrets, by name), handed to `onOther`. */
+  readonly extraTypes?: readonly AdsType[];
+  readonly onOther?: (typeUrl: string, resources: ReadonlyMap<string, unknown>) => void;
 }
 
 export function waypointXdsClient(
@@ -76,6 +79,7 @@ export function waypointXdsClient(
       typeUrl,
       decode: counted(typeUrl, opts.decoders?.[typeUrl] ?? L7_DECODERS[typeUrl]),
     })),
+    ...(opts.extraTypes ?? []).map((t) => ({ ...t, decode: counted(t.typeUrl, (b) => t.decode(b)) })),
   ];
   return new AdsClient({
     target: config.xdsAddress,
@@ -101,6 +105,7 @@ export function waypointXdsClient(
     onResources: (typeUrl, resources) => {
       const l7 = L7_TYPES.find(([t]) => t === typeUrl);
       if (l7) return h.onL7(l7[1], resources);
+      if (typeUrl !== TypeUrl.Address) return opts.onOther?.(typeUrl, resources);
       addresses = resources;
       // One MeshState per event-loop turn, however many Address responses arrive in it.
       if (scheduled) return;

@@ -5,7 +5,9 @@
  * Then HTTPS with a test CA made by openssl: SNI to two hosts on one port, mutual TLS with a client
  * certificate, httpsRedirect; and the bad input: a server whose certificate file is missing keeps
  * the others serving and is reported not ready with the reason, and a conflicting server on one
- * port is rejected naming both.
+ * port is rejected naming both. Issue 8 part 2: certificates from Kubernetes Secrets over SDS — a
+ * Secret written after its Gateway makes the server ready, a rotated Secret changes the certificate
+ * served (openssl s_client), a malformed one leaves its server not ready while the others serve.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -78,6 +80,8 @@ async function makePki(dir: string): Promise<void> {
     ['other', 'DNS:other.example.com'],
     ['mtls', 'DNS:mtls.example.com'],
     ['client', 'DNS:client.example.com'],
+    ['sds', 'DNS:sds.example.com'],
+    ['sds2', 'DNS:sds.example.com'],
   ] as const) {
     await o(
       'req',
@@ -296,4 +300,119 @@ spec:
   );
   // And sample 18 on 8080 still serves.
   assert.equal((await curl('-H', 'Host: bookinfo.example.com', `http://${GW}:8080/productpage`)).status, 200);
+});
+
+/** A kubernetes.io/tls Secret in the gateway's namespace, the PEM as base64 `data`. */
+async function tlsSecret(name: string, cert: string, key: string): Promise<string> {
+  const b64 = async (f: string) => (await readFile(join(pki, f))).toString('base64');
+  return `apiVersion: v1
+kind: Secret
+metadata:
+  name: ${name}
+  namespace: istio-system
+type: kubernetes.io/tls
+data:
+  tls.crt: ${await b64(cert)}
+  tls.key: ${await b64(key)}
+`;
+}
+
+/** The subject of the certificate the gateway presents for `servername` (openssl s_client). */
+async function servedSubject(servername: string, port: number): Promise<string> {
+  const r = await run('sh', [
+    '-c',
+    `openssl s_client -connect ${GW}:${port} -servername ${servername} </dev/null 2>/dev/null | openssl x509 -noout -subject`,
+  ]);
+  return r.stdout.trim();
+}
+
+test('credentialName: a Secret written after the Gateway makes its server ready, a rotated Secret is served without a restart, a malformed one fails only its own hosts', async () => {
+  await writeFile(
+    join(kube, '40-sds-gateway.yaml'),
+    `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: sds
+  namespace: default
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port: { number: 10443, name: https-sds, protocol: HTTPS }
+    hosts: [sds.example.com]
+    tls: { mode: SIMPLE, credentialName: sds-cert }
+  - port: { number: 10443, name: https-sds-bad, protocol: HTTPS }
+    hosts: [sds-bad.example.com]
+    tls: { mode: SIMPLE, credentialName: sds-bad }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: sds
+  namespace: default
+spec:
+  hosts: [sds.example.com, sds-bad.example.com]
+  gateways: [sds]
+  http:
+  - route: [{ destination: { host: productpage, port: { number: 9080 } } }]
+`,
+  );
+  const args = (host: string) => [
+    '--cacert',
+    join(pki, 'ca.pem'),
+    '--resolve',
+    `${host}:10443:${GW}`,
+    `https://${host}:10443/productpage`,
+  ];
+  // No Secret yet: the server is not ready and says which SDS resource it waits for.
+  const waiting = await until('the SDS server to be reported not ready', async () => {
+    const t = await (await fetch(`http://${GW}:15021/healthz/ready`)).text();
+    return /kubernetes:\/\/istio-system\/sds-cert not received over SDS/.test(t) ? t : undefined;
+  });
+  assert.match(waiting, /Gateway default\/sds spec\.servers\[0\]/);
+  assert.notEqual((await curl(...args('sds.example.com'))).status, 200);
+
+  // The Secret arrives: the server serves, with its certificate.
+  await writeFile(join(kube, '41-sds-secret.yaml'), await tlsSecret('sds-cert', 'sds.pem', 'sds.key'));
+  const served = await until('the Secret to be served', async () => {
+    const c = await curl(...args('sds.example.com'));
+    return c.status === 200 ? c : undefined;
+  });
+  assert.equal((JSON.parse(served.body) as { app: string }).app, 'productpage');
+  assert.match(await servedSubject('sds.example.com', 10443), /CN ?= ?sds$/);
+
+  // Rotation: the Secret changes, the next handshake presents the new certificate.
+  await writeFile(join(kube, '41-sds-secret.yaml'), await tlsSecret('sds-cert', 'sds2.pem', 'sds2.key'));
+  await until('the rotated certificate', async () =>
+    /CN ?= ?sds2$/.test(await servedSubject('sds.example.com', 10443)) ? true : undefined,
+  );
+  assert.equal((await curl(...args('sds.example.com'))).status, 200);
+
+  // A malformed Secret: the controller names the field, its host fails, the other keeps serving.
+  await writeFile(
+    join(kube, '42-sds-bad.yaml'),
+    `apiVersion: v1
+kind: Secret
+metadata:
+  name: sds-bad
+  namespace: istio-system
+type: kubernetes.io/tls
+stringData:
+  tls.crt: not a certificate
+  tls.key: not a key
+`,
+  );
+  const controllerLog = await until('the malformed Secret in controller.log', async () => {
+    const t = await readFile(join(mesh.dir, 'controller.log'), 'utf8');
+    return /Secret\/istio-system\/sds-bad/.test(t) ? t : undefined;
+  });
+  assert.match(controllerLog, /"path":"data\[\\"tls.crt\\"\]".*no PEM certificate/);
+  const bad = await curl(...args('sds-bad.example.com'));
+  assert.notEqual(bad.status, 200);
+  const text = await (await fetch(`http://${GW}:15021/healthz/ready`)).text();
+  assert.match(
+    text,
+    /Gateway default\/sds spec\.servers\[1\].*kubernetes:\/\/istio-system\/sds-bad not received/,
+  );
+  assert.equal((await curl(...args('sds.example.com'))).status, 200);
 });

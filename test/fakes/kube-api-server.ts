@@ -87,6 +87,8 @@ export const FAKE_WRITTEN_RESOURCES = {
   Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
   ConfigMap: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
   Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
+  // Gateway certificates: watched by the source only when SDS asks (WatchKubeOptions.onSecrets).
+  Secret: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;
 const ALL_RESOURCES = { ...FAKE_RESOURCES, ...FAKE_WRITTEN_RESOURCES };
 export type FakeKind = keyof typeof ALL_RESOURCES;

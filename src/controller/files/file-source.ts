@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { describeError } from '../../core/errors.ts';
 import type { KubeSnapshot } from '../translate/kube-types.ts';
 import { buildSnapshot, decodeKubeYaml, type DecodedObject, type KubeYamlProblem } from './kube-yaml.ts';
@@ -14,6 +15,8 @@ import { buildSnapshot, decodeKubeYaml, type DecodedObject, type KubeYamlProblem
 export interface KubeDirResult {
   readonly snapshot: KubeSnapshot;
   readonly problems: readonly KubeYamlProblem[];
+  /** `kind: Secret` documents, as plain objects (gateway certificates, served over SDS). */
+  readonly secrets: readonly unknown[];
 }
 
 const YAML_FILE = /\.ya?ml$/;
@@ -26,7 +29,22 @@ export async function loadKubeDir(dir: string): Promise<KubeDirResult> {
   return (await readDir(dir, new Map())).result;
 }
 
-type DecodeCache = Map<string, { digest: string; decoded: ReturnType<typeof decodeKubeYaml> }>;
+type DecodeCache = Map<
+  string,
+  { digest: string; decoded: ReturnType<typeof decodeKubeYaml>; secrets: readonly unknown[] }
+>;
+
+const SECRET_DOC = /^kind:\s*["']?Secret["']?\s*$/m;
+
+/** The Secret documents of a file (`v1`, `kind: Secret`); parsed only when the text has one. */
+function secretDocuments(text: string): unknown[] {
+  if (!SECRET_DOC.test(text)) return [];
+  return parseAllDocuments(text).flatMap((doc) => {
+    if (!('toJS' in doc) || doc.errors.length > 0) return [];
+    const obj = doc.toJS() as { apiVersion?: unknown; kind?: unknown } | null;
+    return obj && obj.kind === 'Secret' && obj.apiVersion === 'v1' ? [obj] : [];
+  });
+}
 
 /**
  * The result plus a fingerprint of every file's content, so the watcher can tell a real change from
@@ -56,10 +74,11 @@ async function readDir(
       .map((e) => e.name)
       .sort();
   } catch (err) {
-    const result = { snapshot: buildSnapshot([]).snapshot, problems: [unreadable(dir, err)] };
+    const result = { snapshot: buildSnapshot([]).snapshot, problems: [unreadable(dir, err)], secrets: [] };
     return { result, fingerprint: `error:${describeError(err)}` };
   }
   const objects: DecodedObject[] = [];
+  const secrets: unknown[] = [];
   const fingerprint = createHash('sha256');
   for (const name of names) {
     const file = join(dir, name);
@@ -76,16 +95,22 @@ async function readDir(
     const digest = createHash('sha256').update(text).digest('hex');
     fingerprint.update(`${name}\0${digest}\0\0`);
     const cached = cache.get(file);
-    const decoded = cached?.digest === digest ? cached.decoded : decodeKubeYaml(text, file);
-    cache.set(file, { digest, decoded });
+    const hit = cached?.digest === digest ? cached : undefined;
+    const decoded = hit?.decoded ?? decodeKubeYaml(text, file);
+    const fileSecrets = hit?.secrets ?? secretDocuments(text);
+    cache.set(file, { digest, decoded, secrets: fileSecrets });
     objects.push(...decoded.objects);
+    secrets.push(...fileSecrets);
     problems.push(...decoded.problems);
   }
   const seen = new Set(names.map((n) => join(dir, n)));
   for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
   const built = buildSnapshot(objects);
   problems.push(...built.problems);
-  return { result: { snapshot: built.snapshot, problems }, fingerprint: fingerprint.digest('hex') };
+  return {
+    result: { snapshot: built.snapshot, problems, secrets },
+    fingerprint: fingerprint.digest('hex'),
+  };
 }
 
 export interface WatchKubeDirOptions {
@@ -93,6 +118,8 @@ export interface WatchKubeDirOptions {
   onSnapshot(snapshot: KubeSnapshot, problems: readonly KubeYamlProblem[]): void;
   /** Quiet time after the last change before re-reading (editors write in several steps). */
   readonly debounceMs?: number;
+  /** Every Secret document of the directory, before each onSnapshot call. */
+  readonly onSecrets?: (secrets: readonly unknown[]) => void;
 }
 
 export interface KubeDirWatch {
@@ -129,6 +156,7 @@ export function watchKubeDir(dir: string, options: WatchKubeDirOptions): KubeDir
         if (closed) return;
         if (fingerprint === last) continue;
         last = fingerprint;
+        options.onSecrets?.(result.secrets);
         options.onSnapshot(result.snapshot, result.problems);
       } while (again && !closed);
     } finally {

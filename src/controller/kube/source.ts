@@ -59,6 +59,12 @@ export interface WatchKubeOptions {
   /** Longest a change waits before a snapshot, so that a burst of events gives one snapshot. */
   readonly debounceMs?: number;
   readonly log: Logger;
+  /**
+   * Every Secret (raw JSON, as listed), after the first list and after changes (gateway
+   * certificates over SDS). Set: Secrets are watched too, without holding up the snapshots — a
+   * controller that may not read them still serves everything else. Unset: they are not read.
+   */
+  readonly onSecrets?: (secrets: readonly unknown[]) => void;
 }
 
 export interface KubeWatch {
@@ -125,8 +131,11 @@ const RESOURCES = [
 ] as const;
 type Resource = (typeof RESOURCES)[number];
 
+/** Gateway certificates (SDS): watched only when asked for (WatchKubeOptions.onSecrets); not in snapshots. */
+const SECRETS = { kind: 'Secret', apiVersion: 'v1', path: '/api/v1/secrets' } as const;
+
 interface ResourceWatch {
-  readonly resource: Resource;
+  readonly resource: Resource | typeof SECRETS;
   readonly informer: Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
   /** The informer has listed at least once: its cache is worth a snapshot. */
   listed: boolean;
@@ -199,7 +208,10 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
   });
   ready.catch(() => undefined); // closing before the first snapshot is not an unhandled rejection
 
-  const watches = RESOURCES.map((resource): ResourceWatch => {
+  const onSecrets = options.onSecrets;
+  let lastSecrets: string | undefined;
+  const watched: readonly (Resource | typeof SECRETS)[] = onSecrets ? [...RESOURCES, SECRETS] : RESOURCES;
+  const watches = watched.map((resource): ResourceWatch => {
     const informer = makeInformer<KubernetesObject>(kc, resource.path, async () => {
       const list = await listRaw(kc, http, resource, log);
       w.listed = true;
@@ -219,8 +231,9 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
     };
     // Handlers must not throw: the library swallows errors thrown from a watch event's callback.
     // The object handed to add/update is the one the informer caches.
-    informer.on('add', withoutManagedFields);
-    informer.on('update', withoutManagedFields);
+    const trim = resource === SECRETS ? withoutUnusedSecretData : withoutManagedFields;
+    informer.on('add', trim);
+    informer.on('update', trim);
     informer.on('change', () => schedule());
     informer.on('connect', () => log.debug({ kind: resource.kind }, 'watch connecting'));
     informer.on('error', (err: unknown) => {
@@ -260,10 +273,23 @@ export function watchKube(kubeConfig: KubeConfigSource, options: WatchKubeOption
 
   function emit(): void {
     timer = undefined;
-    if (closed || !watches.every((w) => w.listed)) return;
-    const { snapshot, problems } = build(
-      watches.map((w) => ({ resource: w.resource, items: w.informer.list() })),
-    );
+    if (closed) return;
+    const secrets = watches.find((w) => w.resource === SECRETS);
+    if (onSecrets && secrets?.listed) {
+      const items = secrets.informer.list();
+      const digest = items.map((o) => `${o.metadata?.uid}@${o.metadata?.resourceVersion}`).join(',');
+      if (digest !== lastSecrets) {
+        lastSecrets = digest;
+        onSecrets(items);
+      }
+    }
+    const kinds: { resource: Resource; items: readonly KubernetesObject[] }[] = [];
+    for (const w of watches) {
+      if (w.resource === SECRETS) continue;
+      if (!w.listed) return;
+      kinds.push({ resource: w.resource as Resource, items: w.informer.list() });
+    }
+    const { snapshot, problems } = build(kinds);
     // Relists and restarts often change nothing; translation and pushes are not free. A digest,
     // not the text: at 10,000 pods the JSON is megabytes, kept until the next snapshot.
     const fingerprint = createHash('sha256')
@@ -301,6 +327,15 @@ const decoded = new WeakMap<KubernetesObject, DecodeResult>();
 
 function withoutManagedFields(obj: KubernetesObject): void {
   if (obj.metadata?.managedFields !== undefined) delete obj.metadata.managedFields;
+}
+
+/** Secret types that never hold a gateway certificate (istiod skips them too): their data is dropped. */
+const UNUSED_SECRET_TYPES = ['helm.sh/release.v1', 'kubernetes.io/service-account-token'];
+
+function withoutUnusedSecretData(obj: KubernetesObject): void {
+  withoutManagedFields(obj);
+  const secret = obj as KubernetesObject & { type?: unknown; data?: unknown };
+  if (typeof secret.type === 'string' && UNUSED_SECRET_TYPES.includes(secret.type)) delete secret.data;
 }
 
 /** The informers' objects as one snapshot, in namespace/name order whatever the arrival order. */
@@ -352,7 +387,7 @@ function byNamespaceAndName(a: KubernetesObject, b: KubernetesObject): number {
 async function listRaw(
   kc: KubeConfig,
   http: IsomorphicFetchHttpLibrary,
-  resource: Resource,
+  resource: Resource | typeof SECRETS,
   log: Logger,
 ): Promise<KubernetesListObject<KubernetesObject>> {
   const server = kc.getCurrentCluster()?.server ?? '';

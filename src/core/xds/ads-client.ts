@@ -11,6 +11,11 @@ import type { Decoded } from './workload-proto.ts';
 
 export interface AdsType {
   readonly typeUrl: string;
+  /**
+   * Subscribed by name (`subscribe()`), not wildcard — Envoy Secrets, as SDS asks for them. Such a
+   * type is not waited for by isSynced(): nothing is owed until a name is asked for.
+   */
+  readonly named?: boolean;
   /** Wire bytes → model, with every problem's path. */
   decode(bytes: Uint8Array): Decoded<unknown>;
 }
@@ -56,11 +61,15 @@ export class AdsClient {
   /** name → value per type, kept in step with `state`; handed to `onResources` as is. */
   private readonly values = new Map<string, Map<string, unknown>>();
   private readonly synced = new Set<string>();
+  /** The names subscribed, per named type. */
+  private readonly names = new Map<string, Set<string>>();
   private call: ClientDuplexStream<DeltaRequest, DeltaResponse> | undefined;
   private delayMs: number = ADS_BACKOFF.initialMs;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private connected = false;
+  /** Requests may be written on `call`. */
+  private streamOpen = false;
 
   constructor(opts: AdsClientOptions) {
     this.opts = opts;
@@ -74,7 +83,35 @@ export class AdsClient {
     for (const t of opts.types) {
       this.state.set(t.typeUrl, new Map());
       this.values.set(t.typeUrl, new Map());
+      if (t.named) this.names.set(t.typeUrl, new Set());
     }
+  }
+
+  /**
+   * Sets the names subscribed of a named type: the difference goes out on the open stream, the
+   * whole set on every reconnect. What is no longer subscribed is forgotten (onResources follows).
+   */
+  subscribe(typeUrl: string, names: Iterable<string>): void {
+    const current = this.names.get(typeUrl);
+    if (!current) throw new Error(`type ${typeUrl} is not a named type of this client`);
+    const next = new Set(names);
+    const added = [...next].filter((n) => !current.has(n));
+    const removed = [...current].filter((n) => !next.has(n));
+    if (added.length === 0 && removed.length === 0) return;
+    this.names.set(typeUrl, next);
+    for (const n of removed) {
+      this.state.get(typeUrl)!.delete(n);
+      this.values.get(typeUrl)!.delete(n);
+    }
+    // A Delta stream's first request of a type with no names would be a wildcard one: a named type
+    // says nothing until it has names, then subscribes and unsubscribes by difference.
+    if (this.streamOpen)
+      this.call?.write({
+        type_url: typeUrl,
+        resource_names_subscribe: added,
+        resource_names_unsubscribe: removed,
+      });
+    if (removed.length > 0) this.opts.onResources(typeUrl, this.values.get(typeUrl)!);
   }
 
   start(): void {
@@ -83,7 +120,7 @@ export class AdsClient {
 
   /** True once every type has had its first response applied (readiness). */
   isSynced(): boolean {
-    return this.synced.size === this.opts.types.length;
+    return this.opts.types.every((t) => t.named || this.synced.has(t.typeUrl));
   }
 
   /** Whether a stream is up now. */
@@ -108,12 +145,14 @@ export class AdsClient {
       }
     ).DeltaAggregatedResources(md);
     this.call = call;
+    this.streamOpen = true;
     call.on('data', (res: DeltaResponse) => this.onResponse(call, res));
     let ended = false;
     const retry = (why: string) => {
       if (ended) return;
       ended = true;
       this.connected = false;
+      if (this.call === call) this.streamOpen = false;
       if (this.closed) return;
       this.opts.log.warn(
         { target: this.opts.target, error: why, retryInMs: this.delayMs },
@@ -127,10 +166,12 @@ export class AdsClient {
     call.on('end', () => retry('server closed the stream'));
     for (const t of this.opts.types) {
       const held = this.state.get(t.typeUrl)!;
+      const names = this.names.get(t.typeUrl);
+      if (names?.size === 0) continue;
       call.write({
         node: { id: this.opts.node.id, metadata: toStruct(this.opts.node.metadata ?? {}) },
         type_url: t.typeUrl,
-        resource_names_subscribe: [],
+        resource_names_subscribe: names ? [...names] : [],
         // What we hold, so the server resends only what changed (rejected ones claim a version
         // that never matches).
         initial_resource_versions: Object.fromEntries([...held].map(([name, h]) => [name, h.version])),

@@ -53,7 +53,12 @@ export interface AdsAccess {
   readonly authorize?: (metadata: Metadata) => Promise<string | undefined>;
   /** The type URLs streams may ask for (a subset of those served); absent: all of them. */
   readonly types?: readonly string[];
+  /** What a stream may read of the scoped types (`AdsServerOptions.scopedTypes`); absent: `opts.scope`. */
+  readonly scope?: (metadata: Metadata) => Promise<ResourceFilter>;
 }
+
+/** Whether the subscriber of one stream may read a resource (checked each time it would be sent). */
+export type ResourceFilter = (typeUrl: string, name: string) => boolean;
 
 export interface AdsServerOptions {
   readonly log: Logger;
@@ -65,6 +70,13 @@ export interface AdsServerOptions {
   readonly onAck?: (subscriber: string, typeUrl: string, nonce: string) => void;
   /** Checks a stream's call metadata for `handlers()` without an access of its own. */
   readonly authorize?: (metadata: Metadata) => Promise<string | undefined>;
+  /**
+   * Types served per subscriber (Envoy Secrets): a subscriber gets only the resources its stream's
+   * ResourceFilter allows, as if the others did not exist; a wildcard subscription gets those it may
+   * read. Asked for once per stream, after authorization. Absent: nothing is scoped.
+   */
+  readonly scopedTypes?: readonly string[];
+  readonly scope?: (metadata: Metadata) => Promise<ResourceFilter>;
   /**
    * Types whose state-of-the-world responses carry every subscribed resource. Default: Listener
    * and Cluster, as the xDS protocol has it.
@@ -146,6 +158,8 @@ interface TypeState {
   dirty: boolean;
   /** The first response is owed even if empty: it tells the client it has everything. */
   initial: boolean;
+  /** A scoped type: what this subscriber may read. */
+  canRead?: (name: string) => boolean;
 }
 
 /** A response being written, and whether it counts against the send budget. */
@@ -160,6 +174,8 @@ interface Subscriber {
   readonly protocol: Protocol;
   readonly call: ServerDuplexStream<unknown, EncodedResponse>;
   readonly types: Map<string, TypeState>;
+  /** For the scoped types. */
+  readonly filter: ResourceFilter | undefined;
   writing: InFlight | undefined;
   /** Waiting in the send queue for budget. */
   queued: boolean;
@@ -257,7 +273,9 @@ export class AdsServer {
    * `definition()` (the plain ADS definition cannot write the pre-encoded responses). Each listener
    * may register its own, with its own access; all share the resources and the send budget.
    */
-  handlers(access: AdsAccess = { authorize: this.opts.authorize }): UntypedServiceImplementation {
+  handlers(
+    access: AdsAccess = { authorize: this.opts.authorize, scope: this.opts.scope },
+  ): UntypedServiceImplementation {
     return {
       DeltaAggregatedResources: (call: ServerDuplexStream<unknown, EncodedResponse>) =>
         this.serve(call, 'delta', access),
@@ -339,17 +357,25 @@ export class AdsServer {
       call.emit('error', { code, details });
     };
     // Requests wait for the stream's authorization and are handled in order after it.
-    const authorized = access.authorize ? access.authorize(call.metadata) : Promise.resolve(undefined);
+    const authorized = (access.authorize ? access.authorize(call.metadata) : Promise.resolve(undefined)).then(
+      async (refusal) => ({
+        refusal,
+        filter:
+          refusal === undefined && access.scope && this.opts.scopedTypes?.length
+            ? await access.scope(call.metadata)
+            : undefined,
+      }),
+    );
     call.on('data', (req: DeltaRequest | SotwRequest) => {
       void authorized.then(
-        (refusal) => {
+        ({ refusal, filter }) => {
           if (ended) return;
           if (refusal !== undefined) return reject({ code: status.UNAUTHENTICATED, details: refusal });
           try {
             const typeUrl = req.type_url ?? '';
             const refused = this.refuseType(typeUrl, access);
             if (refused) return reject(refused);
-            sub ??= this.register(call, req.node?.id || peer, protocol);
+            sub ??= this.register(call, req.node?.id || peer, protocol, filter);
             if (protocol === 'delta') this.handleDelta(sub, typeUrl, req as DeltaRequest);
             else this.handleSotw(sub, typeUrl, req);
           } catch (err) {
@@ -368,6 +394,13 @@ export class AdsServer {
     call.on('cancelled', done);
   }
 
+  /** A scoped type's filter for this subscriber: none given means it may read nothing. */
+  private scopeOf(sub: Subscriber, typeUrl: string): Pick<TypeState, 'canRead'> {
+    if (!this.opts.scopedTypes?.includes(typeUrl)) return {};
+    const filter = sub.filter;
+    return { canRead: filter ? (name) => filter(typeUrl, name) : () => false };
+  }
+
   private refuseType(typeUrl: string, access: AdsAccess): Refusal | undefined {
     if (!this.sets.has(typeUrl))
       return { code: status.INVALID_ARGUMENT, details: `type_url "${typeUrl}" is not served here` };
@@ -383,12 +416,14 @@ export class AdsServer {
     call: ServerDuplexStream<unknown, EncodedResponse>,
     id: string,
     protocol: Protocol,
+    filter: ResourceFilter | undefined,
   ): Subscriber {
     const sub: Subscriber = {
       id,
       protocol,
       call,
       types: new Map(),
+      filter,
       writing: undefined,
       queued: false,
       closed: false,
@@ -447,6 +482,7 @@ export class AdsServer {
         pending: new Set(),
         dirty: true,
         initial: true,
+        ...this.scopeOf(sub, typeUrl),
       };
       sub.types.set(typeUrl, t);
     }
@@ -490,6 +526,7 @@ export class AdsServer {
         pending: new Set(),
         dirty: true,
         initial: true,
+        ...this.scopeOf(sub, typeUrl),
       };
       sub.types.set(typeUrl, t);
     }
@@ -563,21 +600,23 @@ export class AdsServer {
     const set = this.sets.get(typeUrl)!;
     let sent: readonly string[];
     let removed: readonly string[];
-    if (t.wildcard) {
+    if (t.wildcard && !t.canRead) {
       [sent, removed] = changesSince(t.held, set);
       // A wildcard subscriber that holds exactly the current set needs no map of its own.
       if ('versions' in t.held && sent.length === 0 && removed.length === 0)
         t.held = { snapshot: set.current };
     } else {
-      // Named subscriptions cost what they name, not what the type holds.
+      // Named subscriptions cost what they name, not what the type holds. A scoped type hides
+      // what the subscriber may not read: never sent, and removed if it was.
       const held = ownVersions(t);
+      const readable = t.canRead ?? (() => true);
       const s: string[] = [];
       const r: string[] = [];
-      for (const name of t.names) {
+      for (const name of t.wildcard ? set.current.keys() : t.names) {
         const e = set.current.get(name);
-        if (e && held.get(name) !== e.version) s.push(name);
+        if (e && held.get(name) !== e.version && readable(name)) s.push(name);
       }
-      for (const name of held.keys()) if (!set.current.has(name)) r.push(name);
+      for (const name of held.keys()) if (!set.current.has(name) || !readable(name)) r.push(name);
       [sent, removed] = [s, r];
     }
     if (!t.initial && sent.length === 0 && removed.length === 0) return undefined;
@@ -595,13 +634,14 @@ export class AdsServer {
     const full = this.fullState.has(typeUrl);
     let changed: readonly string[];
     let gone: readonly string[];
-    if (t.wildcard) [changed, gone] = changesSince(t.held, set);
+    const readable = t.canRead ?? (() => true);
+    if (t.wildcard && !t.canRead) [changed, gone] = changesSince(t.held, set);
     else {
       const held = ownVersions(t);
       const c: string[] = [];
       const g: string[] = [];
-      for (const name of t.names) {
-        const e = current.get(name);
+      for (const name of t.wildcard ? current.keys() : t.names) {
+        const e = readable(name) ? current.get(name) : undefined;
         if (e) {
           if (held.get(name) !== e.version) c.push(name);
         } else if (held.has(name)) g.push(name);
@@ -610,15 +650,15 @@ export class AdsServer {
     }
     if (changed.length === 0 && !(full && (gone.length > 0 || t.initial))) {
       // Nothing to send. What is gone is forgotten, so that it is sent again if it comes back.
-      if (t.wildcard) t.held = { snapshot: current };
+      if (t.wildcard && !t.canRead) t.held = { snapshot: current };
       else for (const name of gone) ownVersions(t).delete(name);
       return undefined;
     }
     const sent = !full
       ? changed
       : t.wildcard
-        ? [...current.keys()]
-        : [...t.names].filter((n) => current.has(n));
+        ? [...current.keys()].filter(readable)
+        : [...t.names].filter((n) => current.has(n) && readable(n));
     return this.planOf(typeUrl, t, sent, gone, false);
   }
 
@@ -666,7 +706,7 @@ export class AdsServer {
       for (const name of plan.sent) parts.push(anyOf(current.get(name)!.wire));
     }
     // The subscriber now holds what was sent (as far as we know until it NACKs).
-    if (t.wildcard) t.held = { snapshot: current };
+    if (t.wildcard && !t.canRead) t.held = { snapshot: current };
     else {
       const held = ownVersions(t);
       for (const name of plan.sent) held.set(name, current.get(name)!.version);

@@ -14,7 +14,12 @@ import type { HttpEndpoint } from '../../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../../core/log.ts';
 import { MeshState } from '../../core/state/mesh-state.ts';
 import type { AdsClient } from '../../core/xds/ads-client.ts';
-import { EnvoyTypeUrl, parseGatewayGroup, parseGatewayResourceName } from '../../core/xds/l7-names.ts';
+import {
+  EnvoyTypeUrl,
+  parseGatewayGroup,
+  parseGatewayResourceName,
+  SECRET_TYPE_URL,
+} from '../../core/xds/l7-names.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
 import { startStatusEndpoints } from '../../core/admin-routes.ts';
 import { INGRESS_OPTIONS } from '../app.ts';
@@ -24,6 +29,7 @@ import { startL7Engine, type EngineDeps } from '../engine.ts';
 import type { L7Values } from '../l7-state.ts';
 import { redactedGatewayConfig, type GatewayConfig } from './config.ts';
 import { decodeGatewayListenerBytes, type GatewayL7Listener } from './listener-facts.ts';
+import { SECRET_ADS_TYPE, secretNamesOf, type GatewaySecret } from './sds.ts';
 import { GatewayServers, type ConnectionInfo, type GatewayChain } from './servers.ts';
 
 export interface GatewayDeps extends EngineDeps {
@@ -126,7 +132,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     };
     forwarder.handle(ctx, req, res, protocol);
   };
+  /** The Secrets received over SDS (the ADS client's live map). */
+  let secretsReceived: ReadonlyMap<string, unknown> = new Map();
   const servers = new GatewayServers({
+    secrets: {
+      namespace: config.namespace,
+      get: (name) => secretsReceived.get(name) as GatewaySecret | undefined,
+    },
     host: config.listenHost,
     log: log.child({ scope: 'listeners' }),
     http: INGRESS_OPTIONS,
@@ -141,6 +153,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     conflicts = selected.conflicts;
     for (const c of conflicts) log.warn({ error: c }, 'gateway servers conflict');
     chains = selected.chains;
+    // The Secrets the servers name are subscribed to (and those no longer named dropped) first.
+    ads?.subscribe(SECRET_TYPE_URL, new Set(chains.flatMap((c) => secretNamesOf(c.facts, config.namespace))));
     void servers.update(chains);
   };
 
@@ -163,7 +177,18 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
         },
         onRejected: (typeUrl) => configRejections.inc({ type_url: typeUrl }),
       },
-      { nodeType: 'router', decoders: { [EnvoyTypeUrl.Listener]: decodeGatewayListenerBytes } },
+      {
+        nodeType: 'router',
+        decoders: { [EnvoyTypeUrl.Listener]: decodeGatewayListenerBytes },
+        extraTypes: [SECRET_ADS_TYPE],
+        // A new or rotated Secret: the servers' contexts are made again; handshakes from now on use it.
+        onOther: (typeUrl, resources) => {
+          if (typeUrl !== SECRET_TYPE_URL) return;
+          secretsReceived = resources;
+          log.info({ secrets: [...resources.keys()] }, 'gateway secrets updated');
+          void servers.update(chains);
+        },
+      },
     );
   }
 
@@ -224,6 +249,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       labels: config.labels,
       ports: Object.fromEntries(servers.addresses()),
       chains,
+      secrets: [...secretsReceived.keys()],
       notReady: [...conflicts, ...servers.problems()],
     },
     ...l7.dump(),

@@ -5,13 +5,14 @@
  * filter chain: the exact host, else the longest `*.` wildcard, else `*`; a connection without SNI
  * gets the `*` server; no match ends the handshake.
  *
- * A server whose certificate cannot be loaded (a missing or malformed file, a credentialName, whose
- * Secret is not read yet) is not ready, with the reason: its hosts fail their handshakes while the
- * other servers of the port, and the other ports, keep serving. A port that cannot bind is tried
+ * A server whose certificate cannot be loaded (a missing or malformed file, a credentialName whose
+ * Secret has not come over SDS) is not ready, with the reason: its hosts fail their handshakes while
+ * the other servers of the port, and the other ports, keep serving. A port that cannot bind is tried
  * again on the next update or after PORT_RETRY_MS.
  *
- * Files are read when the configuration changes: a certificate rotated on disk is picked up with the
- * next xDS update of the listener (Istio's SDS would push it; not done yet).
+ * Certificates from Secrets (sds.ts) are loaded again whenever the controller pushes a new version,
+ * so a rotated Secret is served from the next handshake on, without a restart; files are read when
+ * the configuration changes.
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -26,13 +27,14 @@ import {
 } from 'node:tls';
 import { describeError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
-import type { GatewayListenerFacts } from '../../core/xds/l7-names.ts';
+import { SDS_CA_SUFFIX, sdsSecretName, type GatewayListenerFacts } from '../../core/xds/l7-names.ts';
 import {
   serveHttp,
   type IngressOptions,
   type IngressRequest,
   type IngressResponse,
 } from '../http-ingress.ts';
+import type { GatewaySecret } from './sds.ts';
 
 /** One gateway listener (an HTTP port, or one TLS server of an HTTPS port). */
 export interface GatewayChain {
@@ -62,6 +64,14 @@ export interface GatewayServersDeps {
   readonly log: Logger;
   readonly http: IngressOptions;
   readonly onRequest: GatewayRequestHandler;
+  /** The Secrets received over SDS, for servers with a credentialName. */
+  readonly secrets?: SecretLookup;
+}
+
+/** The Secrets a gateway has received, by SDS resource name; `namespace` is the proxy's own. */
+export interface SecretLookup {
+  readonly namespace: string;
+  get(resourceName: string): GatewaySecret | undefined;
 }
 
 /** A port that failed to bind is tried again after this. */
@@ -94,17 +104,17 @@ const TLS_VERSIONS: Readonly<Record<string, SecureVersion>> = {
 };
 
 /** Loads a TLS server's certificate, key and client CA; the reason when it cannot. */
-export function loadTlsContext(facts: GatewayListenerFacts): {
+export function loadTlsContext(
+  facts: GatewayListenerFacts,
+  secrets?: SecretLookup,
+): {
   context?: SecureContext;
   options?: SecureContextOptions;
   error: string;
 } {
   const tls = facts.tls;
   if (!tls) return { error: 'no TLS settings' };
-  if (tls.credentialName && !tls.serverCertificate)
-    return {
-      error: `credentialName "${tls.credentialName}": Kubernetes Secrets are not read yet; use serverCertificate and privateKey files`,
-    };
+  if (tls.credentialName) return secretContext(tls, secrets);
   const read = (what: string, path: string) => {
     try {
       return readFileSync(path);
@@ -116,17 +126,51 @@ export function loadTlsContext(facts: GatewayListenerFacts): {
     const cert = read('serverCertificate', tls.serverCertificate);
     const key = read('privateKey', tls.privateKey);
     const ca = tls.mode === 'MUTUAL' ? read('caCertificates', tls.caCertificates) : undefined;
-    const options: SecureContextOptions = {
-      cert,
-      key,
-      ...(ca ? { ca } : {}),
-      ...(TLS_VERSIONS[tls.minProtocolVersion] ? { minVersion: TLS_VERSIONS[tls.minProtocolVersion] } : {}),
-      ...(TLS_VERSIONS[tls.maxProtocolVersion] ? { maxVersion: TLS_VERSIONS[tls.maxProtocolVersion] } : {}),
-    };
+    return contextOf(tls, cert, key, ca);
+  } catch (err) {
+    return { error: describeError(err) };
+  }
+}
+
+function contextOf(
+  tls: NonNullable<GatewayListenerFacts['tls']>,
+  cert: Buffer,
+  key: Buffer,
+  ca: Buffer | undefined,
+): { context?: SecureContext; options?: SecureContextOptions; error: string } {
+  const options: SecureContextOptions = {
+    cert,
+    key,
+    ...(ca ? { ca } : {}),
+    ...(TLS_VERSIONS[tls.minProtocolVersion] ? { minVersion: TLS_VERSIONS[tls.minProtocolVersion] } : {}),
+    ...(TLS_VERSIONS[tls.maxProtocolVersion] ? { maxVersion: TLS_VERSIONS[tls.maxProtocolVersion] } : {}),
+  };
+  try {
     return { context: createSecureContext(options), options, error: '' };
   } catch (err) {
     return { error: describeError(err) };
   }
+}
+
+/** A credentialName server's context from the Secrets received over SDS; the reason when it cannot. */
+function secretContext(
+  tls: NonNullable<GatewayListenerFacts['tls']>,
+  secrets: SecretLookup | undefined,
+): { context?: SecureContext; options?: SecureContextOptions; error: string } {
+  if (!secrets) return { error: `credentialName "${tls.credentialName}": this gateway has no SDS source` };
+  const name = sdsSecretName(tls.credentialName, secrets.namespace);
+  const missing = (resource: string) =>
+    `${resource} not received over SDS: is the Secret missing, malformed (the controller logs why) or in another namespace than this gateway's (${secrets.namespace})?`;
+  const pair = secrets.get(name);
+  if (pair?.kind !== 'certificate') return { error: missing(name) };
+  let ca: Buffer | undefined;
+  if (tls.mode === 'MUTUAL') {
+    const caSecret = secrets.get(`${name}${SDS_CA_SUFFIX}`);
+    if (caSecret?.kind !== 'ca') return { error: missing(`${name}${SDS_CA_SUFFIX}`) };
+    ca = caSecret.trustedCa;
+  }
+  const out = contextOf(tls, pair.certificateChain, pair.privateKey, ca);
+  return out.error ? { error: `${name}: ${out.error}` } : out;
 }
 
 /** The chain for an SNI name (undefined: none), as Envoy matches server_names. */
@@ -182,7 +226,7 @@ export class GatewayServers {
       const https = list[0]!.facts.protocol === 'HTTPS';
       const states: ChainState[] = list.map((chain) => {
         if (!https) return { chain, context: undefined, options: undefined, error: '' };
-        const loaded = loadTlsContext(chain.facts);
+        const loaded = loadTlsContext(chain.facts, this.deps.secrets);
         return { chain, context: loaded.context, options: loaded.options, error: loaded.error };
       });
       const kind = !https

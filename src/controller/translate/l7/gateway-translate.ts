@@ -136,13 +136,6 @@ export function translateIstioGateways(
             }
           }
           for (const host of server.hosts) tlsHosts.set(`${port}|${dnsOf(host)}`, ref);
-          if (server.tls?.credentialName)
-            report(
-              gateway,
-              'warning',
-              `${p}.tls.credentialName`,
-              'Kubernetes Secrets are not read yet: the gateway reports this server not ready until its certificate can be loaded; use serverCertificate and privateKey files meanwhile',
-            );
         }
         const list = mine.get(port);
         if (list) list.push(ref);
