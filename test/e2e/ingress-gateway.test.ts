@@ -7,7 +7,8 @@
  * the others serving and is reported not ready with the reason, and a conflicting server on one
  * port is rejected naming both. Issue 8 part 2: certificates from Kubernetes Secrets over SDS — a
  * Secret written after its Gateway makes the server ready, a rotated Secret changes the certificate
- * served (openssl s_client), a malformed one leaves its server not ready while the others serve.
+ * served (openssl s_client), a malformed one leaves its server not ready while the others serve;
+ * HTTPS servers speak HTTP/2 to clients that pick h2 by ALPN (curl --http2).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -247,6 +248,29 @@ spec:
     'https://other.example.com:8443/',
   ]);
   assert.match(verbose.stderr, /subject: CN=other/);
+
+  // HTTP/2 over TLS: ALPN h2 offered and served (curl prints HTTP/2 200), the routes the same.
+  const h2 = await run('curl', [
+    '-sS',
+    '-i',
+    '--http2',
+    ...tlsArgs('bookinfo.example.com', 8443),
+    'https://bookinfo.example.com:8443/productpage',
+  ]);
+  assert.match(h2.stdout, /^HTTP\/2 200/, h2.stderr);
+  assert.equal(
+    (JSON.parse(h2.stdout.slice(h2.stdout.indexOf('\r\n\r\n') + 4)) as { app: string }).app,
+    'productpage',
+  );
+  // A client that offers only http/1.1 still gets it.
+  const h1 = await run('curl', [
+    '-sS',
+    '-i',
+    '--http1.1',
+    ...tlsArgs('bookinfo.example.com', 8443),
+    'https://bookinfo.example.com:8443/productpage',
+  ]);
+  assert.match(h1.stdout, /^HTTP\/1\.1 200/, h1.stderr);
 
   // Mutual TLS: without a client certificate the handshake is refused; with one the CA signed, served.
   const noCert = await curl(

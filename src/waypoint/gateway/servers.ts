@@ -1,6 +1,7 @@
 /**
  * The gateway's front: one real listener per Gateway server port (where the waypoint has HBONE
- * tunnels). A plaintext HTTP port serves HTTP/1.1 and h2c; an HTTPS port terminates TLS and picks
+ * tunnels). A plaintext HTTP port serves HTTP/1.1 and h2c; an HTTPS port offers ALPN `h2,http/1.1`
+ * (as Istio's gateways do), serves HTTP/2 (gRPC too) to clients that pick h2, and terminates TLS and picks
  * the server (its certificate, its client-certificate check and its routes) by SNI as Envoy picks a
  * filter chain: the exact host, else the longest `*.` wildcard, else `*`; a connection without SNI
  * gets the `*` server; no match ends the handshake.
@@ -15,6 +16,7 @@
  * the configuration changes.
  */
 import { readFileSync } from 'node:fs';
+import { createServer as createHttp2Server, type Http2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import {
   createSecureContext,
@@ -30,6 +32,7 @@ import type { Logger } from '../../core/log.ts';
 import { SDS_CA_SUFFIX, sdsSecretName, type GatewayListenerFacts } from '../../core/xds/l7-names.ts';
 import {
   serveHttp,
+  type IngressHandler,
   type IngressOptions,
   type IngressRequest,
   type IngressResponse,
@@ -343,9 +346,8 @@ export class GatewayServers {
       // below: SIMPLE servers on the same port take connections without one.
       requestCert: state.kind === 'https+client-cert',
       rejectUnauthorized: false,
-      // HTTP/1.1 only for now: Node's h2c machinery that serveHttp hands a connection to does not
-      // take a TLS socket whose ALPN said h2 (curl then reports a framing error).
-      ALPNProtocols: ['http/1.1'],
+      // h2 first, as Envoy offers it; a client that offers neither gets http/1.1 (no ALPN).
+      ALPNProtocols: ['h2', 'http/1.1'],
       SNICallback: (servername, cb) => {
         const c = pickChain(state.chains, servername);
         if (!c) return cb(new Error(`no server on port ${state.port} for SNI "${servername}"`), undefined);
@@ -385,11 +387,11 @@ export class GatewayServers {
       remotePort: socket.remotePort ?? 0,
       tls,
     };
-    const stop = serveHttp(
-      socket,
-      (req, res, protocol) => this.deps.onRequest(info, req, res, protocol),
-      this.deps.http,
-    );
+    const handler: IngressHandler = (req, res, protocol) => this.deps.onRequest(info, req, res, protocol);
+    const stop =
+      tls && (socket as TLSSocket).alpnProtocol === 'h2'
+        ? serveH2(socket, handler)
+        : serveHttp(socket, handler, this.deps.http);
     this.connections.set(socket, stop);
     socket.once('close', () => this.connections.delete(socket));
     socket.on('error', () => undefined);
@@ -406,6 +408,19 @@ export class GatewayServers {
     await this.stopListening(state);
     this.deps.log.info({ port: state.port }, 'gateway port closed');
   }
+}
+
+/**
+ * HTTP/2 on a TLS connection whose ALPN chose h2. No byte may be read first: the HTTP/2 session
+ * reads the TLS socket natively, so it gets the socket before anything flows (serveHttp's sniffing
+ * would lose what it read). Returns what ends it: GOAWAY, requests in flight finish.
+ */
+function serveH2(socket: Socket, handler: IngressHandler): () => void {
+  const server = createHttp2Server({ maxSessionMemory: 64 }, (req, res) => handler(req, res, 'h2c'));
+  let session: Http2Session | undefined;
+  server.on('session', (s) => (session = s));
+  server.emit('connection', socket);
+  return () => (session ? session.close() : socket.end());
 }
 
 /** A connection without SNI gets the `*` server's certificate, as Envoy's chain without server_names. */
