@@ -47,6 +47,8 @@ COPY package.json ./
 COPY src src
 # The objects the controller stamps out for each waypoint Gateway (AMBIT_WAYPOINT_TEMPLATE).
 COPY waypoint/template.yaml waypoint/template.yaml
+# And for each Gateway API Gateway of class ambit (an ingress gateway; beside the template above).
+COPY waypoint/gateway-template.yaml waypoint/gateway-template.yaml
 COPY --chmod=0755 daemonset/cni-install.sh /usr/local/bin/ambit-cni-install
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000

@@ -35,6 +35,7 @@ import {
   type LeaseSpec,
 } from '../reconcile/lease.ts';
 import {
+  canonicalJson,
   decodeWaypointGateway,
   isObject,
   MANAGED_BY,
@@ -48,7 +49,16 @@ import {
   type OwnedKind,
   type WaypointGateway,
 } from '../reconcile/objects.ts';
+import {
+  decodeIngressGateway,
+  desiredIngressGateways,
+  ingressGatewayStatus,
+  routeStatus,
+  translateGatewayApiStatus,
+  type IngressGateway,
+} from '../reconcile/gateway-api.ts';
 import { statusChanged, waypointStatus } from '../reconcile/status.ts';
+import { gatewayApiDeploymentName } from '../translate/l7/gateway-api-translate.ts';
 import { desiredWaypoints, type RenderOptions } from '../reconcile/template.ts';
 import { loadKubeConfig, type KubeConfigSource } from './source.ts';
 
@@ -56,6 +66,12 @@ export interface WaypointReconcilerOptions {
   readonly kubeConfig: KubeConfigSource;
   /** The text of waypoint/template.yaml (checked by the caller with checkTemplate). */
   readonly template: string;
+  /**
+   * The text of waypoint/gateway-template.yaml: with it, each Gateway of class `ambit` gets its
+   * ingress gateway objects (reconcile/gateway-api.ts) and a status, and so do the HTTPRoutes
+   * attached to it; without it, such Gateways are left alone.
+   */
+  readonly gatewayTemplate?: string;
   readonly render: RenderOptions;
   readonly clusterDomain: string;
   readonly lease: {
@@ -91,6 +107,13 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const STALE_RETRY_MS = 500;
 
 const GATEWAYS = '/apis/gateway.networking.k8s.io/v1/gateways';
+/** What ingress Gateways' and routes' status depends on besides the Gateways (gatewayTemplate set). */
+const HTTPROUTES = '/apis/gateway.networking.k8s.io/v1/httproutes';
+const INGRESS_INPUTS = {
+  namespaces: '/api/v1/namespaces',
+  services: '/api/v1/services',
+  referenceGrants: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
+} as const;
 const COLLECTIONS: Readonly<Record<OwnedKind, { all: string; ns: (ns: string) => string }>> = {
   ServiceAccount: {
     all: '/api/v1/serviceaccounts',
@@ -279,6 +302,10 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
     const myTerm = term;
     retryMs = RETRY_BASE_MS;
     watch(GATEWAYS, {}, myTerm);
+    if (options.gatewayTemplate !== undefined) {
+      watch(HTTPROUTES, {}, myTerm);
+      watch(INGRESS_INPUTS.referenceGrants, {}, myTerm);
+    }
     for (const kind of OWNED_KINDS) watch(COLLECTIONS[kind].all, { labelSelector: OWNED_SELECTOR }, myTerm);
     schedule(0);
   };
@@ -367,11 +394,28 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
       if (got.status !== 200) throw httpError(`list ${kind}s`, got, `${kind.toLowerCase()}s`);
       existing.push(...items(got.body, kind, OWNED_API_VERSIONS[kind]));
     }
-    const desired = desiredWaypoints(
+    const ingress: { gw: IngressGateway; raw: KubeJson }[] = [];
+    if (options.gatewayTemplate !== undefined)
+      for (const raw of rawGateways) {
+        const gw = decodeIngressGateway(raw);
+        if (gw) ingress.push({ gw, raw });
+      }
+    const waypointsDesired = desiredWaypoints(
       options.template,
       gateways.map((g) => g.gw),
       options.render,
     );
+    const ingressDesired = options.gatewayTemplate
+      ? desiredIngressGateways(
+          options.gatewayTemplate,
+          ingress.map((g) => g.gw),
+          options.render,
+        )
+      : { objects: [], rejected: new Map<string, readonly string[]>() };
+    const desired = {
+      objects: [...waypointsDesired.objects, ...ingressDesired.objects],
+      rejected: new Map([...waypointsDesired.rejected, ...ingressDesired.rejected]),
+    };
     for (const [gateway, errors] of desired.rejected) {
       const text = errors.join('; ');
       if (lastRejected.get(gateway) !== text)
@@ -428,6 +472,91 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
         { gateway: key, conditions: conds, addresses: (next.addresses as KubeJson[]).map((a) => a.value) },
         'waypoint Gateway status updated',
       );
+    }
+    if (options.gatewayTemplate !== undefined)
+      stale =
+        (await reconcileIngress(guard, rawGateways, ingress, current, desired.rejected, conflicts)) || stale;
+    return stale;
+  };
+
+  /**
+   * The status of ingress Gateways (their objects as `current` holds them) and of the HTTPRoutes
+   * attached to them; true when a write was refused as stale.
+   */
+  const reconcileIngress = async (
+    guard: () => void,
+    rawGateways: readonly KubeJson[],
+    ingress: readonly { gw: IngressGateway; raw: KubeJson }[],
+    current: ReadonlyMap<string, KubeJson>,
+    rejected: ReadonlyMap<string, readonly string[]>,
+    conflicts: ReadonlyMap<string, string[]>,
+  ): Promise<boolean> => {
+    const list = async (path: string, kind: string, apiVersion: string): Promise<KubeJson[]> => {
+      const got = await rest.send(HttpMethod.GET, path);
+      if (got.status === 404) return []; // the kind is not served (its CRD is not installed)
+      if (got.status !== 200) throw httpError(`list ${kind}s`, got, `${kind.toLowerCase()}s`);
+      return items(got.body, kind, apiVersion);
+    };
+    const httpRoutes = await list(HTTPROUTES, 'HTTPRoute', 'gateway.networking.k8s.io/v1');
+    if (ingress.length === 0 && httpRoutes.length === 0) return false;
+    const status = translateGatewayApiStatus(
+      {
+        gateways: rawGateways,
+        httpRoutes,
+        namespaces: await list(INGRESS_INPUTS.namespaces, 'Namespace', 'v1'),
+        services: await list(INGRESS_INPUTS.services, 'Service', 'v1'),
+        referenceGrants: await list(
+          INGRESS_INPUTS.referenceGrants,
+          'ReferenceGrant',
+          'gateway.networking.k8s.io/v1beta1',
+        ),
+      },
+      options.clusterDomain,
+    );
+    let stale = false;
+    const put = async (path: string, body: KubeJson, what: string, resource: string) => {
+      guard();
+      const got = await rest.send(HttpMethod.PUT, path, body);
+      if (got.status === 409 || got.status === 404) {
+        stale = true; // changed or deleted meanwhile: the watch brings the news
+        return false;
+      }
+      if (got.status !== 200) throw httpError(`update the status of ${what}`, got, resource);
+      writes++;
+      return true;
+    };
+    for (const { gw, raw } of ingress) {
+      const key = `${gw.namespace}/${gw.name}`;
+      const name = gatewayApiDeploymentName(gw.name);
+      const next = ingressGatewayStatus(
+        gw,
+        {
+          deployment: current.get(`Deployment/${gw.namespace}/${name}`),
+          service: current.get(`Service/${gw.namespace}/${name}`),
+          rejected: rejected.get(key),
+          conflicts: conflicts.get(key),
+        },
+        status.gateways.get(key),
+        { clusterDomain: options.clusterDomain, nowMs: clock.nowMs() },
+      );
+      if (!statusChanged(gw, next)) continue;
+      if (
+        await put(`${gatewayPath(gw)}/status`, { ...raw, status: next }, `Gateway ${key}`, 'gateways/status')
+      ) {
+        const conds = (next.conditions as KubeJson[]).map((c) => `${str(c.type)}=${str(c.status)}`).join(' ');
+        log.info({ gateway: key, conditions: conds }, 'ingress Gateway status updated');
+      }
+    }
+    for (const raw of httpRoutes) {
+      const meta = metadataOf(raw);
+      const key = `${str(meta.namespace)}/${str(meta.name)}`;
+      const parents = status.routes.get(key) ?? [];
+      const old = isObject(raw.status) ? raw.status : {};
+      const next = routeStatus(raw, parents, clock.nowMs());
+      if (canonicalJson(next) === canonicalJson(old)) continue;
+      const path = `/apis/gateway.networking.k8s.io/v1/namespaces/${enc(str(meta.namespace))}/httproutes/${enc(str(meta.name))}/status`;
+      if (await put(path, { ...raw, status: next }, `HTTPRoute ${key}`, 'httproutes/status'))
+        log.info({ route: key, parents: parents.length }, 'HTTPRoute status updated');
     }
     return stale;
   };

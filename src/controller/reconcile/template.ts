@@ -56,14 +56,35 @@ export function renderWaypoint(template: string, gw: WaypointGateway, options: R
       `metadata.name: "${gw.name}" cannot name the waypoint's Service: it must be a DNS label (RFC 1035) of at most ${MAX_LABEL_LENGTH} characters starting with a letter`,
     );
   }
-  const values: Readonly<Record<string, string>> = {
-    NAME: gw.name,
-    NAMESPACE: gw.namespace,
-    IMAGE: options.image,
-    // Istio's choice: the waypoint's identity is spiffe://<td>/ns/<ns>/sa/<gateway name>.
-    SERVICE_ACCOUNT: gw.name,
-    CA_ROOT_CERT_BASE64: Buffer.from(options.caRootCertPem).toString('base64'),
-  };
+  if (errors.length > 0) return { ok: false, errors };
+  return renderTemplate(
+    template,
+    gw,
+    {
+      NAME: gw.name,
+      NAMESPACE: gw.namespace,
+      IMAGE: options.image,
+      // Istio's choice: the waypoint's identity is spiffe://<td>/ns/<ns>/sa/<gateway name>.
+      SERVICE_ACCOUNT: gw.name,
+      CA_ROOT_CERT_BASE64: Buffer.from(options.caRootCertPem).toString('base64'),
+    },
+    options,
+  );
+}
+
+/**
+ * A template's objects for one Gateway with `values` for its placeholders, each checked to read back
+ * as the same string, every object checked and decorated (labels, owner reference, rendered hash).
+ */
+export function renderTemplate(
+  template: string,
+  gw: WaypointGateway,
+  values: Readonly<Record<string, string>>,
+  options: RenderOptions,
+  /** Changes an object before it is decorated (and hashed): what placeholders cannot say. */
+  complete: (obj: KubeJson) => KubeJson = (obj) => obj,
+): RenderResult {
+  const errors: string[] = [];
   for (const [key, value] of Object.entries(values)) {
     if (!readsBackAsString(value))
       errors.push(`\${${key}}: "${value}" does not read back as the same string in YAML`);
@@ -96,7 +117,7 @@ export function renderWaypoint(template: string, gw: WaypointGateway, options: R
     const key = `${String(obj.kind)}/${str(metadataOf(obj).name)}`;
     if (seen.has(key)) errors.push(`${where}: ${key} is defined twice`);
     seen.add(key);
-    objects.push(decorate(obj, gw, options));
+    objects.push(decorate(complete(obj), gw, options));
   });
   if (objects.length === 0 && errors.length === 0) errors.push('template: holds no objects');
   return errors.length > 0 ? { ok: false, errors } : { ok: true, objects };

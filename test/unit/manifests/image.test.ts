@@ -10,6 +10,7 @@ import {
   allContainers,
   container,
   find,
+  GATEWAY_TEMPLATE_FILE,
   loadAll,
   podSpec,
   readRepoFile,
@@ -92,6 +93,7 @@ test('the image runs as the non-root user the controller and waypoint pods name;
   for (const [name, file] of [
     ['ambit-controller', 'daemonset/ambit/controller.yaml'],
     ['waypoint', TEMPLATE_FILE],
+    ['web-ambit', GATEWAY_TEMPLATE_FILE],
   ] as const) {
     const sc = podSpec(find(all, 'Deployment', name, file)).securityContext;
     assert.equal(String(sc?.runAsUser), m[1], name);
@@ -102,7 +104,8 @@ test('the image runs as the non-root user the controller and waypoint pods name;
 
 test("the manifests' image is ambit:<package version>", () => {
   for (const { where, c } of allContainers(all)) {
-    if (where.startsWith(TEMPLATE_FILE)) continue; // ${IMAGE}: the controller's own
+    // ${IMAGE}: the controller's own.
+    if (where.startsWith(TEMPLATE_FILE) || where.startsWith(GATEWAY_TEMPLATE_FILE)) continue;
     assert.equal(c.image, `ambit:${pkg.version}`, where);
   }
 });

@@ -74,6 +74,18 @@ export const TEMPLATE_VALUES: Readonly<Record<string, string>> = {
 
 export const TEMPLATE_FILE = 'waypoint/template.yaml';
 
+/** The ingress gateway template (Gateway API class `ambit`) and the values it is rendered with in tests. */
+export const GATEWAY_TEMPLATE_FILE = 'waypoint/gateway-template.yaml';
+export const GATEWAY_TEMPLATE_VALUES: Readonly<Record<string, string>> = {
+  NAME: 'web-ambit',
+  GATEWAY_NAME: 'web',
+  NAMESPACE: 'bookinfo',
+  IMAGE: 'registry.example.com/ambit:0.1.0',
+  SERVICE_ACCOUNT: 'web-ambit',
+  GATEWAY_LABELS: 'gateway.networking.k8s.io/gateway-name=web,ambit.dev/gateway-namespace=bookinfo',
+  CA_ROOT_CERT_BASE64: TEMPLATE_VALUES.CA_ROOT_CERT_BASE64!,
+};
+
 /** `${KEY}` → value; throws on a placeholder with no value, so a new one cannot go unnoticed. */
 export function renderTemplate(text: string, values: Readonly<Record<string, string>>): string {
   return text.replace(/\$\{([A-Z0-9_]+)\}/g, (_m, key: string) => {
@@ -114,14 +126,22 @@ function yamlFiles(dir: string): string[] {
 /** Kustomize's own files, not Kubernetes objects. */
 const isKustomization = (file: string) => /(^|\/)kustomization\.ya?ml$/.test(file);
 
-/** Every object of daemonset/ and waypoint/, the template rendered with {@link TEMPLATE_VALUES}. */
+/**
+ * Every object of daemonset/ and waypoint/, the templates rendered with {@link TEMPLATE_VALUES} and
+ * {@link GATEWAY_TEMPLATE_VALUES}.
+ */
 export function loadAll(): Loaded[] {
   return ['daemonset', 'waypoint']
     .flatMap(yamlFiles)
     .filter((f) => !isKustomization(f))
     .flatMap((file) => {
       const raw = readFileSync(join(ROOT, file), 'utf8');
-      const text = file === TEMPLATE_FILE ? renderTemplate(raw, TEMPLATE_VALUES) : raw;
+      const text =
+        file === TEMPLATE_FILE
+          ? renderTemplate(raw, TEMPLATE_VALUES)
+          : file === GATEWAY_TEMPLATE_FILE
+            ? renderTemplate(raw, GATEWAY_TEMPLATE_VALUES)
+            : raw;
       return parseYaml(text, file).map((obj, index) => ({
         file: relative(ROOT, join(ROOT, file)),
         index,

@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildSnapshot, decodeKubeObject } from '../../../src/controller/files/kube-yaml.ts';
 import { WAYPOINT_CLASSES } from '../../../src/controller/translate/gateways.ts';
+import {
+  AMBIT_GATEWAY_CLASS,
+  AMBIT_GATEWAY_CONTROLLER,
+} from '../../../src/controller/translate/l7/gateway-api-translate.ts';
 import { translate } from '../../../src/controller/translate/workloads.ts';
 import { buildWaypointConfig, WAYPOINT_ENV } from '../../../src/waypoint/config.ts';
 import {
@@ -42,12 +46,18 @@ function waypointConfig() {
   return built.config;
 }
 
-test("the GatewayClasses are exactly the controller's waypoint classes, with one controller name", () => {
+test("the GatewayClasses are exactly the controller's waypoint classes, with one controller name, and the ingress class", () => {
   const classes = findAll(all, 'GatewayClass');
-  assert.deepEqual(classes.map((c) => c.metadata?.name).sort(), [...WAYPOINT_CLASSES].sort());
+  const waypoints = classes.filter((c) => c.metadata?.name !== AMBIT_GATEWAY_CLASS);
+  assert.deepEqual(waypoints.map((c) => c.metadata?.name).sort(), [...WAYPOINT_CLASSES].sort());
   assert.deepEqual(
-    [...new Set(classes.map((c) => c.spec.controllerName))],
+    [...new Set(waypoints.map((c) => c.spec.controllerName))],
     ['ambit.dev/waypoint-controller'],
+  );
+  const ingress = classes.filter((c) => c.metadata?.name === AMBIT_GATEWAY_CLASS);
+  assert.deepEqual(
+    ingress.map((c) => c.spec.controllerName),
+    [AMBIT_GATEWAY_CONTROLLER],
   );
 });
 
