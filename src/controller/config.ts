@@ -53,6 +53,8 @@ export interface ControllerConfig {
 export interface WaypointReconcilerConfig {
   /** waypoint/template.yaml: the objects made for each waypoint Gateway. */
   readonly templatePath: string;
+  /** waypoint/gateway-template.yaml: the objects made for each Gateway of class `ambit` (ingress). */
+  readonly gatewayTemplatePath: string;
   /** The image of waypoint Deployments (the controller's own); '': the reconciler is off. */
   readonly image: string;
   /** This replica's identity in leader election (its pod's name); '': the host name plus a random suffix. */
@@ -67,6 +69,10 @@ export interface WaypointReconcilerConfig {
 /** The template in the installed package: `<package>/waypoint/template.yaml` (the image: `/app/waypoint/`). */
 export const DEFAULT_WAYPOINT_TEMPLATE = fileURLToPath(
   new URL('../../waypoint/template.yaml', import.meta.url),
+);
+/** The ingress gateway template beside it: `<package>/waypoint/gateway-template.yaml`. */
+export const DEFAULT_GATEWAY_TEMPLATE = fileURLToPath(
+  new URL('../../waypoint/gateway-template.yaml', import.meta.url),
 );
 
 /** Every variable the controller reads, with its default, for `--help` and the README. */
@@ -94,6 +100,7 @@ export const CONTROLLER_ENV = {
   LOG_LEVEL: 'info',
   AMBIT_WAYPOINT_IMAGE: "(waypoint reconciler off) the image of waypoint Deployments: the controller's own",
   AMBIT_WAYPOINT_TEMPLATE: 'waypoint/template.yaml of the installed package',
+  AMBIT_GATEWAY_TEMPLATE: 'waypoint/gateway-template.yaml of the installed package (class ambit Gateways)',
   POD_NAME: '(downward API) identity in leader election; default: $HOSTNAME plus a random suffix',
   POD_NAMESPACE: '(downward API) namespace of the leader election Lease; default ambit-system',
   AMBIT_LEASE_DURATION: '15s',
@@ -121,6 +128,7 @@ export function buildControllerConfig(
     r.errors.push(`LOG_LEVEL: "${rawLevel}" is not one of trace, debug, info, warn, error, fatal, silent`);
   const waypoints: WaypointReconcilerConfig = {
     templatePath: r.string('AMBIT_WAYPOINT_TEMPLATE', DEFAULT_WAYPOINT_TEMPLATE),
+    gatewayTemplatePath: r.string('AMBIT_GATEWAY_TEMPLATE', DEFAULT_GATEWAY_TEMPLATE),
     image: r.optional('AMBIT_WAYPOINT_IMAGE') ?? '',
     identity: r.optional('POD_NAME') ?? '',
     leaseNamespace: r.string('POD_NAMESPACE', 'ambit-system'),

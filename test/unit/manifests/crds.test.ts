@@ -29,7 +29,7 @@ test('every Istio and Gateway API kind the controller watches has a CRD serving 
   }
 });
 
-test('the CRDs Ambit ships: the six Istio kinds and GatewayClass, Gateway and HTTPRoute', () => {
+test('the CRDs Ambit ships: the six Istio kinds and GatewayClass, Gateway, HTTPRoute and ReferenceGrant', () => {
   assert.deepEqual(crds.map((c) => c.metadata?.name).sort(), [
     'authorizationpolicies.security.istio.io',
     'destinationrules.networking.istio.io',
@@ -38,6 +38,7 @@ test('the CRDs Ambit ships: the six Istio kinds and GatewayClass, Gateway and HT
     'gateways.networking.istio.io',
     'httproutes.gateway.networking.k8s.io',
     'peerauthentications.security.istio.io',
+    'referencegrants.gateway.networking.k8s.io',
     'serviceentries.networking.istio.io',
     'virtualservices.networking.istio.io',
   ]);

@@ -37,7 +37,7 @@ const OPTIONAL = 'daemonset/gateways/';
 test('kubectl kustomize daemonset/ renders the whole install', () => {
   const objs = kustomize('daemonset/');
   const count = (kind: string) => objs.filter((o) => o.kind === kind).length;
-  assert.equal(count('CustomResourceDefinition'), 9);
+  assert.equal(count('CustomResourceDefinition'), 10);
   for (const kind of [
     'Namespace',
     'ClusterRole',
