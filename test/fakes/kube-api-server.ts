@@ -77,6 +77,12 @@ export const FAKE_RESOURCES = {
   },
   Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true },
   HTTPRoute: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true },
+  ReferenceGrant: {
+    group: 'gateway.networking.k8s.io',
+    version: 'v1beta1',
+    plural: 'referencegrants',
+    namespaced: true,
+  },
 } as const satisfies Record<string, ResourceDef>;
 /**
  * Further kinds the fake serves: what the waypoint reconciler stamps out and its leader election's
@@ -94,7 +100,7 @@ const ALL_RESOURCES = { ...FAKE_RESOURCES, ...FAKE_WRITTEN_RESOURCES };
 export type FakeKind = keyof typeof ALL_RESOURCES;
 const KINDS = Object.keys(ALL_RESOURCES) as FakeKind[];
 /** Kinds served with a `/status` subresource and a `metadata.generation`, as kube-apiserver does. */
-export const STATUS_KINDS: ReadonlySet<FakeKind> = new Set<FakeKind>(['Gateway', 'Deployment']);
+export const STATUS_KINDS: ReadonlySet<FakeKind> = new Set<FakeKind>(['Gateway', 'HTTPRoute', 'Deployment']);
 
 export interface RecordedRequest {
   readonly method: string;

@@ -134,6 +134,7 @@ test('the initial list gives the snapshot the same objects give from YAML', asyn
       destinationRules: [],
       httpRoutes: [],
       istioGateways: [],
+      referenceGrants: [],
     },
   );
   // One cluster-wide LIST and WATCH per kind, through the real client with the kubeconfig's token.
@@ -506,6 +507,7 @@ test('the new kinds give the same snapshot from the API server as from the same 
           virtualServices: s.virtualServices.map((v) => ({ ...v, creationTimestamp: '' })),
           httpRoutes: s.httpRoutes.map((r) => ({ ...r, creationTimestamp: '' })),
           destinationRules: s.destinationRules.map((d) => ({ ...d, creationTimestamp: '' })),
+          gateways: s.gateways.map((g) => ({ ...g, creationTimestamp: '' })),
         }).map(([k, list]) => [k, sortedByName(list as readonly { namespace?: string; name: string }[])]),
       );
     assert.deepEqual(normal(fromApi), normal(fromFiles.snapshot));

@@ -128,6 +128,12 @@ const RESOURCES = [
     apiVersion: 'gateway.networking.k8s.io/v1',
     path: '/apis/gateway.networking.k8s.io/v1/httproutes',
   },
+  {
+    // Cross-namespace references of ingress Gateways and their routes; 404 without the CRD, as above.
+    kind: 'ReferenceGrant',
+    apiVersion: 'gateway.networking.k8s.io/v1beta1',
+    path: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
+  },
 ] as const;
 type Resource = (typeof RESOURCES)[number];
 
