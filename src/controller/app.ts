@@ -37,7 +37,8 @@ import { watchKubeDir } from './files/file-source.ts';
 import type { KubeYamlProblem } from './files/kube-yaml.ts';
 import type { KubeProblem } from './kube/source.ts';
 import type { WaypointReconciler } from './kube/waypoint-reconciler.ts';
-import { checkTemplate } from './reconcile/template.ts';
+import { checkGatewayTemplate } from './reconcile/gateway-api.ts';
+import { checkTemplate, type RenderOptions } from './reconcile/template.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
 import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
 import { LastGoodObjects } from './translate/last-good.ts';
@@ -513,10 +514,12 @@ async function startWaypoints(
       { hint: 'compare it with waypoint/template.yaml and its header' },
     );
   }
+  const gatewayTemplate = await readGatewayTemplate(wp.gatewayTemplatePath, render, log);
   const { startWaypointReconciler, DEFAULT_LEASE_NAME } = await import('./kube/waypoint-reconciler.ts');
   return startWaypointReconciler({
     kubeConfig: { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
     template,
+    gatewayTemplate,
     render,
     clusterDomain: config.clusterDomain,
     lease: {
@@ -549,4 +552,33 @@ function bindInsecure(server: Server, addr: HostPort, what: string): Promise<num
 /** A resource with a deterministic version: the hash of its content. */
 function served(bytes: Uint8Array): ServedResource {
   return { version: createHash('sha256').update(bytes).digest('hex').slice(0, 16), bytes };
+}
+
+/**
+ * The ingress gateway template (Gateways of class ambit), or undefined after a warning when it
+ * cannot be read (waypoints are reconciled still); throws when it is not usable.
+ */
+async function readGatewayTemplate(
+  path: string,
+  render: RenderOptions,
+  log: Logger,
+): Promise<string | undefined> {
+  let template: string;
+  try {
+    template = await readFile(path, 'utf8');
+  } catch (err) {
+    log.warn(
+      { setting: 'AMBIT_GATEWAY_TEMPLATE', path, error: describeError(err) },
+      'ingress gateway template not readable: Gateways of class ambit get no Deployment',
+    );
+    return undefined;
+  }
+  const problems = checkGatewayTemplate(template, render);
+  if (problems.length > 0)
+    throw new AmbitError(
+      ErrorCode.ConfigInvalid,
+      `the ingress gateway template ${path} is not usable: ${problems.join('; ')}`,
+      { hint: 'compare it with waypoint/gateway-template.yaml and its header' },
+    );
+  return template;
 }

@@ -374,3 +374,22 @@ export function translateGatewayApiStatus(
     env,
   ).status;
 }
+
+/** Checks the ingress gateway template before it is used, with a sample Gateway; its problems. */
+export function checkGatewayTemplate(
+  template: string,
+  options: Omit<RenderOptions, 'blockOwnerDeletion'>,
+): string[] {
+  const sample: IngressGateway = {
+    namespace: 'default',
+    name: 'gateway',
+    uid: '00000000-0000-0000-0000-000000000000',
+    generation: 1,
+    className: AMBIT_GATEWAY_CLASS,
+    infrastructure: { labels: {}, annotations: {} },
+    status: {},
+    listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }],
+  };
+  const r = renderIngressGateway(template, sample, { ...options, blockOwnerDeletion: false });
+  return r.ok ? [] : [...r.errors];
+}
