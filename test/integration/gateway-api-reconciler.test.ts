@@ -221,6 +221,35 @@ test('Gateway status: listeners with their conditions and routes, Programmed wit
   assert.ok(fake.requests.some((q) => q.verb === 'update' && q.path.endsWith('/httproutes/shop/status')));
 });
 
+test('a listener whose certificate Secret is missing says so, until the Secret exists', async () => {
+  fake.add('Gateway', {
+    metadata: { name: 'secure', namespace: 'default' },
+    spec: {
+      gatewayClassName: 'ambit',
+      listeners: [
+        { name: 'https', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'secure-cert' }] } },
+      ],
+    },
+  });
+  const resolved = () =>
+    conds(((status(get('Gateway', 'secure')).listeners ?? []) as KubeJson[])[0]).ResolvedRefs;
+  await waitFor(() => resolved() !== undefined, WAIT_MS);
+  assert.equal(resolved(), 'False InvalidCertificateRef');
+  const listener = (status(get('Gateway', 'secure')).listeners as KubeJson[])[0]!;
+  assert.match(
+    String((listener.conditions as KubeJson[]).find((c) => c.type === 'ResolvedRefs')!.message),
+    /Secret default\/secure-cert does not exist/,
+  );
+  // The next pass (a resync: Secrets are not watched by the reconciler) sees it.
+  fake.add('Secret', {
+    metadata: { name: 'secure-cert', namespace: 'default' },
+    type: 'kubernetes.io/tls',
+    data: { 'tls.crt': '', 'tls.key': '' },
+  });
+  await waitFor(() => resolved() === 'True ResolvedRefs', WAIT_MS);
+  fake.delete('Gateway', { metadata: { name: 'secure', namespace: 'default' } });
+});
+
 test('a fixed route is accepted; the Gateway deleted takes its objects with it', async () => {
   const shop = get('HTTPRoute', 'shop')!;
   fake.update('HTTPRoute', {

@@ -113,6 +113,7 @@ const INGRESS_INPUTS = {
   namespaces: '/api/v1/namespaces',
   services: '/api/v1/services',
   referenceGrants: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
+  secrets: '/api/v1/secrets',
 } as const;
 const COLLECTIONS: Readonly<Record<OwnedKind, { all: string; ns: (ns: string) => string }>> = {
   ServiceAccount: {
@@ -497,6 +498,12 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
       if (got.status !== 200) throw httpError(`list ${kind}s`, got, `${kind.toLowerCase()}s`);
       return items(got.body, kind, apiVersion);
     };
+    const listSecretNames = async (): Promise<KubeJson[] | undefined> => {
+      const got = await rest.send(HttpMethod.GET, INGRESS_INPUTS.secrets);
+      if (got.status !== 200) return undefined;
+      // Only the names are kept: certificates and keys stay out of the reconciler's memory.
+      return items(got.body, 'Secret', 'v1').map((o) => ({ metadata: metadataOf(o) }));
+    };
     const httpRoutes = await list(HTTPROUTES, 'HTTPRoute', 'gateway.networking.k8s.io/v1');
     if (ingress.length === 0 && httpRoutes.length === 0) return false;
     const status = translateGatewayApiStatus(
@@ -510,6 +517,8 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
           'ReferenceGrant',
           'gateway.networking.k8s.io/v1beta1',
         ),
+        // For ResolvedRefs (InvalidCertificateRef); without the right to list them, not checked.
+        secrets: await listSecretNames(),
       },
       options.clusterDomain,
     );

@@ -328,6 +328,8 @@ export interface GatewayApiObjects {
   readonly namespaces: readonly KubeJson[];
   readonly services: readonly KubeJson[];
   readonly referenceGrants: readonly KubeJson[];
+  /** Secrets (only their names are read); undefined when they cannot be listed (not checked then). */
+  readonly secrets?: readonly KubeJson[];
 }
 
 /**
@@ -370,6 +372,13 @@ export function translateGatewayApiStatus(
       httpRoutes: snapshot.httpRoutes,
       namespaces: snapshot.namespaces,
       referenceGrants: snapshot.referenceGrants ?? [],
+      ...(objects.secrets && {
+        secrets: new Set(
+          objects.secrets.map(
+            (o) => `${str(metadataOf(o).namespace) || 'default'}/${str(metadataOf(o).name)}`,
+          ),
+        ),
+      }),
     },
     env,
   ).status;
