@@ -1,13 +1,16 @@
 /**
  * Issue 8 part 3: Kubernetes Gateway API ingress in `ambit local`, driven with the real curl. A
- * Gateway of class `ambit` (an HTTP listener for `*.example.com`, an HTTPS one for
- * bookinfo.example.com with a certificate from a test CA made by openssl) and an HTTPRoute for
- * bookinfo.example.com: /productpage reaches productpage through the gateway → HBONE (the gateway's
- * own identity) → the pod, over HTTP and HTTPS; a path no rule matches gets 404; a weighted
- * backendRef split is counted; a route whose hostname the listener does not allow is not attached,
- * and the controller says why (NoMatchingListenerHostname, with the route's field path).
+ * Gateway of class `ambit` (an HTTP listener for `*.example.com`; HTTPS listeners with a certificate
+ * from a test CA made by openssl, as a `kubernetes.io/tls` Secret served over SDS, or as files named
+ * in `tls.options`; one whose Secret does not exist) and an HTTPRoute for bookinfo.example.com:
+ * /productpage reaches productpage through the gateway → HBONE (the gateway's own identity) → the
+ * pod, over HTTP and HTTPS; a path no rule matches gets 404; a weighted backendRef split is counted;
+ * the listener without its Secret does not serve while the others do, and the gateway says why; a
+ * route whose hostname the listener does not allow is not attached, and the controller says why
+ * (NoMatchingListenerHostname, with the route's field path).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,10 +22,13 @@ const prefix = `127.${120 + (process.pid % 20)}`;
 /** The first gateway deployment without a fixed slot: this test's only one. */
 const GW = `${prefix}.4.${DYNAMIC_SLOT_FIRST}`;
 const HOST = 'bookinfo.example.com';
+const FILES_HOST = 'files.example.com';
 const SPLIT_REQUESTS = 200;
 
 let mesh: LocalMesh;
 let kube: string;
+
+const b64 = (file: string) => readFileSync(file).toString('base64');
 
 const gatewayYaml = (pki: string) => `
 apiVersion: gateway.networking.k8s.io/v1
@@ -41,16 +47,37 @@ spec:
     hostname: ${HOST}
     tls:
       mode: Terminate
+      certificateRefs: [{ kind: Secret, name: bookinfo-cert }]
+  # Ambit's option for a gateway without Secrets: the PEM files on its own file system.
+  - name: https-files
+    port: 9443
+    protocol: HTTPS
+    hostname: ${FILES_HOST}
+    tls:
       options:
-        ambit.dev/server-certificate: ${join(pki, 'bookinfo.pem')}
-        ambit.dev/private-key: ${join(pki, 'bookinfo.key')}
+        ambit.dev/server-certificate: ${join(pki, 'files.pem')}
+        ambit.dev/private-key: ${join(pki, 'files.key')}
+  # A Secret that does not exist: this listener does not serve; the others do.
+  - name: https-missing
+    port: 10443
+    protocol: HTTPS
+    tls:
+      certificateRefs: [{ name: no-such-secret }]
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: bookinfo-cert, namespace: default }
+type: kubernetes.io/tls
+data:
+  tls.crt: ${b64(join(pki, 'bookinfo.pem'))}
+  tls.key: ${b64(join(pki, 'bookinfo.key'))}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: bookinfo, namespace: default }
 spec:
   parentRefs: [{ name: web }]
-  hostnames: [${HOST}]
+  hostnames: [${HOST}, ${FILES_HOST}]
   rules:
   - matches: [{ path: { type: PathPrefix, value: /productpage } }]
     backendRefs: [{ name: productpage, port: 9080 }]
@@ -72,7 +99,10 @@ spec:
 before(async () => {
   mesh = await startLocalMesh(prefix);
   kube = join(mesh.dir, 'kube');
-  await makePki(mesh.dir, [['bookinfo', `DNS:${HOST}`]]);
+  await makePki(mesh.dir, [
+    ['bookinfo', `DNS:${HOST}`],
+    ['files', `DNS:${FILES_HOST}`],
+  ]);
   await writeFile(join(kube, 'gateway-api.yaml'), gatewayYaml(mesh.dir));
 });
 
@@ -118,7 +148,7 @@ test('a weighted backendRef split (80/20) is followed, counted over 200 requests
   assert.ok(v1 >= 130 && v1 <= 190, `reviews-v1 got ${v1} of ${SPLIT_REQUESTS}`);
 });
 
-test('HTTPS: the listener terminates TLS with the certificate of the test CA, checked by curl', async () => {
+test('HTTPS: the listener terminates TLS with the certificate Secret of the test CA (over SDS), checked by curl', async () => {
   const tls = ['--cacert', join(mesh.dir, 'ca.pem'), '--resolve', `${HOST}:8443:${GW}`];
   const r = await until('the HTTPS listener', async () => {
     const c = await curl(...tls, `https://${HOST}:8443/productpage`);
@@ -132,6 +162,22 @@ test('HTTPS: the listener terminates TLS with the certificate of the test CA, ch
   const untrusted = await curl('--resolve', `${HOST}:8443:${GW}`, `https://${HOST}:8443/productpage`);
   assert.equal(untrusted.status, 0);
   assert.match(untrusted.stderr, /certificate/i);
+});
+
+test('HTTPS with certificate files (tls.options); a listener whose Secret is missing does not serve, the others do', async () => {
+  const tls = ['--cacert', join(mesh.dir, 'ca.pem'), '--resolve', `${FILES_HOST}:9443:${GW}`];
+  const r = await until('the HTTPS listener with files', async () => {
+    const c = await curl(...tls, `https://${FILES_HOST}:9443/productpage`);
+    return c.status === 200 ? c : undefined;
+  });
+  assert.equal((JSON.parse(r.body) as { app: string }).app, 'productpage');
+  const missing = await curl('--resolve', `${HOST}:10443:${GW}`, '-k', `https://${HOST}:10443/productpage`);
+  assert.equal(missing.status, 0, 'nothing listens for the listener without its Secret');
+  // The gateway says which listener is not ready, and why.
+  const ready = await curl(`http://${GW}:15021/healthz/ready`);
+  assert.equal(ready.status, 500);
+  assert.match(ready.body, /no-such-secret/);
+  assert.match(ready.body, /spec\.listeners\[3\]/);
 });
 
 test('a route whose hostname the listener does not allow is not attached, and the controller says why', async () => {
