@@ -381,6 +381,8 @@ class Exchange {
   private dstIdentity: string | undefined;
   private details: string | undefined;
   private error: string | undefined;
+  /** Envoy's transport failure reason of the last failed connect (a TLS handshake). */
+  private transportFailureReason: string | undefined;
   private requestId: string | undefined;
   private finished = false;
   private interrupt: Interrupt | undefined;
@@ -691,6 +693,7 @@ class Exchange {
           : this.deps.connectTimeoutMs,
       maxRequestsPerConnection: cluster.maxRequestsPerConnection,
       idleTimeoutMs: cluster.idleTimeoutMs,
+      tls: cluster.tls,
     };
   }
 
@@ -823,6 +826,7 @@ class Exchange {
           r.failure === 'connect-failure' ? { kind: 'connect-failed' } : { kind: 'reset' },
         );
         this.error = r.error;
+        this.transportFailureReason = r.transportFailureReason;
         tried = { kind: r.failure };
       } else {
         response = outcome.result;
@@ -869,7 +873,13 @@ class Exchange {
         return this.fail(504, ResponseFlags.UpstreamRequestTimeout, LocalReplyBody.Timeout);
       case 'connect-failure':
         this.details = 'upstream_connect_failure';
-        return this.fail(503, ResponseFlags.UpstreamConnectionFailure, LocalReplyBody.ConnectFailure);
+        return this.fail(
+          503,
+          ResponseFlags.UpstreamConnectionFailure,
+          this.transportFailureReason
+            ? `${LocalReplyBody.ConnectFailure}, transport failure reason: ${this.transportFailureReason}`
+            : LocalReplyBody.ConnectFailure,
+        );
       case 'refused-stream':
         this.details = 'upstream_refused_stream';
         return this.fail(503, ResponseFlags.UpstreamRemoteReset, LocalReplyBody.Reset);

@@ -161,7 +161,8 @@ class TcpConnection {
       tried.add(key);
       const endActive = picker.startRequest(key);
       try {
-        upstream = await this.deps.upstream.openStream(target, settings.connectTimeoutMs);
+        // DestinationRule tls (SIMPLE/MUTUAL): the TCP stream is TLS to the endpoint too.
+        upstream = await this.deps.upstream.openStream(target, settings.connectTimeoutMs, cluster.tls);
         picker.recordOutcome(key, connectSuccessOutcome(cluster));
         this.releases.push(endActive);
         // An earlier attempt's failure shows in connectAttempts; the connection itself is fine.

@@ -36,8 +36,17 @@ import { formatHostPort, HBONE_PORT } from '../core/hbone/protocol.ts';
 import type { Identity } from '../core/identity/spiffe.ts';
 import type { Logger } from '../core/log.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
+import type { UpstreamTls } from '../core/xds/l7-model.ts';
 import { workloadSpiffe, type Workload } from '../core/xds/model.ts';
 import { asHttpSocket } from './stream-socket.ts';
+import {
+  alpnFor,
+  originateTls,
+  serverNameFor,
+  TlsContexts,
+  TlsOriginationError,
+  type TlsOrigination,
+} from './upstream-tls.ts';
 
 /** Header names (lower-case) with their values in order. */
 export type HeaderList = Map<string, string[]>;
@@ -74,6 +83,8 @@ export interface ConnectionSettings {
   readonly maxRequestsPerConnection: number;
   /** An idle kept-alive connection (or h2c session) is closed after this; 0 never. */
   readonly idleTimeoutMs: number;
+  /** TLS originated to the endpoint (inside the tunnel for a mesh endpoint); undefined: none. */
+  readonly tls?: UpstreamTls | undefined;
 }
 
 export interface RequestHead {
@@ -105,6 +116,8 @@ export type AttemptResult =
       readonly error: string;
       /** HTTP/1.1: the request went out on a kept-alive connection the peer had already closed. */
       readonly staleConnection: boolean;
+      /** Envoy's transport failure reason (a TLS handshake that failed), for the 503 body. */
+      readonly transportFailureReason?: string | undefined;
     };
 
 export interface Attempt {
@@ -177,6 +190,8 @@ export class Upstream {
   private readonly opts: UpstreamOptions;
   private readonly agents = new Map<string, { agent: Agent; endpoint: string }>();
   private readonly sessions = new Map<string, { session: Promise<ClientHttp2Session>; endpoint: string }>();
+  private readonly tlsContexts = new TlsContexts();
+  private readonly tlsKeys = new WeakMap<UpstreamTls, string>();
   private closed = false;
 
   constructor(opts: UpstreamOptions) {
@@ -196,9 +211,12 @@ export class Upstream {
    * stream once the endpoint's agent answered 200, or a TCP connection for an endpoint outside the
    * mesh. Rejects with an UpstreamConnectFailed AmbitError.
    */
-  async openStream(target: UpstreamTarget, connectTimeoutMs: number): Promise<Duplex> {
+  async openStream(target: UpstreamTarget, connectTimeoutMs: number, tls?: UpstreamTls): Promise<Duplex> {
     if (this.closed) throw connectError('waypoint is shutting down');
-    return this.openTunnel(target, connectTimeoutMs, true);
+    const origination = tls
+      ? { tls, serverName: serverNameFor(tls, undefined), alpn: tls.alpnProtocols }
+      : undefined;
+    return this.openTunnel(target, connectTimeoutMs, true, origination);
   }
 
   /** Closes connections to endpoints no cluster has any more (those with requests in flight stay). */
@@ -234,11 +252,30 @@ export class Upstream {
 
   // ---------- tunnels ----------
 
-  /** A byte stream to the endpoint: an HBONE CONNECT stream, or a TCP connection for a plain one. */
+  /**
+   * A byte stream to the endpoint: an HBONE CONNECT stream, or a TCP connection for a plain one,
+   * with TLS on top when the cluster originates it (`requireAlpn`: the protocol the server must pick).
+   */
   private async openTunnel(
     target: UpstreamTarget,
     timeoutMs: number,
     allowHalfOpen = false,
+    tls?: TlsOrigination,
+    requireAlpn?: string,
+  ): Promise<Duplex> {
+    if (!tls) return this.openPlainTunnel(target, timeoutMs, allowHalfOpen);
+    const startedMs = Date.now();
+    const stream = await this.openPlainTunnel(target, timeoutMs, allowHalfOpen);
+    const where = formatHostPort(target.address, target.port);
+    const leftMs = Math.max(1, timeoutMs - (Date.now() - startedMs));
+    return originateTls(stream, tls, this.tlsContexts, where, leftMs, requireAlpn);
+  }
+
+  /** A byte stream to the endpoint: an HBONE CONNECT stream, or a TCP connection for a plain one. */
+  private async openPlainTunnel(
+    target: UpstreamTarget,
+    timeoutMs: number,
+    allowHalfOpen: boolean,
   ): Promise<Duplex> {
     const where = formatHostPort(target.address, target.port);
     if (target.identity === undefined) {
@@ -292,9 +329,28 @@ export class Upstream {
 
   // ---------- HTTP/1.1 ----------
 
-  private agentFor(target: UpstreamTarget, s: ConnectionSettings): Agent {
+  /** The TLS a connection for `authority` originates (its SNI, ALPN), and the pool key part for it. */
+  private origination(
+    s: ConnectionSettings,
+    authority: string | undefined,
+    speaks: 'http/1.1' | 'h2',
+  ): { origination: TlsOrigination | undefined; key: string } {
+    const tls = s.tls;
+    if (!tls) return { origination: undefined, key: '' };
+    let key = this.tlsKeys.get(tls);
+    if (key === undefined) this.tlsKeys.set(tls, (key = JSON.stringify(tls)));
+    const serverName = serverNameFor(tls, authority);
+    return {
+      origination: { tls, serverName, alpn: alpnFor(tls, speaks) },
+      // Envoy keys connection pools by SNI too: a connection serves only requests for its name.
+      key: `|tls:${key}|sni:${serverName ?? ''}`,
+    };
+  }
+
+  private agentFor(target: UpstreamTarget, s: ConnectionSettings, authority: string): Agent {
     const endpoint = formatHostPort(target.address, target.port);
-    const key = `${endpoint}|${target.identity ?? 'tcp'}|${s.maxRequestsPerConnection}|${s.idleTimeoutMs}`;
+    const { origination, key: tlsKey } = this.origination(s, authority, 'http/1.1');
+    const key = `${endpoint}|${target.identity ?? 'tcp'}|${s.maxRequestsPerConnection}|${s.idleTimeoutMs}${tlsKey}`;
     const existing = this.agents.get(key);
     if (existing) return existing.agent;
     const agent = new Agent({
@@ -311,8 +367,8 @@ export class Upstream {
         typeof options[CONNECT_TIMEOUT_OPTION] === 'number'
           ? options[CONNECT_TIMEOUT_OPTION]
           : defaultTimeoutMs;
-      this.openTunnel(target, timeoutMs).then(
-        (stream) => cb(null, asSocket(stream)),
+      this.openTunnel(target, timeoutMs, false, origination).then(
+        (stream) => cb(null, origination ? (stream as Socket) : asSocket(stream)),
         (err: Error) => cb(err),
       );
       return undefined;
@@ -337,7 +393,7 @@ export class Upstream {
     let req: ClientRequest;
     try {
       req = http1Request({
-        agent: this.agentFor(target, s),
+        agent: this.agentFor(target, s, head.authority),
         method: head.method,
         path: head.path,
         headers,
@@ -367,6 +423,7 @@ export class Upstream {
           failure: isConnectError(err) ? 'connect-failure' : 'reset',
           error: describeError(err),
           staleConnection: req.reusedSocket && !isConnectError(err),
+          transportFailureReason: transportFailureReason(err),
         });
       });
       req.once('close', () =>
@@ -383,17 +440,22 @@ export class Upstream {
 
   // ---------- h2c ----------
 
-  private sessionFor(target: UpstreamTarget, s: ConnectionSettings): Promise<ClientHttp2Session> {
+  private sessionFor(
+    target: UpstreamTarget,
+    s: ConnectionSettings,
+    authority: string,
+  ): Promise<ClientHttp2Session> {
     const endpoint = formatHostPort(target.address, target.port);
-    const key = `${endpoint}|${target.identity ?? 'tcp'}`;
+    const { origination, key: tlsKey } = this.origination(s, authority, 'h2');
+    const key = `${endpoint}|${target.identity ?? 'tcp'}${tlsKey}`;
     const existing = this.sessions.get(key);
     if (existing) return existing.session;
     const forget = () => {
       if (this.sessions.get(key) === entry) this.sessions.delete(key);
     };
-    const session = this.openTunnel(target, s.connectTimeoutMs).then((stream) => {
-      const h2 = h2connect(`http://${endpoint}`, {
-        createConnection: () => asSocket(stream),
+    const session = this.openTunnel(target, s.connectTimeoutMs, false, origination, 'h2').then((stream) => {
+      const h2 = h2connect(`${origination ? 'https' : 'http'}://${endpoint}`, {
+        createConnection: () => (origination ? stream : asSocket(stream)),
         settings: { enablePush: false, initialWindowSize: 1024 * 1024 },
       });
       h2.on('error', (err) =>
@@ -413,9 +475,9 @@ export class Upstream {
   private async startH2(target: UpstreamTarget, s: ConnectionSettings, head: RequestHead): Promise<Attempt> {
     let session: ClientHttp2Session;
     try {
-      session = await this.sessionFor(target, s);
+      session = await this.sessionFor(target, s, head.authority);
     } catch (err) {
-      return failed('connect-failure', describeError(err));
+      return failed('connect-failure', describeError(err), transportFailureReason(err));
     }
     let stream: ClientHttp2Stream;
     try {
@@ -424,7 +486,7 @@ export class Upstream {
           ':method': head.method,
           ':path': head.path,
           ':authority': head.authority,
-          ':scheme': 'http',
+          ':scheme': s.tls ? 'https' : 'http',
           ...toOutgoing(head.headers),
         },
         { endStream: false },
@@ -469,10 +531,21 @@ export class Upstream {
   }
 }
 
-function failed(failure: FailureKind, error: string): Attempt {
+/** Envoy's `transport failure reason` of a failed TLS handshake, if that is what `err` is. */
+function transportFailureReason(err: unknown): string | undefined {
+  return err instanceof TlsOriginationError ? err.transportFailureReason : undefined;
+}
+
+function failed(failure: FailureKind, error: string, reason?: string): Attempt {
   return {
     requestBody: undefined,
-    result: Promise.resolve({ kind: 'failure', failure, error, staleConnection: false }),
+    result: Promise.resolve({
+      kind: 'failure',
+      failure,
+      error,
+      staleConnection: false,
+      transportFailureReason: reason,
+    }),
     end: () => undefined,
     abort: () => undefined,
   };

@@ -1,9 +1,25 @@
 /**
  * What the in-process waypoint tests share: a waypoint config on test addresses (port 0 everywhere,
- * the CA in-process), the client side's HBONE pool, and an insecure gRPC server for an ADS fake.
+ * the CA in-process), the client side's HBONE pool, an insecure gRPC server for an ADS fake, and
+ * one serving the controller's translation of YAML.
  */
+import assert from 'node:assert/strict';
 import type { Server } from '@grpc/grpc-js';
-import { ServerCredentials } from '@grpc/grpc-js';
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { buildSnapshot, decodeKubeYaml } from '../../src/controller/files/kube-yaml.ts';
+import { encodeL7Resources, translateL7 } from '../../src/controller/translate/l7/index.ts';
+import type { L7Result } from '../../src/controller/translate/l7/translate.ts';
+import { translate } from '../../src/controller/translate/workloads.ts';
+import { TypeUrl } from '../../src/core/proto/load.ts';
+import { DeltaAdsServer } from '../../src/core/xds/ads-server.ts';
+import { EnvoyTypeUrl } from '../../src/core/xds/l7-names.ts';
+import {
+  encodeService,
+  encodeWorkload,
+  serviceResourceName,
+  workloadResourceName,
+} from '../../src/core/xds/workload-proto.ts';
+import { l7From, OPTIONS } from '../unit/controller/l7/helpers.ts';
 import { HbonePool } from '../../src/core/hbone/pool.ts';
 import type { WorkloadCertificate } from '../../src/core/identity/certificate.ts';
 import type { Identity } from '../../src/core/identity/spiffe.ts';
@@ -57,4 +73,62 @@ export function bindInsecure(server: Server): Promise<number> {
       err ? reject(err) : resolve(p),
     ),
   );
+}
+
+/** What startMeshAds serves, and how to stop it. */
+export interface MeshAds {
+  /** The loopback port of its insecure gRPC server (a waypoint's `xdsAddress`). */
+  readonly port: number;
+  /** Every NACK the waypoint sent, `<type URL>: <message>`. */
+  readonly nacks: string[];
+  readonly l7: L7Result;
+  close(): void;
+}
+
+/**
+ * The controller's translation of Kubernetes YAML (workloads and L7: its VirtualServices and
+ * DestinationRules too, which must decode without a problem) served on a real Delta ADS server.
+ */
+export async function startMeshAds(yaml: string): Promise<MeshAds> {
+  const decoded = decodeKubeYaml(yaml, 'mesh.yaml');
+  assert.deepEqual(
+    decoded.problems.filter((p) => p.severity === 'error'),
+    [],
+  );
+  const objs = l7From(yaml);
+  assert.deepEqual(objs.problems, []);
+  const { snapshot } = buildSnapshot(decoded.objects);
+  const t = translate(snapshot, OPTIONS);
+  const l7 = translateL7(
+    {
+      snapshot,
+      mesh: t.config,
+      virtualServices: objs.virtualServices,
+      destinationRules: objs.destinationRules,
+    },
+    OPTIONS,
+  );
+  const nacks: string[] = [];
+  const ads = new DeltaAdsServer({
+    log: silentLogger(),
+    types: [TypeUrl.Address, ...Object.values(EnvoyTypeUrl)],
+    onNack: (_id, typeUrl, message) => nacks.push(`${typeUrl}: ${message}`),
+  });
+  ads.set(
+    TypeUrl.Address,
+    new Map([
+      ...t.config.workloads.map(
+        (w) => [workloadResourceName(w), { version: '1', bytes: encodeWorkload(w) }] as const,
+      ),
+      ...t.config.services.map(
+        (s) => [serviceResourceName(s), { version: '1', bytes: encodeService(s) }] as const,
+      ),
+    ]),
+  );
+  for (const [typeUrl, list] of encodeL7Resources(l7.resources))
+    ads.set(typeUrl, new Map(list.map((r) => [r.name, { version: r.version, bytes: r.bytes }])));
+  const server = new GrpcServer();
+  server.addService(ads.definition(), ads.handlers());
+  const port = await bindInsecure(server);
+  return { port, nacks, l7, close: () => server.forceShutdown() };
 }

@@ -9,30 +9,16 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { Server } from '@grpc/grpc-js';
-import { buildSnapshot, decodeKubeYaml } from '../../src/controller/files/kube-yaml.ts';
-import { encodeL7Resources, translateL7 } from '../../src/controller/translate/l7/index.ts';
-import { translate } from '../../src/controller/translate/workloads.ts';
 import { systemClock } from '../../src/core/clock.ts';
 import type { HbonePool } from '../../src/core/hbone/pool.ts';
 import { HboneServer } from '../../src/core/hbone/server.ts';
 import { CertificateAuthority } from '../../src/core/identity/ca.ts';
 import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { TypeUrl } from '../../src/core/proto/load.ts';
-import { DeltaAdsServer } from '../../src/core/xds/ads-server.ts';
-import { EnvoyTypeUrl } from '../../src/core/xds/l7-names.ts';
-import {
-  encodeService,
-  encodeWorkload,
-  serviceResourceName,
-  workloadResourceName,
-} from '../../src/core/xds/workload-proto.ts';
 import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix } from '../fakes/mesh.ts';
-import { OPTIONS } from '../unit/controller/l7/helpers.ts';
-import { bindInsecure, clientPool, waypointTestConfig } from '../fakes/waypoint-harness.ts';
+import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = {
@@ -77,10 +63,9 @@ spec: { selector: { app: productpage }, clusterIP: ${IP.vip}, ports: [{ name: ht
     'utf8',
   );
 
-let grpcServer: Server;
+let ads: MeshAds;
 let wp: WaypointBound;
 let pool: HbonePool;
-const nacks: string[] = [];
 const closers: (() => Promise<void>)[] = [];
 
 before(async () => {
@@ -115,39 +100,11 @@ before(async () => {
   closers.push(() => hbone.close(0));
 
   // What the controller serves for this YAML.
-  const decoded = decodeKubeYaml(YAML, 'mesh.yaml');
-  assert.deepEqual(
-    decoded.problems.filter((p) => p.severity === 'error'),
-    [],
-  );
-  const { snapshot } = buildSnapshot(decoded.objects);
-  const t = translate(snapshot, OPTIONS);
-  const l7 = translateL7({ snapshot, mesh: t.config, virtualServices: [], destinationRules: [] }, OPTIONS);
-  assert.deepEqual(l7.authzProblems, []);
-  const ads = new DeltaAdsServer({
-    log: silentLogger(),
-    types: [TypeUrl.Address, ...Object.values(EnvoyTypeUrl)],
-    onNack: (_id, typeUrl, message) => nacks.push(`${typeUrl}: ${message}`),
-  });
-  ads.set(
-    TypeUrl.Address,
-    new Map([
-      ...t.config.workloads.map(
-        (w) => [workloadResourceName(w), { version: '1', bytes: encodeWorkload(w) }] as const,
-      ),
-      ...t.config.services.map(
-        (s) => [serviceResourceName(s), { version: '1', bytes: encodeService(s) }] as const,
-      ),
-    ]),
-  );
-  for (const [typeUrl, list] of encodeL7Resources(l7.resources))
-    ads.set(typeUrl, new Map(list.map((r) => [r.name, { version: r.version, bytes: r.bytes }])));
-  grpcServer = new Server();
-  grpcServer.addService(ads.definition(), ads.handlers());
-  const port = await bindInsecure(grpcServer);
+  ads = await startMeshAds(YAML);
+  assert.deepEqual(ads.l7.authzProblems, []);
   const config = waypointTestConfig(IP.waypoint, {
     podName: 'waypoint',
-    xdsAddress: `127.0.0.1:${port}`,
+    xdsAddress: `127.0.0.1:${ads.port}`,
     drainDeadlineMs: 1000,
     logLevel: 'silent',
   });
@@ -156,7 +113,7 @@ before(async () => {
   // Ready once the waypoint has the config: a tunnel is admitted and the GET is answered.
   const deadline = Date.now() + 10_000;
   while ((await request('curl', IP.curl, 'GET').catch(() => undefined))?.status !== 200) {
-    assert.ok(Date.now() < deadline, `waypoint not serving productpage; NACKs: ${nacks.join('; ')}`);
+    assert.ok(Date.now() < deadline, `waypoint not serving productpage; NACKs: ${ads.nacks.join('; ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 });
@@ -164,7 +121,7 @@ before(async () => {
 after(async () => {
   pool?.destroy();
   await wp?.close();
-  grpcServer?.forceShutdown();
+  ads?.close();
   for (const c of closers) await c();
 });
 
@@ -208,7 +165,7 @@ async function request(
 test('22: GET from sa/curl passes the waypoint', async () => {
   const r = await request('curl', IP.curl, 'GET');
   assert.deepEqual([r.status, r.body], [200, 'productpage GET /productpage']);
-  assert.deepEqual(nacks, []);
+  assert.deepEqual(ads.nacks, []);
 });
 
 test('22: DELETE from sa/curl gets 403 "RBAC: access denied"', async () => {

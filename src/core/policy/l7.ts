@@ -245,7 +245,8 @@ function headerMatches(h: HeaderMatcher, f: Facts): boolean {
 /** Compiled once per decoded matcher (the config's objects live as long as the config). */
 const regexes = new WeakMap<StringMatcher, RegExp>();
 
-function stringMatches(m: StringMatcher, value: string): boolean {
+/** Envoy's StringMatcher (regexes compiled once per matcher); also the waypoint's SAN matchers. */
+export function stringMatches(m: StringMatcher, value: string): boolean {
   if (m.kind === 'regex') {
     let re = regexes.get(m);
     if (!re) {

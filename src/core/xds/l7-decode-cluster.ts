@@ -29,6 +29,7 @@ import {
   type WireDuration,
   type WireUInt,
 } from './l7-decode-common.ts';
+import { decodeTransportSocket, type WireTransportSocket } from './l7-decode-tls.ts';
 
 const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const HTTP_PROTOCOL_OPTIONS_TYPE = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -78,6 +79,11 @@ interface WireCoreHttpProtocolOptions {
 }
 interface WireHttpProtocolOptions {
   common_http_protocol_options?: WireCoreHttpProtocolOptions;
+  upstream_http_protocol_options?: {
+    auto_sni?: boolean;
+    auto_san_validation?: boolean;
+    override_auto_sni_header?: string;
+  };
   explicit_http_config?: {
     http_protocol_options?: object;
     http2_protocol_options?: object;
@@ -143,7 +149,7 @@ export interface WireCluster {
     healthy_panic_threshold?: { value?: number };
     consistent_hashing_lb_config?: { use_hostname_for_hashing?: boolean; hash_balance_factor?: WireUInt };
   };
-  transport_socket?: object;
+  transport_socket?: WireTransportSocket;
   transport_socket_matches?: object[];
   filters?: object[];
   load_balancing_policy?: object;
@@ -168,7 +174,6 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
       'health_checks',
       'lb_subset_config',
       'original_dst_lb_config',
-      'transport_socket',
       'transport_socket_matches',
       'filters',
       'upstream_config',
@@ -245,6 +250,8 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
   if (w.protocol_selection === 'USE_DOWNSTREAM_PROTOCOL' || w.protocol_selection === 1)
     upstreamProtocol = 'downstream';
   let common = w.common_http_protocol_options;
+  let autoSni = false;
+  let autoSanValidation = false;
   for (const [key, any] of Object.entries(w.typed_extension_protocol_options ?? {})) {
     const at = `typed_extension_protocol_options[${JSON.stringify(key)}]`;
     if (key !== HTTP_PROTOCOL_OPTIONS_KEY) {
@@ -261,7 +268,13 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
       upstreamProtocol = e.http2_protocol_options !== undefined ? 'http2' : 'http1';
     } else if (o.use_downstream_protocol_config) upstreamProtocol = 'downstream';
     if (o.common_http_protocol_options) common = o.common_http_protocol_options;
+    const u = o.upstream_http_protocol_options;
+    if (u?.override_auto_sni_header)
+      c.err(join(at, 'upstream_http_protocol_options.override_auto_sni_header'), 'is not supported');
+    autoSni = u?.auto_sni ?? false;
+    autoSanValidation = u?.auto_san_validation ?? false;
   }
+  const tls = decodeTransportSocket(w.transport_socket, 'transport_socket', c);
   const commonAt = w.typed_extension_protocol_options
     ? `typed_extension_protocol_options[${JSON.stringify(HTTP_PROTOCOL_OPTIONS_KEY)}].common_http_protocol_options`
     : 'common_http_protocol_options';
@@ -294,6 +307,7 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
     outlierDetection: w.outlier_detection
       ? decodeOutlier(w.outlier_detection, 'outlier_detection', c)
       : undefined,
+    ...(tls ? { tls: { ...tls, autoSni, autoSanValidation } } : {}),
   };
   return c.errors.length ? { ok: false, errors: c.errors } : { ok: true, value };
 }

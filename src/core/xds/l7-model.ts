@@ -475,6 +475,48 @@ export interface Cluster {
   /** Below this share of healthy hosts the picker balances over all of them (default 50). */
   readonly healthyPanicThresholdPercent: number;
   readonly outlierDetection: OutlierDetection | undefined;
+  /** TLS originated to the endpoints (inside HBONE for mesh endpoints); absent: none. */
+  readonly tls?: UpstreamTls | undefined;
+}
+
+/** PEM text from a file on the waypoint (read when a connection opens) or given inline. */
+export type PemSource =
+  { readonly kind: 'file'; readonly path: string } | { readonly kind: 'inline'; readonly pem: string };
+
+export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+
+/** A SAN the server's certificate must carry: of `type`, or of any type when undefined. */
+export interface SanMatcher {
+  readonly type: 'EMAIL' | 'DNS' | 'URI' | 'IP_ADDRESS' | undefined;
+  readonly matcher: StringMatcher;
+}
+
+/** Envoy's UpstreamTlsContext (plus the cluster's auto_sni / auto_san_validation), as the waypoint applies it. */
+export interface UpstreamTls {
+  /** Sent as SNI ('' none), unless autoSni finds a host. */
+  readonly sni: string;
+  /** The SNI is the upstream request's host, without its port (HttpProtocolOptions auto_sni). */
+  readonly autoSni: boolean;
+  /** With no SAN matchers, the certificate must be valid for that host (auto_san_validation). */
+  readonly autoSanValidation: boolean;
+  /** undefined: the server's certificate is not verified (Envoy: no trusted CA configured). */
+  readonly verify:
+    | {
+        /** undefined: the system's roots. */
+        readonly trustedCa: PemSource | undefined;
+        readonly crl: PemSource | undefined;
+        /** Empty: any name (unless autoSanValidation). */
+        readonly subjectAltNames: readonly SanMatcher[];
+      }
+    | undefined;
+  readonly clientCertificate:
+    { readonly certificateChain: PemSource; readonly privateKey: PemSource } | undefined;
+  /** Empty: the waypoint offers the protocol it will speak. */
+  readonly alpnProtocols: readonly string[];
+  readonly minVersion: TlsVersion | undefined;
+  readonly maxVersion: TlsVersion | undefined;
+  readonly cipherSuites: readonly string[];
+  readonly ecdhCurves: readonly string[];
 }
 
 export const HealthStatus = {

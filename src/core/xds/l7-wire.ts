@@ -33,6 +33,8 @@ const FILES = [
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  // DestinationRule TLS origination: a Cluster's transport_socket holds an UpstreamTlsContext.
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
   // Gateway certificates over SDS (l7-names.ts SECRET_TYPE_URL).
   'envoy/extensions/transport_sockets/tls/v3/secret.proto',
   // The load-balancing policy list the controller adds to each Cluster for gRPC clients.

@@ -1147,10 +1147,10 @@ describe('Cluster', () => {
       /not supported/,
     ],
     [
-      'a transport socket',
-      (w) => void (w.transport_socket = { name: 'tls' }),
+      'a transport socket other than TLS (l7-decode-tls.test.ts has TLS)',
+      (w) => void (w.transport_socket = { name: 'envoy.transport_sockets.alts' }),
       'transport_socket',
-      /not supported/,
+      /only envoy.transport_sockets.tls and envoy.transport_sockets.raw_buffer are supported/,
     ],
     [
       'success-rate ejection',

@@ -15,15 +15,17 @@ import type {
   LbEndpoint,
   LbPolicy,
   OutlierDetection as EnvoyOutlierDetection,
+  UpstreamTlsContext,
 } from './envoy-types.ts';
 import { emptyAny, EnvoyType, packAny } from './protos.ts';
 import type { EffectivePolicy } from './select.ts';
-import type { ConnectionPool, Duration, LoadBalancer, OutlierDetection } from './types.ts';
+import type { ClientTls, ConnectionPool, Duration, LoadBalancer, OutlierDetection } from './types.ts';
 
 export const ADS: AdsConfigSource = { ads: {}, resource_api_version: 'V3' };
 export const DEFAULT_CONNECT_TIMEOUT: Duration = { seconds: 10, nanos: 0 };
 const MAX_UINT32 = 2 ** 32 - 1;
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const TLS_TRANSPORT_SOCKET = 'envoy.transport_sockets.tls';
 
 /**
  * How the cluster speaks to its endpoints: HTTP/1.1 or HTTP/2 (a port declared HTTP2, gRPC or
@@ -45,8 +47,11 @@ export function buildCluster(spec: ClusterSpec): Cluster {
   const lb = loadBalancing(policy.loadBalancer);
   const outlier = policy.outlierDetection;
   const keepalive = pool?.tcp?.tcpKeepalive;
+  const originate = originatesTls(policy.tls) ? policy.tls : undefined;
   const httpOptions =
-    spec.protocol && spec.protocol !== 'tcp' ? httpProtocolOptions(spec.protocol, pool) : undefined;
+    spec.protocol && spec.protocol !== 'tcp'
+      ? httpProtocolOptions(spec.protocol, pool, originate)
+      : undefined;
   return {
     name: spec.name,
     type: 'EDS',
@@ -74,6 +79,60 @@ export function buildCluster(spec: ClusterSpec): Cluster {
         }
       : {}),
     ...(httpOptions ? { typed_extension_protocol_options: { [HTTP_PROTOCOL_OPTIONS]: httpOptions } } : {}),
+    ...(originate
+      ? {
+          transport_socket: {
+            name: TLS_TRANSPORT_SOCKET,
+            typed_config: packAny(EnvoyType.UpstreamTlsContext, upstreamTlsContext(originate, spec.protocol)),
+          },
+        }
+      : {}),
+  };
+}
+
+/**
+ * SIMPLE and MUTUAL originate TLS. DISABLE sends what the client sent; ISTIO_MUTUAL is what HBONE
+ * already does to every mesh endpoint (istiod puts it behind the HBONE transport socket match).
+ */
+function originatesTls(tls: ClientTls | undefined): tls is ClientTls {
+  return tls?.mode === 'SIMPLE' || tls?.mode === 'MUTUAL';
+}
+
+/**
+ * istiod's constructUpstreamTLS (cluster_tls.go), with the files as Envoy DataSources rather than
+ * istio-agent SDS names: the roots are caCertificates, else the system's ("system"), and none at
+ * all with insecureSkipVerify; SANs match exactly; an HTTP/2 cluster offers ALPN h2 only.
+ */
+function upstreamTlsContext(tls: ClientTls, protocol: UpstreamProtocol | undefined): UpstreamTlsContext {
+  const verify = !tls.insecureSkipVerify;
+  return {
+    common_tls_context: {
+      ...(tls.mode === 'MUTUAL' && tls.clientCertificate && tls.privateKey
+        ? {
+            tls_certificates: [
+              {
+                certificate_chain: { filename: tls.clientCertificate },
+                private_key: { filename: tls.privateKey },
+              },
+            ],
+          }
+        : {}),
+      ...(verify
+        ? {
+            validation_context: {
+              ...(tls.caCertificates
+                ? { trusted_ca: { filename: tls.caCertificates } }
+                : { system_root_certs: {} }),
+              ...(tls.caCrl ? { crl: { filename: tls.caCrl } } : {}),
+              ...(tls.subjectAltNames.length
+                ? { match_subject_alt_names: tls.subjectAltNames.map((exact) => ({ exact })) }
+                : {}),
+            },
+          }
+        : {}),
+      ...(protocol === 'http2' ? { alpn_protocols: ['h2'] } : {}),
+    },
+    ...(tls.sni ? { sni: tls.sni } : {}),
   };
 }
 
@@ -192,6 +251,7 @@ function outlierDetection(o: OutlierDetection): EnvoyOutlierDetection {
 function httpProtocolOptions(
   protocol: Exclude<UpstreamProtocol, 'tcp'>,
   pool: ConnectionPool | undefined,
+  tls: ClientTls | undefined,
 ): Any {
   const http = pool?.http;
   const idle = http?.idleTimeout ?? pool?.tcp?.idleTimeout;
@@ -216,8 +276,20 @@ function httpProtocolOptions(
     ...(perConnection > 0 ? { max_requests_per_connection: { value: perConnection } } : {}),
     ...(lifetime ? { max_connection_duration: lifetime } : {}),
   };
+  // istiod's setAutoSniAndAutoSanValidation: without an explicit sni the request's host is the SNI,
+  // and without SANs (and unless insecureSkipVerify) the certificate is checked against it.
+  const autoSni = tls !== undefined && !tls.sni;
+  const autoSan = autoSni && tls.subjectAltNames.length === 0 && !tls.insecureSkipVerify;
   return packAny(EnvoyType.HttpProtocolOptions, {
     ...(Object.keys(common).length > 0 ? { common_http_protocol_options: common } : {}),
+    ...(autoSni
+      ? {
+          upstream_http_protocol_options: {
+            auto_sni: true,
+            ...(autoSan ? { auto_san_validation: true } : {}),
+          },
+        }
+      : {}),
     ...(upstream === 'downstream'
       ? { use_downstream_protocol_config: {} }
       : {

@@ -1220,6 +1220,11 @@ const TLS_FIELDS = [
   'caCrl',
 ];
 
+/**
+ * DestinationRule `tls` (istio/api destination_rule.proto ClientTLSSettings; istiod's validation and
+ * cluster_tls.go). SIMPLE and MUTUAL originate TLS from the waypoint; ISTIO_MUTUAL is what HBONE
+ * already does between mesh workloads; DISABLE sends what the client sent.
+ */
 function clientTls(r: Reader, v: unknown, p: string): ClientTls | undefined {
   const f = r.object(v, p, TLS_FIELDS);
   if (f === undefined) return undefined;
@@ -1228,19 +1233,34 @@ function clientTls(r: Reader, v: unknown, p: string): ClientTls | undefined {
   const others = TLS_FIELDS.filter((k) => k !== 'mode' && f[k] !== undefined);
   if (mode === 'ISTIO_MUTUAL' && others.length > 0)
     r.error(p, `ISTIO_MUTUAL takes no other fields (found ${others.join(', ')})`);
-  if (mode === 'MUTUAL' && !f.credentialName && (!f.clientCertificate || !f.privateKey))
+  const text = (k: string) => r.string(f[k], `${p}.${k}`) || undefined;
+  const tls: ClientTls = {
+    mode,
+    clientCertificate: text('clientCertificate'),
+    privateKey: text('privateKey'),
+    caCertificates: text('caCertificates'),
+    caCrl: text('caCrl'),
+    subjectAltNames: r.stringList(f.subjectAltNames, `${p}.subjectAltNames`),
+    sni: text('sni'),
+    insecureSkipVerify: r.boolean(f.insecureSkipVerify, `${p}.insecureSkipVerify`) ?? false,
+  };
+  const credentialName = text('credentialName');
+  if (credentialName && (tls.clientCertificate || tls.privateKey || tls.caCertificates))
+    r.error(p, 'credentialName cannot be used with clientCertificate, privateKey or caCertificates');
+  if (mode === 'MUTUAL' && !credentialName && (!tls.clientCertificate || !tls.privateKey))
     r.error(p, 'MUTUAL needs credentialName, or clientCertificate and privateKey');
-  for (const k of others) {
-    if (k === 'subjectAltNames') r.stringList(f[k], `${p}.${k}`);
-    else if (k === 'insecureSkipVerify') r.boolean(f[k], `${p}.${k}`);
-    else r.string(f[k], `${p}.${k}`);
-  }
-  if (mode === 'SIMPLE' || mode === 'MUTUAL')
-    r.warn(
-      `${p}.mode`,
-      `${mode} (TLS origination) is not applied by Ambit yet; traffic to the backend stays as the client sent it`,
+  if (credentialName && mode === 'MUTUAL')
+    r.error(
+      `${p}.credentialName`,
+      "is not supported on Ambit's waypoints (Istio's read the Secret over SDS); mount the certificate and give clientCertificate and privateKey",
     );
-  return { mode };
+  else if (credentialName && mode === 'SIMPLE')
+    r.warn(
+      `${p}.credentialName`,
+      "is not read by Ambit's waypoints (Istio's read the Secret over SDS); the server is verified against the system roots",
+    );
+  if (tls.sni !== undefined && tls.sni.length > 255) r.error(`${p}.sni`, 'must be at most 255 bytes');
+  return tls;
 }
 
 function retryBudget(r: Reader, v: unknown, p: string): RetryBudget | undefined {

@@ -349,6 +349,35 @@ export interface Cluster {
   };
   /** `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (HTTP ports only). */
   readonly typed_extension_protocol_options?: Readonly<Record<string, Any>>;
+  /** `envoy.transport_sockets.tls` with an UpstreamTlsContext: TLS origination (DestinationRule tls). */
+  readonly transport_socket?: { readonly name: string; readonly typed_config: Any };
+}
+
+// ---- envoy.extensions.transport_sockets.tls.v3 ----
+
+/** A file on the proxy (config.core.v3.DataSource `filename`). */
+export interface FileSource {
+  readonly filename: string;
+}
+
+export interface UpstreamTlsContext {
+  readonly common_tls_context: {
+    readonly tls_certificates?: readonly {
+      readonly certificate_chain: FileSource;
+      readonly private_key: FileSource;
+    }[];
+    /** Absent: the server's certificate is not verified (Envoy's rule). */
+    readonly validation_context?: {
+      readonly trusted_ca?: FileSource;
+      /** The proxy's system roots, when no trusted_ca is given. */
+      readonly system_root_certs?: Record<string, never>;
+      readonly crl?: FileSource;
+      /** Any SAN of any type equal to one of these. */
+      readonly match_subject_alt_names?: readonly { readonly exact: string }[];
+    };
+    readonly alpn_protocols?: readonly string[];
+  };
+  readonly sni?: string;
 }
 
 // ---- envoy.config.endpoint.v3 ----

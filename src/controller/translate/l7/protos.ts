@@ -25,6 +25,7 @@ export const EnvoyType = {
   Rbac: 'envoy.extensions.filters.http.rbac.v3.RBAC',
   FilterConfig: 'envoy.config.route.v3.FilterConfig',
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  UpstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   RoundRobin: 'envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin',
   LeastRequest: 'envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest',

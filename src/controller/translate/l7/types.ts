@@ -278,8 +278,20 @@ export interface OutlierDetection {
 
 export type TlsMode = 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
 
+/** DestinationRule `tls`: how the waypoint speaks to the backend (SIMPLE and MUTUAL originate TLS). */
 export interface ClientTls {
   readonly mode: TlsMode;
+  /** MUTUAL: file paths on the waypoint of its client certificate chain and key (PEM). */
+  readonly clientCertificate: string | undefined;
+  readonly privateKey: string | undefined;
+  /** PEM roots to verify the server with; undefined: the system's roots (Istio's "system"). */
+  readonly caCertificates: string | undefined;
+  readonly caCrl: string | undefined;
+  /** The server certificate must carry one of these SANs; empty: checked against the SNI if auto. */
+  readonly subjectAltNames: readonly string[];
+  /** undefined: the request's host (Envoy's auto_sni, as istiod sets it). */
+  readonly sni: string | undefined;
+  readonly insecureSkipVerify: boolean;
 }
 
 export interface RetryBudget {

@@ -655,6 +655,29 @@ const BAD: [string, unknown, [string, RegExp][]][] = [
     [['spec.trafficPolicy.tls', /ISTIO_MUTUAL takes no other fields/]],
   ],
   [
+    'MUTUAL without a key',
+    policy({ tls: { mode: 'MUTUAL', clientCertificate: '/c.pem' } }),
+    [['spec.trafficPolicy.tls', /MUTUAL needs credentialName, or clientCertificate and privateKey/]],
+  ],
+  [
+    'MUTUAL with credentialName (the waypoint cannot read the Secret)',
+    policy({ tls: { mode: 'MUTUAL', credentialName: 'client-cert' } }),
+    [['spec.trafficPolicy.tls.credentialName', /not supported on Ambit's waypoints/]],
+  ],
+  [
+    'credentialName with files',
+    policy({ tls: { mode: 'SIMPLE', credentialName: 'c', caCertificates: '/ca.pem' } }),
+    [['spec.trafficPolicy.tls', /credentialName cannot be used with/]],
+  ],
+  [
+    'TLS fields of the wrong type',
+    policy({ tls: { mode: 'SIMPLE', insecureSkipVerify: 'yes', subjectAltNames: 'a' } }),
+    [
+      ['spec.trafficPolicy.tls.subjectAltNames', /list/],
+      ['spec.trafficPolicy.tls.insecureSkipVerify', /true or false/],
+    ],
+  ],
+  [
     'subset policy error',
     dr({ host: 'reviews', subsets: [{ name: 'v1', trafficPolicy: { loadBalancer: { simple: 'NOPE' } } }] }),
     [['spec.subsets[0].trafficPolicy.loadBalancer.simple', /must be one of/]],
@@ -736,9 +759,9 @@ const WARNED: [string, unknown, [string, RegExp][]][] = [
     [['spec.trafficPolicy.outlierDetection.consecutiveErrors', /deprecated and ignored/]],
   ],
   [
-    'TLS origination',
-    policy({ tls: { mode: 'SIMPLE', sni: 'example.com' } }),
-    [['spec.trafficPolicy.tls.mode', /not applied by Ambit yet/]],
+    'SIMPLE with credentialName: verified against the system roots',
+    policy({ tls: { mode: 'SIMPLE', credentialName: 'api-ca' } }),
+    [['spec.trafficPolicy.tls.credentialName', /not read by Ambit's waypoints.*system roots/]],
   ],
   [
     'PASSTHROUGH',
