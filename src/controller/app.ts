@@ -40,6 +40,7 @@ import type { WaypointReconciler } from './kube/waypoint-reconciler.ts';
 import { checkGatewayTemplate } from './reconcile/gateway-api.ts';
 import { checkTemplate, type RenderOptions } from './reconcile/template.ts';
 import type { KubeSnapshot } from './translate/kube-types.ts';
+import type { GatewayApiStatus } from './translate/l7/gateway-api-translate.ts';
 import { encodeL7Resources, translateL7, type L7Resources } from './translate/l7/index.ts';
 import { LastGoodObjects } from './translate/last-good.ts';
 import { translate } from './translate/workloads.ts';
@@ -218,6 +219,8 @@ export async function startController(
     throw err;
   }
   let pushed = false;
+  /** What the last translation found for Gateway API ingress (served on /debug/gateway_status). */
+  let gatewayApiStatus: GatewayApiStatus = { gateways: new Map(), routes: new Map() };
   // Only the names are kept: the translated objects of 10,000 services are megabytes, and what is
   // served lives on in the ADS server's encoded entries.
   let l7Names = new Map<EnvoyTypeUrl, readonly string[]>(L7_TYPES.map((t) => [t, []]));
@@ -339,7 +342,10 @@ export async function startController(
     // workloads first: a waypoint learns of a new pod (its identity, its node) before EDS sends
     // traffic to it.
     publish(t.config);
-    if (l7Result) publishL7(l7Result.resources);
+    if (l7Result) {
+      publishL7(l7Result.resources);
+      gatewayApiStatus = l7Result.gatewayApiStatus;
+    }
   };
   const onSecrets = (secrets: readonly unknown[]) => sds.update(secrets);
   // A directory of YAML (local mode) or the API server through client-node informers.
@@ -390,6 +396,22 @@ export async function startController(
               l7: Object.fromEntries(l7Names),
               secrets: sds.names(),
               subscribers: ads.subscriberInfo(),
+            },
+            null,
+            2,
+          ) + '\n',
+          'application/json',
+        ),
+      // Gateway API ingress as the translation sees it: what a cluster's reconciler writes to the
+      // Gateways' and HTTPRoutes' status (local mode has no API server to write it to).
+      '/debug/gateway_status': (_req, _url, res) =>
+        send(
+          res,
+          200,
+          JSON.stringify(
+            {
+              gateways: [...gatewayApiStatus.gateways.values()],
+              routes: Object.fromEntries(gatewayApiStatus.routes),
             },
             null,
             2,

@@ -190,4 +190,28 @@ test('a route whose hostname the listener does not allow is not attached, and th
   assert.match(entry.error, /NoMatchingListenerHostname/);
   assert.match(entry.error, /shop\.example\.org/);
   assert.equal((await curl('-H', 'Host: shop.example.org', `http://${GW}:8080/productpage`)).status, 404);
+  // The status a cluster's reconciler would write, as the controller shows it.
+  const st = await curl(`http://${prefix}.0.100:15014/debug/gateway_status`);
+  assert.equal(st.status, 200);
+  type Cond = { type: string; status: string; reason: string };
+  const status = JSON.parse(st.body) as {
+    gateways: { name: string; listeners: { name: string; attachedRoutes: number }[] }[];
+    routes: Record<string, { parentRef: { name: string }; conditions: Cond[] }[]>;
+  };
+  const accepted = (route: string) =>
+    status.routes[route]!.map((p) => p.conditions.find((c) => c.type === 'Accepted')).map(
+      (c) => `${c!.status} ${c!.reason}`,
+    );
+  assert.deepEqual(accepted('default/shop'), ['False NoMatchingListenerHostname']);
+  assert.deepEqual(accepted('default/bookinfo'), ['True Accepted']);
+  const web = status.gateways.find((g) => g.name === 'web')!;
+  assert.deepEqual(
+    web.listeners.map((l) => [l.name, l.attachedRoutes]),
+    [
+      ['http', 1],
+      ['https', 1],
+      ['https-files', 1],
+      ['https-missing', 1],
+    ],
+  );
 });
