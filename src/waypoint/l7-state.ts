@@ -190,7 +190,7 @@ export class L7State {
   private rebuildClusters(): void {
     for (const name of [...this.clusters.keys()]) if (!this.clusterDefs.has(name)) this.clusters.delete(name);
     for (const [name, cluster] of this.clusterDefs) {
-      const assignment = this.assignments.get(cluster.edsServiceName);
+      const assignment = cluster.dnsAssignment ?? this.assignments.get(cluster.edsServiceName);
       let entry = this.clusters.get(name);
       if (!entry) {
         entry = { cluster, assignment: undefined, picker: createClusterPicker(cluster, this.deps) };

@@ -1,7 +1,7 @@
 /**
  * Issue 8 part 2: egress through Istio's egress gateway, as Istio's egress-gateway task does it, in
  * `ambit local` with the real curl. The task's Gateway, DestinationRule and VirtualService
- * (test/fixtures/kube/egress-gateway-task.yaml, unchanged) plus a ServiceEntry for edition.cnn.com
+ * (test/fixtures/istio-tasks/egress-gateway.yaml, unchanged) plus a ServiceEntry for edition.cnn.com
  * whose endpoint is a plain HTTP server on loopback outside the mesh, bound to default's waypoint
  * (which applies the `mesh` half). The path: SOCKS5 → client agent → waypoint (mesh route, subset
  * cnn) → HBONE through node-1's agent → the egress gateway istio-system/istio-egressgateway
@@ -11,14 +11,20 @@
  */
 import assert from 'node:assert/strict';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { curl as curlCmd, until } from './lib/curl.ts';
 import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
 
-const TASK = new URL('../fixtures/kube/egress-gateway-task.yaml', import.meta.url);
+const TASK = new URL('../fixtures/istio-tasks/egress-gateway.yaml', import.meta.url);
 const prefix = `127.${140 + (process.pid % 20)}`;
 const GATEWAY = `${prefix}.4.2`;
 const EXTERNAL = `${prefix}.9.1`;
@@ -27,6 +33,9 @@ let mesh: LocalMesh;
 let kube: string;
 let external: Server;
 let externalPort: number;
+/** The DNS case's server: on every address `localhost` resolves to, one port. */
+const local: Server[] = [];
+let localPort: number;
 /** What the external server received: the request id and the peer of each request. */
 const seen: { requestId: string; path: string; remote: string; headers: IncomingHttpHeaders }[] = [];
 
@@ -82,7 +91,11 @@ spec:
 `;
 
 /** The ServiceEntry, bound to default's waypoint, its endpoint the external server. */
-const serviceEntry = (resolution: string, address: string) => `apiVersion: networking.istio.io/v1
+const serviceEntry = (
+  resolution: string,
+  address: string,
+  port = externalPort,
+) => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
   name: cnn
@@ -101,11 +114,11 @@ spec:
   endpoints:
   - address: ${address}
     ports:
-      http-port: ${externalPort}
+      http-port: ${port}
 `;
 
 before(async () => {
-  external = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     seen.push({
       requestId: String(req.headers['x-request-id'] ?? ''),
       path: req.url ?? '',
@@ -113,9 +126,23 @@ before(async () => {
       headers: req.headers,
     });
     res.end(`external ${req.url}`);
-  });
+  };
+  external = createServer(handler);
   await new Promise<void>((r) => external.listen(0, EXTERNAL, r));
   externalPort = (external.address() as AddressInfo).port;
+  const v4 = createServer(handler);
+  await new Promise<void>((r) => v4.listen(0, '127.0.0.1', r));
+  localPort = (v4.address() as AddressInfo).port;
+  local.push(v4);
+  // If localhost also resolves to ::1, the same port there (where IPv6 loopback exists).
+  const v6 = createServer(handler);
+  await new Promise<void>((r) => {
+    v6.once('error', () => r());
+    v6.listen(localPort, '::1', () => {
+      local.push(v6);
+      r();
+    });
+  });
   mesh = await startLocalMesh(prefix);
   kube = join(mesh.dir, 'kube');
   await writeFile(join(kube, 'egress-waypoint.yaml'), WAYPOINT);
@@ -126,6 +153,7 @@ before(async () => {
 after(async () => {
   await mesh?.stop();
   await new Promise((r) => external?.close(r));
+  for (const l of local) await new Promise((r) => l.close(r));
 });
 
 test("Istio's egress-gateway task: the request reaches the external server from the egress gateway", async () => {
@@ -203,4 +231,25 @@ test('without the VirtualService the waypoint sends the request to the external 
   assert.match(wpLine, new RegExp(`"upstreamHost":"${EXTERNAL.replaceAll('.', '\\.')}:${externalPort}"`));
   assert.deepEqual(await gatewayAccess(seen.at(-1)!.requestId), [], 'the gateway never saw it');
   await copyFile(TASK, join(kube, 'egress-task.yaml'));
+});
+
+test('resolution DNS with endpoint localhost: the egress gateway resolves the name when it connects', async () => {
+  await writeFile(join(kube, 'egress-se.yaml'), serviceEntry('DNS', 'localhost', localPort));
+  const line = await until('a request through the gateway to localhost', async () => {
+    const x = await curl('http://edition.cnn.com/dns');
+    if (x.status !== 200) return undefined;
+    assert.equal(x.body, 'external /dns');
+    const id = seen.at(-1)!.requestId;
+    const lines = await gatewayAccess(id);
+    return lines.find((l) => l.upstreamHost === `localhost:${localPort}`);
+  });
+  assert.equal(line.cluster, 'outbound|80||edition.cnn.com');
+  assert.equal(line.status, 200);
+  const got = seen.at(-1)!;
+  assert.ok(['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(got.remote), got.remote);
+  // The waypoint still sent it to the gateway (subset cnn), not to localhost itself.
+  assert.match(
+    await waypointAccess(got.requestId),
+    /"cluster":"outbound\|80\|cnn\|istio-egressgateway\.istio-system\.svc\.cluster\.local"/,
+  );
 });

@@ -161,16 +161,20 @@ const LB_POLICIES: readonly string[] = ['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM'
 export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Cluster> {
   const c = new Collector(unpack);
   if (!w.name) c.err('name', 'is required');
+  // A DNS cluster (a ServiceEntry resolved by DNS) names its endpoints inline, by host name or address.
+  const dns = w.type === 'STRICT_DNS' || w.type === 'LOGICAL_DNS';
   if (w.cluster_type !== undefined) c.err('cluster_type', 'custom cluster types are not supported; use EDS');
-  else if (w.type !== 'EDS') c.err('type', `must be EDS, not ${w.type ?? 'STATIC'}`);
+  else if (w.type !== 'EDS' && !dns)
+    c.err('type', `must be EDS, STRICT_DNS or LOGICAL_DNS, not ${w.type ?? 'STATIC'}`);
   const eds = w.eds_cluster_config?.eds_config;
   if (eds && eds.ads === undefined && eds.self === undefined) {
     c.err('eds_cluster_config.eds_config', 'endpoints must come over ADS (ads or self)');
   }
+  const dnsAssignment = dns ? decodeInlineAssignment(w, c) : undefined;
   c.unsupported(
     w,
     [
-      'load_assignment',
+      ...(dns ? [] : ['load_assignment']),
       'health_checks',
       'lb_subset_config',
       'original_dst_lb_config',
@@ -294,6 +298,7 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
   const value: Cluster = {
     name: w.name ?? '',
     edsServiceName: w.eds_cluster_config?.service_name || w.name || '',
+    ...(dnsAssignment ? { dnsAssignment } : {}),
     lbPolicy,
     leastRequestChoiceCount: choiceCount,
     ringHash: { minimumRingSize, maximumRingSize },
@@ -415,7 +420,34 @@ const HEALTH: readonly HealthStatus[] = [
   'DEGRADED',
 ];
 
+/** A DNS cluster's `load_assignment` (required), its errors under that path. */
+function decodeInlineAssignment(w: WireCluster, c: Collector): ClusterLoadAssignment | undefined {
+  if (!w.load_assignment) {
+    c.err('load_assignment', `is required for a ${String(w.type)} cluster`);
+    return undefined;
+  }
+  const r = decodeAssignment(
+    { cluster_name: w.name, ...(w.load_assignment as WireClusterLoadAssignment) },
+    true,
+  );
+  if (r.ok) return r.value;
+  for (const e of r.errors) c.err(join('load_assignment', e.path), e.message);
+  return undefined;
+}
+
+/** RFC 1123 host name, as a DNS cluster's endpoint may be. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$/;
+
 export function decodeClusterLoadAssignment(w: WireClusterLoadAssignment): Decoded<ClusterLoadAssignment> {
+  return decodeAssignment(w, false);
+}
+
+/**
+ * `byName`: the assignment of a DNS cluster, whose endpoint addresses may be host names (resolved
+ * when a connection opens).
+ */
+function decodeAssignment(w: WireClusterLoadAssignment, byName: boolean): Decoded<ClusterLoadAssignment> {
   const c = new Collector(() => ({ ok: false, message: 'no Anys here' }));
   if (!w.cluster_name) c.err('cluster_name', 'is required');
   if (w.named_endpoints && Object.keys(w.named_endpoints).length)
@@ -453,8 +485,11 @@ export function decodeClusterLoadAssignment(w: WireClusterLoadAssignment): Decod
       if (sa.named_port !== undefined) c.err(join(sp, 'named_port'), 'is not supported');
       if (sa.resolver_name) c.err(join(sp, 'resolver_name'), 'is not supported');
       const address = sa.address ?? '';
-      if (!isIpAddress(address))
-        c.err(join(sp, 'address'), `${JSON.stringify(address)} is not an IP address`);
+      if (!isIpAddress(address) && !(byName && HOST_NAME.test(address)))
+        c.err(
+          join(sp, 'address'),
+          `${JSON.stringify(address)} is not an IP address${byName ? ' or host name' : ''}`,
+        );
       const port = sa.port_value ?? 0;
       if (!(port >= 1 && port <= 65535)) c.err(join(sp, 'port_value'), 'must be 1..65535');
       const health =

@@ -459,6 +459,11 @@ export interface Cluster {
   readonly name: string;
   /** The ClusterLoadAssignment to use (EDS service name, defaults to the cluster name). */
   readonly edsServiceName: string;
+  /**
+   * A STRICT_DNS / LOGICAL_DNS cluster's endpoints, given inline instead of over EDS; their addresses
+   * may be host names, resolved when a connection opens.
+   */
+  readonly dnsAssignment?: ClusterLoadAssignment;
   readonly lbPolicy: LbPolicy;
   /** LEAST_REQUEST: hosts sampled per pick (default 2). */
   readonly leastRequestChoiceCount: number;

@@ -10,9 +10,9 @@ import { test } from 'node:test';
 import { buildSnapshot, decodeKubeYaml } from '../../../src/controller/files/kube-yaml.ts';
 import { translateL7 } from '../../../src/controller/translate/l7/translate.ts';
 import { translate } from '../../../src/controller/translate/workloads.ts';
-import { addressesOf, l7From, OPTIONS, routesOf } from './l7/helpers.ts';
+import { addressesOf, clusterOf, l7From, OPTIONS, routesOf } from './l7/helpers.ts';
 
-const TASK = readFileSync(new URL('../../fixtures/kube/egress-gateway-task.yaml', import.meta.url), 'utf8');
+const TASK = readFileSync(new URL('../../fixtures/istio-tasks/egress-gateway.yaml', import.meta.url), 'utf8');
 
 const MESH = `
 apiVersion: v1
@@ -47,8 +47,8 @@ spec:
   endpoints: [{ address: 192.0.2.7 }]
 `;
 
-function translateTask(text = TASK) {
-  const { snapshot } = buildSnapshot(decodeKubeYaml(MESH, 'mesh.yaml').objects);
+function translateTask(text = TASK, mesh = MESH) {
+  const { snapshot } = buildSnapshot(decodeKubeYaml(mesh, 'mesh.yaml').objects);
   const { config } = translate(snapshot, OPTIONS);
   const gateways = buildSnapshot(decodeKubeYaml(text, 'task.yaml').objects).snapshot.istioGateways;
   const objs = l7From(text);
@@ -102,4 +102,39 @@ test('a subset no rule defines is reported with its field path; its cluster has 
     )?.endpoints.length ?? 0,
     0,
   );
+});
+
+test('resolution DNS: a STRICT_DNS cluster with its host-name endpoint inline (no EDS); DNS_ROUND_ROBIN: LOGICAL_DNS', () => {
+  for (const [resolution, type] of [
+    ['DNS', 'STRICT_DNS'],
+    ['DNS_ROUND_ROBIN', 'LOGICAL_DNS'],
+  ] as const) {
+    const r = translateTask(
+      TASK,
+      MESH.replace('resolution: STATIC', `resolution: ${resolution}`).replace('192.0.2.7', 'localhost'),
+    );
+    const name = 'outbound|80||edition.cnn.com';
+    const cluster = clusterOf(r, name);
+    assert.equal(cluster.type, type);
+    assert.equal(cluster.eds_cluster_config, undefined);
+    assert.deepEqual(
+      cluster.load_assignment?.endpoints.flatMap((l) =>
+        l.lb_endpoints.map(
+          (e) =>
+            `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`,
+        ),
+      ),
+      ['localhost:80'],
+    );
+    assert.equal(
+      r.resources.clusterLoadAssignments.some((c) => c.cluster_name === name),
+      false,
+      'no EDS resource for a DNS cluster',
+    );
+    // The egress gateway's own Service stays EDS.
+    assert.equal(
+      clusterOf(r, 'outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local').type,
+      'EDS',
+    );
+  }
 });

@@ -320,8 +320,11 @@ export interface OutlierDetection {
 
 export interface Cluster {
   readonly name: string;
-  readonly type: 'EDS';
-  readonly eds_cluster_config: { readonly eds_config: AdsConfigSource; readonly service_name: string };
+  /** EDS, or (a ServiceEntry resolved by DNS) STRICT_DNS / LOGICAL_DNS with `load_assignment`. */
+  readonly type: 'EDS' | 'STRICT_DNS' | 'LOGICAL_DNS';
+  readonly eds_cluster_config?: { readonly eds_config: AdsConfigSource; readonly service_name: string };
+  /** A DNS cluster's endpoints, host names the proxy resolves when it connects. */
+  readonly load_assignment?: ClusterLoadAssignment;
   readonly connect_timeout: Duration;
   /** What Envoy and Ambit's waypoint apply. */
   readonly lb_policy: LbPolicy;

@@ -67,6 +67,7 @@ import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts
 import { resolveGatewayPorts } from './gateway-ports.ts';
 import { translateGatewayApi, type GatewayApiStatus } from './gateway-api-translate.ts';
 import { translateIstioGateways } from './gateway-translate.ts';
+import { asDnsCluster, dnsDiscovery, type DnsDiscovery } from './dns-clusters.ts';
 import { httpListener, routeConfiguration, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, defaultRoute, usesCors, type ResolvedCluster, type RouteEnv } from './routes.ts';
 import {
@@ -147,6 +148,8 @@ interface ServiceInfo {
 
 interface ClusterEntry extends ClusterSpec {
   readonly endpoints: readonly EndpointSpec[];
+  /** A ServiceEntry resolved by DNS: the endpoints go inline, by host name (dns-clusters.ts). */
+  readonly dns?: DnsDiscovery;
 }
 
 export function translateL7(input: L7Input, options: TranslateOptions): L7Result {
@@ -227,6 +230,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       options.clusterDomain,
     );
     for (const o of others) for (const r of o.rule.rules) usedRules.add(r);
+    const dns = info.source?.kind === 'entry' ? dnsDiscovery(info.source.entry) : undefined;
     const subsets = [
       { subset: { name: '', labels: {} as StringMap }, rule: own },
       ...(own?.subsets ?? []).map((s) => ({ subset: s.subset, rule: own })),
@@ -240,7 +244,8 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
           name,
           policy: effectivePolicy(rule, port, subset.name),
           protocol: upstreamOf(protocol),
-          endpoints: endpointsOf(members.get(info.key) ?? [], port, subset.labels, labels),
+          endpoints: endpointsOf(members.get(info.key) ?? [], port, subset.labels, labels, dns !== undefined),
+          ...(dns ? { dns } : {}),
         });
       }
   }
@@ -372,8 +377,12 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     resources: {
       listeners: listeners.sort((a, b) => compare(a.name, b.name)),
       routeConfigurations: routeConfigurations.sort((a, b) => compare(a.name, b.name)),
-      clusters: all.map(buildCluster),
-      clusterLoadAssignments: all.map((c) => buildLoadAssignment(c.name, c.endpoints)),
+      clusters: all.map((c) =>
+        c.dns
+          ? asDnsCluster(buildCluster(c), c.dns, buildLoadAssignment(c.name, c.endpoints))
+          : buildCluster(c),
+      ),
+      clusterLoadAssignments: all.filter((c) => !c.dns).map((c) => buildLoadAssignment(c.name, c.endpoints)),
     },
     problems: problems.list(),
     authzProblems: authz.problems,
@@ -824,18 +833,25 @@ function labelIndex(snapshot: KubeSnapshot, options: TranslateOptions): Readonly
 
 /**
  * The endpoints serving `port` whose labels the subset selects, sorted by address. Workloads known by
- * host name only (ServiceEntry DNS endpoints) are left out: EDS carries IP addresses. An address seen
- * twice is kept once (gRPC clients reject a duplicate).
+ * host name only (ServiceEntry DNS endpoints) are kept only for a DNS cluster (`byName`), which
+ * carries them inline: EDS carries IP addresses. An address seen twice is kept once (gRPC clients
+ * reject a duplicate).
  */
 function endpointsOf(
   members: readonly { workload: Workload; ports: PortMap }[],
   port: number,
   subsetLabels: StringMap,
   labels: ReadonlyMap<string, StringMap>,
+  byName = false,
 ): EndpointSpec[] {
   const out: EndpointSpec[] = [];
   const seen = new Set<string>();
-  for (const { workload, ports } of members) {
+  for (const member of members) {
+    const { ports } = member;
+    const workload =
+      byName && member.workload.addresses.length === 0 && member.workload.hostname
+        ? { ...member.workload, addresses: [member.workload.hostname] }
+        : member.workload;
     if (workload.addresses.length === 0) continue;
     // An empty port map means the workload serves every port on the same number.
     const target = ports.size === 0 ? port : ports.get(port);

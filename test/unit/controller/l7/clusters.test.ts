@@ -152,7 +152,7 @@ test('virtual host domains: the FQDN, the short forms, each VIP (IPv6 bracketed)
   assert.deepEqual(json(routesOf(r, 'api.example.com:80')), [defaultRouteTo('api.example.com', 80)]);
 });
 
-test('endpoints: target ports, health, dual-stack addresses, ServiceEntry weights and labels; DNS endpoints left out', () => {
+test('endpoints: target ports, health, dual-stack addresses, ServiceEntry weights and labels; DNS endpoints inline in a STRICT_DNS cluster', () => {
   const r = withRule(`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: api }
@@ -188,8 +188,17 @@ spec:
   assert.deepEqual(addressesOf(r, 'outbound|80||api.example.com'), ['192.0.2.1:80', '192.0.2.2:8080']);
   assert.equal(endpointsOf(r, 'outbound|80||api.example.com').endpoints[0]!.load_balancing_weight.value, 4);
   assert.deepEqual(addressesOf(r, 'outbound|80|zone-b|api.example.com'), ['192.0.2.2:8080']);
-  // A DNS ServiceEntry's endpoint is a host name: EDS carries IP addresses only.
-  assert.deepEqual(addressesOf(r, 'outbound|80||dns.example.com'), []);
+  // A DNS ServiceEntry's endpoint is a host name (its host, with no endpoints given): EDS carries IP
+  // addresses only, so its cluster is STRICT_DNS with the name inline, as istiod builds it.
+  const dns = clusterOf(r, 'outbound|80||dns.example.com');
+  assert.equal(dns.type, 'STRICT_DNS');
+  assert.deepEqual(
+    dns.load_assignment?.endpoints[0]?.lb_endpoints.map((e) => e.endpoint.address.socket_address),
+    [{ address: 'dns.example.com', port_value: 80 }],
+  );
+  assert.ok(
+    !r.resources.clusterLoadAssignments.some((c) => c.cluster_name === 'outbound|80||dns.example.com'),
+  );
 });
 
 test('subsets pick endpoints by pod labels', () => {
