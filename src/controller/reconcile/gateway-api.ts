@@ -39,7 +39,13 @@ import {
   type WaypointGateway,
 } from './objects.ts';
 import { readyReplicas } from './status.ts';
-import { renderTemplate, type DesiredWaypoints, type RenderOptions, type RenderResult } from './template.ts';
+import {
+  desiredObjects,
+  renderTemplate,
+  type DesiredWaypoints,
+  type RenderOptions,
+  type RenderResult,
+} from './template.ts';
 
 /** An ingress Gateway as the reconciler reads it: a waypoint Gateway's fields and its listeners. */
 export interface IngressGateway extends WaypointGateway {
@@ -155,14 +161,7 @@ export function desiredIngressGateways(
   gateways: readonly IngressGateway[],
   options: RenderOptions,
 ): DesiredWaypoints {
-  const objects: KubeJson[] = [];
-  const rejected = new Map<string, readonly string[]>();
-  for (const gw of gateways) {
-    const r = renderIngressGateway(template, gw, options);
-    if (r.ok) objects.push(...r.objects);
-    else rejected.set(`${gw.namespace}/${gw.name}`, r.errors);
-  }
-  return { objects, rejected };
+  return desiredObjects(gateways, (gw) => renderIngressGateway(template, gw, options));
 }
 
 export interface IngressObservation {

@@ -136,10 +136,18 @@ export function desiredWaypoints(
   gateways: readonly WaypointGateway[],
   options: RenderOptions,
 ): DesiredWaypoints {
+  return desiredObjects(gateways, (gw) => renderWaypoint(template, gw, options));
+}
+
+/** Every Gateway's objects as `render` makes them, and why each that did not render did not. */
+export function desiredObjects<G extends WaypointGateway>(
+  gateways: readonly G[],
+  render: (gw: G) => RenderResult,
+): DesiredWaypoints {
   const objects: KubeJson[] = [];
   const rejected = new Map<string, readonly string[]>();
   for (const gw of gateways) {
-    const r = renderWaypoint(template, gw, options);
+    const r = render(gw);
     if (r.ok) objects.push(...r.objects);
     else rejected.set(`${gw.namespace}/${gw.name}`, r.errors);
   }
