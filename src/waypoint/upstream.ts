@@ -28,7 +28,7 @@ import {
   type IncomingHttpHeaders,
   type IncomingHttpStatusHeader,
 } from 'node:http2';
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
 import type { HbonePool } from '../core/hbone/pool.ts';
@@ -280,7 +280,20 @@ export class Upstream {
     const where = formatHostPort(target.address, target.port);
     if (target.identity === undefined) {
       return new Promise((resolve, reject) => {
-        const socket = netConnect({ host: target.address, port: target.port, noDelay: true, allowHalfOpen });
+        // From the pod's own address, as a pod's connection would be; a host name (a DNS cluster's
+        // endpoint) is resolved now, in that address's family.
+        const src = this.opts.sourceIp;
+        const bind =
+          src && [0, isIP(src)].includes(isIP(target.address))
+            ? { localAddress: src, family: isIP(src) }
+            : {};
+        const socket = netConnect({
+          host: target.address,
+          port: target.port,
+          noDelay: true,
+          allowHalfOpen,
+          ...bind,
+        });
         const timer = setTimeout(() => {
           socket.destroy();
           reject(connectError(`connection to ${where} timed out after ${timeoutMs} ms`));

@@ -167,6 +167,8 @@ test("Istio's egress-gateway task: the request reaches the external server from 
   assert.equal(r.body, 'external /politics');
   const got = seen.at(-1)!;
   assert.equal(got.path, '/politics');
+  // The connection the server accepted came from the egress gateway's pod.
+  assert.equal(got.remote, GATEWAY);
   // The gateway handled this very request (its access log has the id the server saw) and sent it
   // to the external endpoint, as the egress gateway's identity.
   const lines = await until('the gateway access-log line', async () => {
@@ -230,6 +232,7 @@ test('without the VirtualService the waypoint sends the request to the external 
   });
   assert.match(wpLine, new RegExp(`"upstreamHost":"${EXTERNAL.replaceAll('.', '\\.')}:${externalPort}"`));
   assert.deepEqual(await gatewayAccess(seen.at(-1)!.requestId), [], 'the gateway never saw it');
+  assert.equal(seen.at(-1)!.remote, `${prefix}.3.1`, "the waypoint's pod connected");
   await copyFile(TASK, join(kube, 'egress-task.yaml'));
 });
 
@@ -246,7 +249,8 @@ test('resolution DNS with endpoint localhost: the egress gateway resolves the na
   assert.equal(line.cluster, 'outbound|80||edition.cnn.com');
   assert.equal(line.status, 200);
   const got = seen.at(-1)!;
-  assert.ok(['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(got.remote), got.remote);
+  // localhost resolved in the family of the gateway's address, connected from that address.
+  assert.equal(got.remote, GATEWAY);
   // The waypoint still sent it to the gateway (subset cnn), not to localhost itself.
   assert.match(
     await waypointAccess(got.requestId),
