@@ -436,3 +436,57 @@ test(
     }
   },
 );
+
+test(
+  'a ServiceEntry resolved by DNS_ROUND_ROBIN is a LOGICAL_DNS cluster gRPC accepts: the client resolves localhost itself',
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const server = new Server();
+    server.register(
+      METHOD,
+      (_call: ServerUnaryCall<Buffer, Buffer>, done: sendUnaryData<Buffer>) => done(null, Buffer.from('dns')),
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      'unary',
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    await writeFile(
+      join(kubeDir, 'dns-entry.yaml'),
+      `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo-dns, namespace: ${NAMESPACE} }
+spec:
+  hosts: [echo-dns.example.com]
+  location: MESH_EXTERNAL
+  ports: [{ number: ${SERVICE_PORT}, name: grpc, protocol: GRPC }]
+  resolution: DNS_ROUND_ROBIN
+  endpoints: [{ address: localhost, ports: { grpc: ${port} } }]
+`,
+    );
+    const client = new Client(`xds:///echo-dns.example.com:${SERVICE_PORT}`, credentials.createInsecure());
+    const call = () =>
+      new Promise<string>((resolve) =>
+        client.makeUnaryRequest(
+          METHOD,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          new Metadata(),
+          { deadline: Date.now() + 2_000 },
+          (err: ServiceError | null, value?: Buffer) =>
+            resolve(err ? `${status[err.code]}: ${err.details}` : value!.toString()),
+        ),
+      );
+    try {
+      await until('a call answered through the LOGICAL_DNS cluster', call, (v) => v === 'dns', 15_000);
+    } finally {
+      client.close();
+      server.forceShutdown();
+      await rm(join(kubeDir, 'dns-entry.yaml'));
+    }
+  },
+);
