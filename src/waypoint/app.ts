@@ -12,7 +12,6 @@ import { describeCertificate } from '../core/identity/certificate.ts';
 import { formatSpiffe } from '../core/identity/spiffe.ts';
 import type { HttpEndpoint } from '../core/http-endpoint.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { createTcpMetrics } from '../core/metrics.ts';
 import { MeshState } from '../core/state/mesh-state.ts';
 import type { AdsClient } from '../core/xds/ads-client.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
@@ -25,7 +24,7 @@ import { serveHttp, type IngressOptions } from './http-ingress.ts';
 import { admitTunnel, type SelfFacts } from './inbound.ts';
 import type { L7State } from './l7-state.ts';
 import { type L7Kind, type L7Values } from './l7-state.ts';
-import { TcpProxy } from './tcp-proxy.ts';
+import { engineTcpProxy } from './tcp-proxy.ts';
 
 /** A listener that could not start (no certificate yet, address in use) is tried again after this. */
 const LISTENER_RETRY_MS = 5000;
@@ -106,19 +105,9 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     deps,
     log,
   );
-  const { clock, random, identity, spiffe, provider, secrets, registry, configRejections } = engine;
+  const { identity, spiffe, provider, secrets, registry, configRejections } = engine;
   const { l7, pool, upstream, forwarder } = engine;
-  const tcpProxy = new TcpProxy({
-    l7,
-    mesh: () => state,
-    upstream,
-    metrics: createTcpMetrics(registry),
-    log: log.child({ scope: 'tcp' }),
-    accessLog: log.child({ scope: 'access' }),
-    clock,
-    random,
-    connectTimeoutMs: config.connectTimeoutMs,
-  });
+  const tcpProxy = engineTcpProxy(engine, () => state, log, config.connectTimeoutMs);
   const self: SelfFacts = {
     namespace: config.namespace,
     gatewayName: config.gatewayName,

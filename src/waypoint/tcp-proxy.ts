@@ -8,21 +8,25 @@
  * the outcome as it would from a destination agent. Bytes are then copied both ways with
  * half-close kept (tcp-splice.ts) until both sides are done or nothing moved for the idle timeout.
  *
- * Every connection ends in Istio's TCP metrics (`reporter="waypoint"`, bytes counted as they
- * move) and one access-log line. Connect failures and successes feed outlier detection; each
- * connection counts as an active request of its host (LEAST_REQUEST balances open connections).
+ * The ingress gateway's TCP and TLS servers use the same proxy with a plain socket as the client
+ * (TcpDownstream): accepting starts the copy, refusing closes the socket.
+ *
+ * Every connection ends in Istio's TCP metrics (`reporter="waypoint"`, or `source` for a gateway;
+ * bytes counted as they move) and one access-log line. Connect failures and successes feed outlier
+ * detection; each connection counts as an active request of its host (LEAST_REQUEST balances open
+ * connections).
  */
-import type { Http2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
-import type { HboneRequest } from '../core/hbone/server.ts';
 import { formatSpiffe } from '../core/identity/spiffe.ts';
 import type { Logger } from '../core/log.ts';
-import type { TcpMetrics, TcpSeries } from '../core/metrics.ts';
+import type { Registry } from 'prom-client';
+import { createTcpMetrics, type TcpMetrics, type TcpSeries } from '../core/metrics.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { L7Listener } from '../core/xds/l7-model.ts';
-import type { Workload } from '../core/xds/model.ts';
+import { parseClusterName } from '../core/xds/l7-names.ts';
+import type { Service, Workload } from '../core/xds/model.ts';
 import type { TunnelContext } from './forwarder.ts';
 import type { L7State } from './l7-state.ts';
 import type { Random } from './router.ts';
@@ -53,6 +57,45 @@ export interface TcpProxyDeps {
   readonly random: Random;
   /** The waypoint's connect timeout; a cluster's shorter connect_timeout wins. */
   readonly connectTimeoutMs: number;
+  /** `waypoint` (default), or `source` for an ingress gateway. */
+  readonly reporter?: 'waypoint' | 'source';
+}
+
+/**
+ * The client side of one connection: an HBONE CONNECT (core/hbone/server.ts HboneRequest), or a
+ * gateway's accepted socket.
+ */
+export interface TcpDownstream {
+  /** Accepts the connection (HBONE: answers 200); the client's byte stream, or undefined if it is gone. */
+  acceptStream(): Duplex | undefined;
+  /** Refuses it (HBONE: answers the status; a socket is closed). */
+  reject(status: 503): void;
+  /** What the client asked for, for logs: the CONNECT authority, or the gateway's port. */
+  readonly rawAuthority: string;
+}
+
+/** A tunnel's context; a gateway connection's service is the one its cluster names. */
+export type TcpContext = Omit<TunnelContext, 'service'> & { readonly service: Service | undefined };
+
+/**
+ * The TCP proxy of an L7 engine (engine.ts), its metrics in the engine's registry; `source` for a
+ * gateway.
+ */
+export function engineTcpProxy(
+  engine: Pick<TcpProxyDeps, 'l7' | 'upstream' | 'clock' | 'random'> & { readonly registry: Registry },
+  mesh: () => MeshState,
+  log: Logger,
+  connectTimeoutMs: number,
+  reporter?: 'source',
+): TcpProxy {
+  const { l7, upstream, clock, random, registry } = engine;
+  return new TcpProxy({
+    ...{ l7, upstream, clock, random, mesh, connectTimeoutMs },
+    metrics: createTcpMetrics(registry),
+    log: log.child({ scope: 'tcp' }),
+    accessLog: log.child({ scope: 'access' }),
+    ...(reporter && { reporter }),
+  });
 }
 
 /** The open TCP connections of the waypoint. */
@@ -66,7 +109,7 @@ export class TcpProxy {
   }
 
   /** Serves one tunnel admitted for a TCP listener; answers its CONNECT once the upstream is known. */
-  handle(req: HboneRequest, ctx: TunnelContext, listener: L7Listener): void {
+  handle(req: TcpDownstream, ctx: TcpContext, listener: L7Listener): void {
     const c = new TcpConnection(this.deps, req, ctx, listener);
     this.connections.add(c);
     c.run()
@@ -103,8 +146,8 @@ export class TcpProxy {
 /** One client connection from its CONNECT to the last byte either way. */
 class TcpConnection {
   private readonly deps: TcpProxyDeps;
-  private readonly req: HboneRequest;
-  private readonly ctx: TunnelContext;
+  private readonly req: TcpDownstream;
+  private readonly ctx: TcpContext;
   private readonly listener: L7Listener;
   private readonly startMs: number;
   private readonly releases: (() => void)[] = [];
@@ -126,7 +169,7 @@ class TcpConnection {
   private aborted: string | undefined;
   private finished = false;
 
-  constructor(deps: TcpProxyDeps, req: HboneRequest, ctx: TunnelContext, listener: L7Listener) {
+  constructor(deps: TcpProxyDeps, req: TcpDownstream, ctx: TcpContext, listener: L7Listener) {
     this.deps = deps;
     this.req = req;
     this.ctx = ctx;
@@ -211,12 +254,12 @@ class TcpConnection {
     this.finish();
   }
 
-  private async copy(downstream: Http2Stream, upstream: Duplex, idleTimeoutMs: number): Promise<void> {
+  private async copy(downstream: Duplex, upstream: Duplex, idleTimeoutMs: number): Promise<void> {
     const { clock, metrics } = this.deps;
     const series = metrics.series(tcpConnectionLabels(this.peers(), []));
     this.series = series;
     series.opened++;
-    metrics.socketsOpen('waypoint', 1);
+    metrics.socketsOpen(this.deps.reporter ?? 'waypoint', 1);
     this.streams = [downstream, upstream];
     downstream.on('data', (chunk: Buffer) => {
       this.bytesReceived += chunk.length;
@@ -246,11 +289,19 @@ class TcpConnection {
     }, delayMs);
   }
 
+  /** The tunnel's service; for a gateway, the one the chosen cluster names. */
+  private service(): Service | undefined {
+    if (this.ctx.service) return this.ctx.service;
+    const hostname = this.cluster ? parseClusterName(this.cluster)?.hostname : undefined;
+    return hostname ? this.deps.mesh().serviceByHostname(hostname, this.ctx.source.namespace) : undefined;
+  }
+
   private peers() {
     return {
       srcWorkload: this.ctx.srcWorkload,
       srcIdentity: this.ctx.srcIdentity,
-      service: this.ctx.service,
+      service: this.service(),
+      ...(this.deps.reporter && { reporter: this.deps.reporter }),
       dstWorkload: this.dstWorkload,
       dstIdentity: this.dstIdentity,
     };
@@ -268,7 +319,7 @@ class TcpConnection {
     const { metrics } = this.deps;
     if (this.series) {
       this.series.closed++;
-      metrics.socketsOpen('waypoint', -1);
+      metrics.socketsOpen(this.deps.reporter ?? 'waypoint', -1);
     } else {
       // Refused before it opened: Envoy reports such a connection opened and closed, with its flags.
       const series = metrics.series(tcpConnectionLabels(this.peers(), this.flags));
@@ -279,7 +330,7 @@ class TcpConnection {
       src: this.src(),
       srcIdentity: formatSpiffe(this.ctx.srcIdentity),
       dst: this.req.rawAuthority,
-      dstService: this.ctx.service.hostname,
+      dstService: this.service()?.hostname ?? '',
       cluster: this.cluster,
       upstreamHost: this.host,
       dstIdentity: this.dstIdentity,

@@ -10,11 +10,32 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { spliceTunnel, type SpliceResult } from '../core/hbone/copy.ts';
 
-/** Copies both ways until both directions are done; the upstream is a stream or a socket. */
-export function spliceToUpstream(downstream: Http2Stream, upstream: Duplex): Promise<SpliceResult> {
+/**
+ * Copies both ways until both directions are done; each side is an HTTP/2 stream (HBONE) or a socket
+ * (a gateway's client, an endpoint outside the mesh).
+ */
+export function spliceToUpstream(downstream: Duplex, upstream: Duplex): Promise<SpliceResult> {
+  if (downstream instanceof Socket)
+    return upstream instanceof Socket
+      ? spliceSockets(downstream, upstream)
+      : spliceTunnel(downstream, upstream as Http2Stream);
   return upstream instanceof Socket
-    ? spliceTunnel(upstream, downstream)
-    : spliceStreams(downstream, upstream as Http2Stream);
+    ? spliceTunnel(upstream, downstream as Http2Stream)
+    : spliceStreams(downstream as Http2Stream, upstream as Http2Stream);
+}
+
+/** Two sockets back to back, each FIN passed on (half-close kept); an error destroys both. */
+function spliceSockets(a: Socket, b: Socket): Promise<SpliceResult> {
+  let error: Error | undefined;
+  const fail = (err: Error) => {
+    error ??= err;
+    a.destroy();
+    b.destroy();
+  };
+  const closed = (s: Socket) => new Promise<void>((resolve) => s.once('close', () => resolve()));
+  a.on('error', fail).pipe(b);
+  b.on('error', fail).pipe(a);
+  return Promise.all([closed(a), closed(b)]).then(() => ({ error }));
 }
 
 /**

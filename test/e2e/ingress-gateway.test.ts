@@ -8,11 +8,16 @@
  * port is rejected naming both. Issue 8 part 2: certificates from Kubernetes Secrets over SDS — a
  * Secret written after its Gateway makes the server ready, a rotated Secret changes the certificate
  * served (openssl s_client), a malformed one leaves its server not ready while the others serve;
- * HTTPS servers speak HTTP/2 to clients that pick h2 by ALPN (curl --http2).
+ * HTTPS servers speak HTTP/2 to clients that pick h2 by ALPN (curl --http2). TLS PASSTHROUGH routed
+ * on SNI to an HTTPS server in the mesh (its own certificate reaches curl and openssl), and a TCP
+ * server routed to tcp-echo.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect as connectTcp } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
@@ -83,6 +88,7 @@ async function makePki(dir: string): Promise<void> {
     ['client', 'DNS:client.example.com'],
     ['sds', 'DNS:sds.example.com'],
     ['sds2', 'DNS:sds.example.com'],
+    ['backend', 'DNS:passthrough.example.com'],
   ] as const) {
     await o(
       'req',
@@ -439,4 +445,138 @@ stringData:
     /Gateway default\/sds spec\.servers\[1\].*kubernetes:\/\/istio-system\/sds-bad not received/,
   );
   assert.equal((await curl(...args('sds.example.com'))).status, 200);
+});
+
+test('TLS PASSTHROUGH: routed on SNI into the mesh untouched (the backend terminates); TCP, and TLS terminated at the gateway: routed by a tcp route', async () => {
+  // An HTTPS server in the mesh: a pod of node-1 the test declares, served by this process.
+  const backendIp = `${prefix}.1.40`;
+  const backend = createHttpsServer(
+    {
+      cert: await readFile(join(pki, 'backend.pem')),
+      key: await readFile(join(pki, 'backend.key')),
+    },
+    (req, res) => res.end(`backend saw ${req.url} over TLS\n`),
+  );
+  await new Promise<void>((r) => backend.listen(8443, backendIp, r));
+  try {
+    await writeFile(
+      join(kube, '50-passthrough.yaml'),
+      `apiVersion: v1
+kind: ServiceAccount
+metadata: { name: tls-backend, namespace: default }
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: tls-backend
+  namespace: default
+  labels: { app: tls-backend }
+spec:
+  nodeName: node-1
+  serviceAccountName: tls-backend
+  containers:
+  - name: tls-backend
+    image: tls-backend
+    ports: [{ name: tls, containerPort: 8443 }]
+status:
+  phase: Running
+  podIP: ${backendIp}
+---
+apiVersion: v1
+kind: Service
+metadata: { name: tls-backend, namespace: default }
+spec:
+  clusterIP: ${prefix}.100.40
+  selector: { app: tls-backend }
+  ports: [{ name: tls, port: 8443, targetPort: 8443 }]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 11443, name: tls-pass, protocol: TLS }
+    hosts: [passthrough.example.com]
+    tls: { mode: PASSTHROUGH }
+  - port: { number: 19000, name: tcp, protocol: TCP }
+    hosts: ["*"]
+  - port: { number: 12443, name: tls-term, protocol: TLS }
+    hosts: [sds.example.com]
+    tls: { mode: SIMPLE, serverCertificate: ${pki}/sds.pem, privateKey: ${pki}/sds.key }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: pass, namespace: default }
+spec:
+  hosts: [passthrough.example.com]
+  gateways: [edge]
+  tls:
+  - match: [{ port: 11443, sniHosts: [passthrough.example.com] }]
+    route: [{ destination: { host: tls-backend, port: { number: 8443 } } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: tcp, namespace: default }
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  tcp:
+  - match: [{ port: 19000 }, { port: 12443 }]
+    route: [{ destination: { host: tcp-echo, port: { number: 9000 } } }]
+`,
+    );
+    const args = [
+      '--cacert',
+      join(pki, 'ca.pem'),
+      '--resolve',
+      `passthrough.example.com:11443:${GW}`,
+      'https://passthrough.example.com:11443/hello',
+    ];
+    const r = await until('the passthrough route', async () => {
+      const c = await curl(...args);
+      return c.status === 200 ? c : undefined;
+    });
+    assert.equal(r.body.trimEnd(), 'backend saw /hello over TLS');
+    // The certificate is the backend's own: the gateway did not terminate.
+    assert.match(await servedSubject('passthrough.example.com', 11443), /CN ?= ?backend$/);
+    // An SNI no server names gets no handshake.
+    assert.equal(await servedSubject('nobody.example.com', 11443), '');
+
+    // TCP: bytes to tcp-echo and back, through the gateway and HBONE.
+    const echo = (tls: boolean) =>
+      until(`the ${tls ? 'TLS-terminated ' : ''}tcp route`, async () => {
+        const answer = await new Promise<string>((resolve) => {
+          const sock = tls
+            ? connectTls({ host: GW, port: 12443, servername: 'sds.example.com', ca: caPem })
+            : connectTcp({ host: GW, port: 19000 });
+          let got = '';
+          sock.setEncoding('utf8');
+          sock.on('data', (d: string) => (got += d));
+          sock.on('close', () => resolve(got));
+          sock.on('error', () => resolve(''));
+          sock.setTimeout(5000, () => sock.destroy());
+          sock.end('hello gateway\n');
+        });
+        return answer ? answer : undefined;
+      });
+    const caPem = await readFile(join(pki, 'ca.pem'));
+    assert.match(await echo(false), /^(one|two) hello gateway\n$/);
+    // TLS terminated at the gateway (its certificate, checked against the test CA), then TCP.
+    assert.match(await echo(true), /^(one|two) hello gateway\n$/);
+    const metrics = await (await fetch(`http://${GW}:15020/metrics`)).text();
+    assert.ok(
+      metrics
+        .split('\n')
+        .some(
+          (l) =>
+            l.startsWith('istio_tcp_connections_opened_total{') &&
+            l.includes('reporter="source"') &&
+            l.includes('destination_service="tls-backend.default.svc.cluster.local"'),
+        ),
+      metrics,
+    );
+  } finally {
+    await new Promise<void>((r) => backend.close(() => r()));
+  }
 });

@@ -7,7 +7,7 @@
  * go into the mesh over HBONE with the gateway's own identity; metrics say `reporter="source"`, as
  * Istio's ingress gateways report. Admin 15000, metrics 15020, readiness 15021; drains on close.
  */
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { AmbitError, describeError, ErrorCode } from '../../core/errors.ts';
 import { formatSpiffe } from '../../core/identity/spiffe.ts';
 import type { HttpEndpoint } from '../../core/http-endpoint.ts';
@@ -22,6 +22,7 @@ import {
 } from '../../core/xds/l7-names.ts';
 import type { Service, Workload } from '../../core/xds/model.ts';
 import { startStatusEndpoints } from '../../core/admin-routes.ts';
+import { engineTcpProxy } from '../tcp-proxy.ts';
 import { INGRESS_OPTIONS } from '../app.ts';
 import { waypointXdsClient } from '../control-plane.ts';
 import type { Forwarder, RequestContext } from '../forwarder.ts';
@@ -105,20 +106,15 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   );
   const { identity, spiffe, provider, secrets, registry, configRejections } = engine;
   const { l7, pool, upstream, forwarder } = engine;
+  // TCP and TLS servers: the waypoint's TCP proxy, the gateway as the source.
+  const tcpProxy = engineTcpProxy(engine, () => state, log, config.connectTimeoutMs, 'source');
 
-  /** Every request leaves as the gateway workload (Istio's ingress gateway is the source). */
-  const onRequest = (
-    conn: ConnectionInfo,
-    req: Parameters<Forwarder['handle']>[1],
-    res: Parameters<Forwarder['handle']>[2],
-    protocol: 'http/1.1' | 'h2c',
-  ) => {
+  /** The client as routes and telemetry see it: every request leaves as the gateway workload. */
+  const sourceOf = (conn: ConnectionInfo) => {
     const self: Workload | undefined = state.workloadByIp(config.instanceIp);
-    const ctx: RequestContext = {
-      service: undefined,
+    return {
       port: conn.chain.facts.port,
       listenerName: conn.chain.listenerName,
-      scheme: conn.tls ? 'https' : 'http',
       source: {
         namespace: config.namespace,
         labels: self?.labels ?? config.labels,
@@ -129,6 +125,37 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       srcIdentity: identity,
       clientAddress: conn.remoteAddress,
       clientPort: conn.remotePort,
+    };
+  };
+  /** A TCP or TLS server's connection (TLS terminated already, or passed through). */
+  const onTcp = (conn: ConnectionInfo, socket: Socket, prefix: Buffer | undefined) => {
+    const listener = listeners.get(conn.chain.listenerName);
+    if (!listener?.tcp) return void socket.destroy();
+    tcpProxy.handle(
+      {
+        acceptStream: () => {
+          if (socket.destroyed) return undefined;
+          if (prefix?.length) socket.unshift(prefix);
+          return socket;
+        },
+        reject: () => socket.destroy(),
+        rawAuthority: `${conn.chain.facts.hosts.join(',')}:${conn.chain.facts.port}`,
+      },
+      { ...sourceOf(conn), service: undefined },
+      listener,
+    );
+  };
+  /** Every request leaves as the gateway workload (Istio's ingress gateway is the source). */
+  const onRequest = (
+    conn: ConnectionInfo,
+    req: Parameters<Forwarder['handle']>[1],
+    res: Parameters<Forwarder['handle']>[2],
+    protocol: 'http/1.1' | 'h2c',
+  ) => {
+    const ctx: RequestContext = {
+      ...sourceOf(conn),
+      service: undefined,
+      scheme: conn.tls ? 'https' : 'http',
     };
     forwarder.handle(ctx, req, res, protocol);
   };
@@ -143,6 +170,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     log: log.child({ scope: 'listeners' }),
     http: INGRESS_OPTIONS,
     onRequest,
+    onTcp,
   });
 
   let chains: GatewayChain[] = [];
@@ -228,8 +256,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     );
     ads?.close();
     await servers.drain();
-    await forwarder.waitIdle(config.drainDeadlineMs);
-    const left = forwarder.inFlight();
+    await Promise.all([
+      forwarder.waitIdle(config.drainDeadlineMs),
+      tcpProxy.waitIdle(config.drainDeadlineMs),
+    ]);
+    const left = forwarder.inFlight() + tcpProxy.open();
+    tcpProxy.closeAll();
     servers.destroyAll();
     upstream.close();
     pool.destroy();
@@ -256,6 +288,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     traffic: {
       inFlight: forwarder.inFlight(),
       connections: servers.openConnections(),
+      tcpConnections: tcpProxy.open(),
       upstream: upstream.describe(),
     },
   });

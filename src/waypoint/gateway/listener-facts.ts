@@ -1,6 +1,7 @@
 /**
  * A gateway's listeners off the wire: each Listener decodes as the waypoint decodes it (an API
- * listener whose routes come over RDS) and, when it is a gateway listener, also yields the server
+ * listener whose routes come over RDS, or a TCP listener with one tcp_proxy filter for TCP and TLS
+ * servers) and, when it is a gateway listener, also yields the server
  * facts from its metadata (core/xds/l7-names.ts GATEWAY_METADATA_FILTER): port, protocol, SNI hosts
  * and TLS settings. Facts that do not decode reject the whole listener with their paths, so the
  * listener's last good version stays (the ADS client NACKs it).
@@ -42,6 +43,7 @@ function fromStruct(s: { fields?: Record<string, WireValue> }): Record<string, u
 }
 
 const AT = `metadata.filter_metadata["${GATEWAY_METADATA_FILTER}"]`;
+const PROTOCOLS = ['HTTP', 'HTTPS', 'TCP', 'TLS'];
 
 /** The server facts of a listener's metadata struct, every problem with its path. */
 export function decodeGatewayFacts(
@@ -66,8 +68,8 @@ export function decodeGatewayFacts(
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
     errors.push({ path: `${AT}.port`, message: 'must be a port (1-65535)' });
   const protocol = str(raw, 'protocol', AT);
-  if (protocol !== 'HTTP' && protocol !== 'HTTPS')
-    errors.push({ path: `${AT}.protocol`, message: `"${protocol}" must be HTTP or HTTPS` });
+  if (!PROTOCOLS.includes(protocol))
+    errors.push({ path: `${AT}.protocol`, message: `"${protocol}" must be one of ${PROTOCOLS.join(', ')}` });
   const hosts = strings(raw, 'hosts', AT);
   if (hosts.length === 0) errors.push({ path: `${AT}.hosts`, message: 'at least one host is required' });
   let tls: GatewayTlsFacts | undefined;
@@ -88,18 +90,19 @@ export function decodeGatewayFacts(
         minProtocolVersion: str(o, 'minProtocolVersion', at),
         maxProtocolVersion: str(o, 'maxProtocolVersion', at),
       };
-      if (tls.mode !== 'SIMPLE' && tls.mode !== 'MUTUAL')
-        errors.push({ path: `${at}.mode`, message: `"${tls.mode}" must be SIMPLE or MUTUAL` });
+      const modes = protocol === 'TLS' ? ['SIMPLE', 'MUTUAL', 'PASSTHROUGH'] : ['SIMPLE', 'MUTUAL'];
+      if (!modes.includes(tls.mode))
+        errors.push({ path: `${at}.mode`, message: `"${tls.mode}" must be ${modes.join(' or ')}` });
     }
   }
-  if (protocol === 'HTTPS' && tls === undefined && errors.length === 0)
-    errors.push({ path: `${AT}.tls`, message: 'is required for HTTPS' });
+  if ((protocol === 'HTTPS' || protocol === 'TLS') && tls === undefined && errors.length === 0)
+    errors.push({ path: `${AT}.tls`, message: `is required for ${protocol}` });
   if (errors.length) return { ok: false, errors };
   return {
     ok: true,
     value: {
       port: port as number,
-      protocol: protocol as 'HTTP' | 'HTTPS',
+      protocol: protocol as GatewayListenerFacts['protocol'],
       hosts,
       servers: strings(raw, 'servers', AT),
       tls,
@@ -120,5 +123,17 @@ export function decodeGatewayListenerBytes(bytes: Uint8Array): Decoded<GatewayL7
   if (struct === undefined) return base;
   const facts = decodeGatewayFacts(fromStruct(struct));
   if (!facts.ok) return { ok: false, errors: facts.errors };
+  // TCP and TLS servers proxy connections (a tcp_proxy listener); HTTP and HTTPS ones route requests.
+  const tcp = facts.value.protocol === 'TCP' || facts.value.protocol === 'TLS';
+  if (tcp !== (base.value.tcp !== undefined))
+    return {
+      ok: false,
+      errors: [
+        {
+          path: tcp ? 'filter_chains' : 'api_listener',
+          message: `a ${facts.value.protocol} server's listener must be ${tcp ? 'a tcp_proxy one' : 'an API listener'}`,
+        },
+      ],
+    };
   return { ok: true, value: { ...base.value, gateway: facts.value } };
 }

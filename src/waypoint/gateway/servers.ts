@@ -6,6 +6,11 @@
  * filter chain: the exact host, else the longest `*.` wildcard, else `*`; a connection without SNI
  * gets the `*` server; no match ends the handshake.
  *
+ * TCP servers (plaintext) and TLS servers hand their connections to the TCP proxy (onTcp): a TLS
+ * server that terminates does so first, like HTTPS; a PASSTHROUGH port reads the SNI from the
+ * ClientHello (sni.ts) without terminating, picks the server by it as above, and hands over the
+ * socket with the bytes read so far.
+ *
  * A server whose certificate cannot be loaded (a missing or malformed file, a credentialName whose
  * Secret has not come over SDS) is not ready, with the reason: its hosts fail their handshakes while
  * the other servers of the port, and the other ports, keep serving. A port that cannot bind is tried
@@ -30,6 +35,7 @@ import {
 import { describeError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { SDS_CA_SUFFIX, sdsSecretName, type GatewayListenerFacts } from '../../core/xds/l7-names.ts';
+import { readClientHello } from './sni.ts';
 import {
   serveHttp,
   type IngressHandler,
@@ -69,6 +75,11 @@ export interface GatewayServersDeps {
   readonly onRequest: GatewayRequestHandler;
   /** The Secrets received over SDS, for servers with a credentialName. */
   readonly secrets?: SecretLookup;
+  /**
+   * A connection of a TCP or TLS server, to proxy: the socket (TLS already terminated, or not at all
+   * for PASSTHROUGH) and the bytes already read from it, which go first.
+   */
+  readonly onTcp?: (conn: ConnectionInfo, socket: Socket, prefix: Buffer | undefined) => void;
 }
 
 /** The Secrets a gateway has received, by SDS resource name; `namespace` is the proxy's own. */
@@ -79,6 +90,10 @@ export interface SecretLookup {
 
 /** A port that failed to bind is tried again after this. */
 const PORT_RETRY_MS = 5000;
+/** A PASSTHROUGH client must send its ClientHello within this (Envoy's tls_inspector waits 15 s). */
+const CLIENT_HELLO_TIMEOUT_MS = 15_000;
+/** Reads a ClientHello may take (a real one comes in one or two). */
+const MAX_CLIENT_HELLO_READS = 64;
 
 interface ChainState {
   readonly chain: GatewayChain;
@@ -91,7 +106,10 @@ interface ChainState {
 
 interface PortState {
   readonly port: number;
-  /** `http`, or `https` / `https+client-cert` (the server asks for client certificates). */
+  /**
+   * `http` or `tcp` (plaintext), `passthrough` (TLS read for its SNI only), or `https` /
+   * `https+client-cert` (terminated; the server asks for client certificates).
+   */
   readonly kind: string;
   chains: ChainState[];
   server: Server | undefined;
@@ -226,17 +244,13 @@ export class GatewayServers {
         await this.stopPort(state);
       }
     for (const [port, list] of byPort) {
-      const https = list[0]!.facts.protocol === 'HTTPS';
+      const kind = portKind(list);
+      const https = kind.startsWith('https');
       const states: ChainState[] = list.map((chain) => {
         if (!https) return { chain, context: undefined, options: undefined, error: '' };
         const loaded = loadTlsContext(chain.facts, this.deps.secrets);
         return { chain, context: loaded.context, options: loaded.options, error: loaded.error };
       });
-      const kind = !https
-        ? 'http'
-        : list.some((c) => c.facts.tls?.mode === 'MUTUAL')
-          ? 'https+client-cert'
-          : 'https';
       let state = this.ports.get(port);
       if (state && state.kind !== kind) {
         this.ports.delete(port);
@@ -311,8 +325,16 @@ export class GatewayServers {
   }
 
   private async startPort(state: PortState): Promise<void> {
+    // TCP connections keep half-close (a client that has sent everything still reads the answer):
+    // Node would end the socket at the client's FIN otherwise. HTTP ends its sockets itself.
     const server =
-      state.kind === 'http' ? createNetServer((s) => this.serve(state, s, false)) : this.tlsServer(state);
+      state.kind === 'http'
+        ? createNetServer((s) => this.serve(state, s, false))
+        : state.kind === 'tcp'
+          ? createNetServer({ allowHalfOpen: true }, (s) => this.serve(state, s, false))
+          : state.kind === 'passthrough'
+            ? createNetServer({ allowHalfOpen: true }, (s) => this.passthrough(state, s))
+            : this.tlsServer(state);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -342,6 +364,7 @@ export class GatewayServers {
 
   private tlsServer(state: PortState): Server {
     const server = createTlsServer({
+      allowHalfOpen: true,
       // Client certificates are asked for on a port with a MUTUAL server and checked per server
       // below: SIMPLE servers on the same port take connections without one.
       requestCert: state.kind === 'https+client-cert',
@@ -387,6 +410,7 @@ export class GatewayServers {
       remotePort: socket.remotePort ?? 0,
       tls,
     };
+    if (c.chain.facts.protocol === 'TCP' || c.chain.facts.protocol === 'TLS') return this.proxy(socket, info);
     const handler: IngressHandler = (req, res, protocol) => this.deps.onRequest(info, req, res, protocol);
     const stop =
       tls && (socket as TLSSocket).alpnProtocol === 'h2'
@@ -395,6 +419,50 @@ export class GatewayServers {
     this.connections.set(socket, stop);
     socket.once('close', () => this.connections.delete(socket));
     socket.on('error', () => undefined);
+  }
+
+  /** Hands a connection to the TCP proxy; it is tracked until it closes. */
+  private proxy(socket: Socket, info: ConnectionInfo, prefix?: Buffer): void {
+    if (!this.deps.onTcp) return void socket.destroy();
+    this.connections.set(socket, () => undefined);
+    socket.once('close', () => this.connections.delete(socket));
+    socket.on('error', () => undefined);
+    this.deps.onTcp(info, socket, prefix);
+  }
+
+  /** PASSTHROUGH: the SNI of the ClientHello picks the server; nothing is terminated. */
+  private passthrough(state: PortState, socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined);
+    let seen = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), CLIENT_HELLO_TIMEOUT_MS);
+    socket.once('close', () => clearTimeout(timer));
+    const refuse = (error: string) => {
+      this.deps.log.debug({ port: state.port, src: socket.remoteAddress, error }, 'passthrough refused');
+      socket.destroy();
+    };
+    let reads = 0;
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk]);
+      const hello = readClientHello(seen);
+      // Each read parses what came so far again: a hello dribbled out in tiny pieces is refused.
+      if (hello.kind === 'more' && ++reads < MAX_CLIENT_HELLO_READS) return;
+      if (hello.kind === 'more') return refuse('the ClientHello came in too many pieces');
+      socket.off('data', onData);
+      socket.pause();
+      clearTimeout(timer);
+      if (hello.kind === 'invalid') return refuse(hello.reason);
+      const c = pickChain(state.chains, hello.serverName || undefined);
+      if (!c) return refuse(`no server on port ${state.port} for SNI "${hello.serverName}"`);
+      const info: ConnectionInfo = {
+        chain: c.chain,
+        remoteAddress: socket.remoteAddress ?? '',
+        remotePort: socket.remotePort ?? 0,
+        tls: false,
+      };
+      this.proxy(socket, info, seen);
+    };
+    socket.on('data', onData);
   }
 
   private async stopListening(state: PortState): Promise<void> {
@@ -421,6 +489,14 @@ function serveH2(socket: Socket, handler: IngressHandler): () => void {
   server.on('session', (s) => (session = s));
   server.emit('connection', socket);
   return () => (session ? session.close() : socket.end());
+}
+
+/** What a port's servers (all of one kind: the translation rejects mixes) make of it. */
+function portKind(list: readonly GatewayChain[]): string {
+  const first = list[0]!.facts;
+  if (first.protocol === 'HTTP' || first.protocol === 'TCP') return first.protocol.toLowerCase();
+  if (first.tls?.mode === 'PASSTHROUGH') return 'passthrough';
+  return list.some((c) => c.facts.tls?.mode === 'MUTUAL') ? 'https+client-cert' : 'https';
 }
 
 /** A connection without SNI gets the `*` server's certificate, as Envoy's chain without server_names. */

@@ -17,7 +17,13 @@
  *   route builder as the mesh's (routes.ts), match blocks with their own `gateways` kept only where
  *   they name this gateway. A server with `tls.httpsRedirect` answers every request with a 301 to
  *   https instead (istiod's `require_tls: ALL`).
- * - TCP, TLS passthrough and ISTIO_MUTUAL servers are reported as not served yet.
+ * - TCP servers, and TLS servers that terminate, route connections by the bound VirtualServices'
+ *   `tcp` rules (the first that applies on the port); TLS PASSTHROUGH servers route them on SNI by
+ *   their `tls` rules (`match[].sniHosts`), without terminating: listeners with a tcp_proxy filter
+ *   chain (weighted clusters for a split), as the waypoint's TCP ports have. A port serves one kind:
+ *   plaintext HTTP, TLS terminated (HTTPS and TLS together, by SNI), plaintext TCP, or passthrough;
+ *   a server of another kind on it is a conflict. ISTIO_MUTUAL and AUTO_PASSTHROUGH servers are
+ *   reported as not served yet.
  *
  * The server facts the proxy needs besides HTTP routing (port, SNI hosts, certificate files) ride
  * in each listener's metadata (l7-names.ts GATEWAY_METADATA_FILTER).
@@ -27,14 +33,15 @@ import {
   gatewayGroup,
   gatewayResourceName,
   type GatewayListenerFacts,
+  type GatewayTlsFacts,
 } from '../../../core/xds/l7-names.ts';
 import { compare } from '../common.ts';
 import type { IstioGateway, IstioGatewayServer } from '../kube-types.ts';
 import type { Listener, Route, RouteConfiguration, VirtualHost } from './envoy-types.ts';
-import { httpListener } from './listeners.ts';
+import { httpListener, tcpListener, type TcpTarget } from './listeners.ts';
 import { buildHttpRoutes, usesCors, type RouteEnv } from './routes.ts';
 import { byCreation } from './select.ts';
-import type { L7Problem, VirtualService } from './types.ts';
+import type { L4Match, L7Problem, RouteDestination, VirtualService } from './types.ts';
 import { hostMatches, resolveHost } from './values.ts';
 
 export interface GatewayInput {
@@ -84,45 +91,32 @@ export function translateIstioGateways(
   for (const [group, gateways] of [...groups].sort((a, b) => compare(a[0], b[0]))) {
     const http = new Map<number, ServerRef[]>();
     const https = new Map<number, ServerRef[]>();
+    const tcp = new Map<number, ServerRef[]>();
+    const passthrough = new Map<number, ServerRef[]>();
+    const byClass: Record<PortClass, Map<number, ServerRef[]>> = { http, tls: https, tcp, passthrough };
     const tlsHosts = new Map<string, ServerRef>();
     for (const gateway of gateways)
       gateway.servers.forEach((server, index) => {
         const ref: ServerRef = { gateway, server, index };
         const p = `spec.servers[${index}]`;
         const port = server.port.number;
-        const protocol = server.port.protocol;
-        const mode = server.tls?.mode || 'SIMPLE';
-        if (!HTTP_PROTOCOLS.includes(protocol) && protocol !== 'HTTPS') {
-          report(
-            gateway,
-            'warning',
-            `${p}.port.protocol`,
-            `${protocol} servers are not served by Ambit's gateway yet; this server is ignored`,
-          );
+        const cls = portClass(server);
+        if (typeof cls !== 'string') {
+          report(gateway, 'warning', `${p}.${cls.path}`, `${cls.message}; this server is ignored`);
           return;
         }
-        if (protocol === 'HTTPS' && mode !== 'SIMPLE' && mode !== 'MUTUAL') {
-          report(
-            gateway,
-            'warning',
-            `${p}.tls.mode`,
-            `${mode} is not served by Ambit's gateway yet (SIMPLE and MUTUAL are); this server is ignored`,
-          );
-          return;
-        }
-        const mine = protocol === 'HTTPS' ? https : http;
-        const other = protocol === 'HTTPS' ? http : https;
-        const clash = other.get(port)?.[0];
-        if (clash) {
+        for (const [other, map] of Object.entries(byClass)) {
+          const clash = other === cls ? undefined : map.get(port)?.[0];
+          if (!clash) continue;
           report(
             gateway,
             'error',
             `${p}.port.number`,
-            `port ${port} is already served as ${clash.server.port.protocol} by ${describe(clash)}; ${describe(ref)} (${protocol}) conflicts with it and is ignored`,
+            `port ${port} is already served as ${describeClass(clash.server)} by ${describe(clash)}; ${describe(ref)} (${describeClass(server)}) conflicts with it and is ignored`,
           );
           return;
         }
-        if (protocol === 'HTTPS') {
+        if (cls === 'tls' || cls === 'passthrough') {
           for (const [i, host] of server.hosts.entries()) {
             const taken = tlsHosts.get(`${port}|${dnsOf(host)}`);
             if (taken) {
@@ -137,9 +131,18 @@ export function translateIstioGateways(
           }
           for (const host of server.hosts) tlsHosts.set(`${port}|${dnsOf(host)}`, ref);
         }
-        const list = mine.get(port);
+        if (cls === 'tcp' && tcp.has(port)) {
+          report(
+            gateway,
+            'warning',
+            `${p}.port.number`,
+            `port ${port} is already a TCP server of ${describe(tcp.get(port)![0]!)}, whose routes it takes; ${describe(ref)} adds nothing (a TCP port has no host to tell servers apart)`,
+          );
+          return;
+        }
+        const list = byClass[cls].get(port);
         if (list) list.push(ref);
-        else mine.set(port, [ref]);
+        else byClass[cls].set(port, [ref]);
       });
 
     for (const [port, servers] of http) {
@@ -159,6 +162,11 @@ export function translateIstioGateways(
     }
     for (const [port, servers] of https)
       for (const s of servers) {
+        if (s.server.port.protocol === 'TLS') {
+          const l = tcpServerListener(group, s, port, input.virtualServices, env, clusterDomain, report);
+          if (l) listeners.push(l);
+          continue;
+        }
         const g = s.gateway;
         const name = gatewayResourceName(
           group,
@@ -173,25 +181,208 @@ export function translateIstioGateways(
             protocol: 'HTTPS',
             hosts: s.server.hosts.map(dnsOf),
             servers: [describe(s)],
-            tls: {
-              mode: tls.mode || 'SIMPLE',
-              serverCertificate: tls.serverCertificate,
-              privateKey: tls.privateKey,
-              caCertificates: tls.caCertificates,
-              credentialName: tls.credentialName,
-              subjectAltNames: tls.subjectAltNames,
-              minProtocolVersion: tls.minProtocolVersion,
-              maxProtocolVersion: tls.maxProtocolVersion,
-            },
+            tls: tlsFacts(tls),
           }),
         );
       }
+    for (const [port, servers] of tcp) {
+      const l = tcpServerListener(
+        group,
+        servers[0]!,
+        port,
+        input.virtualServices,
+        env,
+        clusterDomain,
+        report,
+      );
+      if (l) listeners.push(l);
+    }
+    for (const [port, servers] of passthrough)
+      listeners.push(
+        ...passthroughListeners(group, servers, port, input.virtualServices, env, clusterDomain),
+      );
   }
   return {
     listeners: listeners.sort((a, b) => compare(a.name, b.name)),
     routeConfigurations: routeConfigurations.sort((a, b) => compare(a.name, b.name)),
     problems,
   };
+}
+
+/**
+ * What a server makes of its port: plaintext HTTP (merged), TLS terminated (HTTPS, or TLS with TCP
+ * routes; chosen by SNI), plaintext TCP, or TLS passthrough (routed on SNI, not terminated). One port
+ * is one of them. What the gateway does not serve yet, with the field to blame.
+ */
+function portClass(server: IstioGatewayServer): PortClass | { path: string; message: string } {
+  const protocol = server.port.protocol;
+  const mode = server.tls?.mode || 'SIMPLE';
+  if (HTTP_PROTOCOLS.includes(protocol)) return 'http';
+  if (protocol === 'TCP') return 'tcp';
+  if (protocol !== 'HTTPS' && protocol !== 'TLS')
+    return { path: 'port.protocol', message: `${protocol} servers are not served by Ambit's gateway yet` };
+  if (protocol === 'TLS' && mode === 'PASSTHROUGH') return 'passthrough';
+  if (mode === 'SIMPLE' || mode === 'MUTUAL') return 'tls';
+  return {
+    path: 'tls.mode',
+    message: `${mode} is not served by Ambit's gateway yet (SIMPLE, MUTUAL and, on TLS servers, PASSTHROUGH are)`,
+  };
+}
+
+type PortClass = 'http' | 'tls' | 'tcp' | 'passthrough';
+
+function describeClass(server: IstioGatewayServer): string {
+  return server.port.protocol === 'TLS' ? `TLS ${server.tls?.mode || 'SIMPLE'}` : server.port.protocol;
+}
+
+function tlsFacts(tls: NonNullable<IstioGatewayServer['tls']>): GatewayTlsFacts {
+  return {
+    mode: tls.mode || 'SIMPLE',
+    serverCertificate: tls.serverCertificate,
+    privateKey: tls.privateKey,
+    caCertificates: tls.caCertificates,
+    credentialName: tls.credentialName,
+    subjectAltNames: tls.subjectAltNames,
+    minProtocolVersion: tls.minProtocolVersion,
+    maxProtocolVersion: tls.maxProtocolVersion,
+  };
+}
+
+/** The VirtualServices bound to the server's Gateway whose hosts meet its hosts (`ns/` part honoured). */
+function boundTo(s: ServerRef, virtualServices: readonly VirtualService[], clusterDomain: string) {
+  const key = gatewayKey(s.gateway);
+  return [...virtualServices]
+    .sort(byCreation)
+    .filter(
+      (vs) =>
+        vs.gateways.some((ref) => ref !== 'mesh' && qualify(ref, vs.namespace) === key) &&
+        s.server.hosts.some(
+          (h) =>
+            namespaceAllowed(h, s.gateway, vs.namespace) &&
+            vs.hosts.some(
+              (v) => intersect(resolveHost(v, vs.namespace, clusterDomain), dnsOf(h)) !== undefined,
+            ),
+        ),
+    );
+}
+
+/**
+ * Whether an L4 match block applies on a gateway's `port`: its port (if any) is that one, its own
+ * `gateways` (if any) name this Gateway; source labels, namespaces and destination subnets cannot be
+ * told at the gateway, so such a block does not apply.
+ */
+function l4Applies(m: L4Match, s: ServerRef, vs: VirtualService, port: number): boolean {
+  return (
+    (m.port === undefined || m.port === port) &&
+    (m.gateways.length === 0 || m.gateways.some((g) => qualify(g, vs.namespace) === gatewayKey(s.gateway))) &&
+    Object.keys(m.sourceLabels).length === 0 &&
+    m.sourceNamespace === '' &&
+    m.destinationSubnets.length === 0
+  );
+}
+
+/** A rule's destinations as a tcp_proxy target: one cluster, or the weighted ones. */
+function targetOf(
+  vs: VirtualService,
+  route: readonly RouteDestination[],
+  port: number,
+  path: string,
+  env: RouteEnv,
+): TcpTarget {
+  const clusters = route
+    .map((d, j) => ({ d, cluster: env.resolve(vs, d.destination, port, `${path}.route[${j}].destination`) }))
+    .filter(({ d }) => route.length === 1 || d.weight > 0);
+  if (clusters.length === 1) return { cluster: clusters[0]!.cluster.name };
+  return { weightedClusters: clusters.map(({ d, cluster }) => ({ name: cluster.name, weight: d.weight })) };
+}
+
+/**
+ * A TCP server, or a TLS server that terminates: the first `tcp` rule of the bound VirtualServices
+ * (creation order) whose match applies, as istiod picks a gateway's TCP route. None: the server is
+ * reported and its connections refused (no listener).
+ */
+function tcpServerListener(
+  group: string,
+  s: ServerRef,
+  port: number,
+  virtualServices: readonly VirtualService[],
+  env: RouteEnv,
+  clusterDomain: string,
+  report: (g: IstioGateway, severity: L7Problem['severity'], path: string, message: string) => void,
+): Listener | undefined {
+  for (const vs of boundTo(s, virtualServices, clusterDomain))
+    for (const [i, rule] of vs.tcp.entries()) {
+      if (rule.match.length > 0 && !rule.match.some((m) => l4Applies(m, s, vs, port))) continue;
+      const g = s.gateway;
+      const tls = s.server.port.protocol === 'TLS';
+      const name = gatewayResourceName(
+        group,
+        `${tls ? 'tls' : 'tcp'}.${port}.${s.server.port.name}.${g.name}.${g.namespace}`,
+      );
+      return factsListener(
+        tcpListener(name, [], port, targetOf(vs, rule.route, port, `spec.tcp[${i}]`, env), undefined),
+        {
+          port,
+          protocol: tls ? 'TLS' : 'TCP',
+          hosts: s.server.hosts.map(dnsOf),
+          servers: [describe(s)],
+          tls: tls ? tlsFacts(s.server.tls!) : undefined,
+        },
+      );
+    }
+  report(
+    s.gateway,
+    'warning',
+    `spec.servers[${s.index}]`,
+    `no VirtualService bound to ${describe(s)} has a tcp route for port ${port}: its connections are refused`,
+  );
+  return undefined;
+}
+
+/**
+ * PASSTHROUGH servers of a port: one listener per `tls` rule of the bound VirtualServices, for the
+ * SNI hosts its matches name within the server's hosts (a host already routed by an earlier rule
+ * stays with it), routed on SNI without terminating — istiod's filter chain per tls route.
+ */
+function passthroughListeners(
+  group: string,
+  servers: readonly ServerRef[],
+  port: number,
+  virtualServices: readonly VirtualService[],
+  env: RouteEnv,
+  clusterDomain: string,
+): Listener[] {
+  const out: Listener[] = [];
+  const taken = new Set<string>();
+  for (const s of servers)
+    for (const vs of boundTo(s, virtualServices, clusterDomain))
+      for (const [i, rule] of vs.tls.entries()) {
+        const hosts: string[] = [];
+        for (const m of rule.match) {
+          if (!l4Applies(m, s, vs, port)) continue;
+          for (const sni of m.sniHosts)
+            for (const h of s.server.hosts) {
+              const host = intersect(sni, dnsOf(h));
+              if (host !== undefined && !taken.has(host) && !hosts.includes(host)) hosts.push(host);
+            }
+        }
+        if (hosts.length === 0) continue;
+        for (const h of hosts) taken.add(h);
+        const name = gatewayResourceName(group, `tls.${port}.${vs.namespace}.${vs.name}.${i}`);
+        out.push(
+          factsListener(
+            tcpListener(name, [], port, targetOf(vs, rule.route, port, `spec.tls[${i}]`, env), undefined),
+            {
+              port,
+              protocol: 'TLS',
+              hosts,
+              servers: [describe(s)],
+              tls: { ...tlsFacts(s.server.tls!), mode: 'PASSTHROUGH' },
+            },
+          ),
+        );
+      }
+  return out;
 }
 
 /** Servers of one gateway on one port with the same port name (their route names need the index). */
@@ -218,12 +409,16 @@ function namespaceAllowed(host: string, gateway: IstioGateway, namespace: string
   return ns === '*' || (ns === '.' ? gateway.namespace : ns) === namespace;
 }
 
-/** The more specific of two hosts when one covers the other, else undefined. */
-function intersect(a: string, b: string): string | undefined {
+/**
+ * The more specific of two hosts when one covers the other (a name over a wildcard, the longer
+ * wildcard over the shorter), else undefined.
+ */
+export function intersect(a: string, b: string): string | undefined {
   if (a === b) return a;
-  if (hostMatches(a, b)) return b;
-  if (hostMatches(b, a)) return a;
-  return undefined;
+  if (!hostMatches(a, b)) return undefined;
+  const wildA = a.startsWith('*');
+  if (wildA !== b.startsWith('*')) return wildA ? b : a;
+  return a.length >= b.length ? a : b;
 }
 
 const REDIRECT_ROUTE: Route = {
@@ -284,12 +479,22 @@ function gatewayListener(
   vhosts: readonly VirtualHost[],
   facts: GatewayListenerFacts,
 ): Listener {
+  return factsListener(
+    {
+      ...httpListener(
+        name,
+        vhosts.some((v) => usesCors(v.routes)),
+      ),
+      address: { socket_address: { address: '0.0.0.0', port_value: facts.port } },
+    },
+    facts,
+  );
+}
+
+/** A listener with the server facts in its metadata. */
+function factsListener(listener: Listener, facts: GatewayListenerFacts): Listener {
   return {
-    ...httpListener(
-      name,
-      vhosts.some((v) => usesCors(v.routes)),
-    ),
-    address: { socket_address: { address: '0.0.0.0', port_value: facts.port } },
+    ...listener,
     metadata: { filter_metadata: { [GATEWAY_METADATA_FILTER]: toStruct(facts) } },
   } as Listener;
 }
