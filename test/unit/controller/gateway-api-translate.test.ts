@@ -429,3 +429,53 @@ test('ambit local: one gateway deployment per class-ambit Gateway, on its HTTP a
     },
   ]);
 });
+
+test('HTTP listeners of one port share a route configuration: one virtual host per intersected host name', () => {
+  const yaml = `
+${ambitGateway('web')}
+  - { name: a, port: 80, protocol: HTTP, hostname: a.example.com }
+  - { name: any, port: 80, protocol: HTTP }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: everywhere, namespace: default }
+spec:
+  parentRefs: [{ name: web }]
+  rules: [{ backendRefs: [{ name: productpage, port: 9080 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: only-any, namespace: default }
+spec:
+  parentRefs: [{ name: web, sectionName: any }]
+  hostnames: [b.example.com]
+  rules: [{ backendRefs: [{ name: details, port: 9080 }] }]
+`;
+  const r = translateYaml(yaml);
+  const rcs = r.resources.routeConfigurations.filter((c) => c.name.startsWith(`gateway/${GROUP}/`));
+  assert.deepEqual(
+    rcs.map((c) => c.name),
+    [`gateway/${GROUP}/http.80`],
+  );
+  assert.deepEqual(
+    rcs[0]!.virtual_hosts.map((v) => [v.domains[0], v.routes.map((x) => x.route?.cluster?.split('|')[3])]),
+    [
+      // Envoy picks the most specific domain: a.example.com is served by the route attached to `a`.
+      ['*', ['productpage.default.svc.cluster.local']],
+      ['a.example.com', ['productpage.default.svc.cluster.local']],
+      ['b.example.com', ['details.default.svc.cluster.local']],
+    ],
+  );
+  const listener = r.resources.listeners.find((l) => l.name === `gateway/${GROUP}/http.80`);
+  assert.match(
+    JSON.stringify(listener),
+    /"hosts":\{"listValue":\{"values":\[\{"stringValue":"a.example.com"\},\{"stringValue":"\*"\}\]\}\}/,
+  );
+  assert.deepEqual(
+    r.gatewayApiStatus.gateways.get('default/web')!.listeners.map((l) => [l.name, l.attachedRoutes]),
+    [
+      ['a', 1],
+      ['any', 2],
+    ],
+  );
+});
