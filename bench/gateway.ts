@@ -8,8 +8,11 @@
  *
  * The mesh is `ambit local` (test/e2e/lib/local-mesh.ts) on 127.159/16 with the backend as one more
  * pod (`default/bench-http` on node-2, `<prefix>.2.50:8080`) behind Service `bench-http`, and a
- * Gateway selecting `istio: ingressgateway` with a VirtualService bound to it. The backend is a
- * plain Node `http` server in a child process of its own, answering every request with 2 bytes.
+ * Gateway selecting `istio: ingressgateway` with a VirtualService bound to it; its processes run with
+ * LOG_LEVEL=warn (no access-log line per request, as nginx here logs none). The backend is a plain
+ * Node `http` server in a child process of its own, answering every request with 2 bytes. Nothing is
+ * pinned to a CPU: on a 2-vCPU machine wrk, the bench's open loop, the proxies and the backend share
+ * both.
  *
  * Per path and round (paths alternate order between rounds): HTTPS/1.1 at saturation with wrk
  * (closed loop, keep-alive, bounded by its duration); then GETs open-loop at 1,000/s over 10
@@ -250,6 +253,8 @@ await runBenchProgram(
     const ca = await readFile(join(pki, 'ca.pem'));
 
     group.spawn('backend', process.execPath, [BACKEND_MAIN, BACKEND.host, String(BACKEND.port)]);
+    // As in bench:waypoint: no access-log line per request (nginx logs none either).
+    process.env.LOG_LEVEL = 'warn';
     mesh = await startLocalMesh(PREFIX);
     await writeFile(join(mesh.dir, 'kube', 'bench-gateway.yaml'), meshYaml(pki));
     log('waiting for the gateway to serve HTTPS');
