@@ -7,7 +7,9 @@
  * cnn) → HBONE through node-1's agent → the egress gateway istio-system/istio-egressgateway
  * (<prefix>.4.2, its own identity) → the external server. Without the VirtualService the waypoint
  * sends the request to the server itself; a VirtualService edited into an invalid one is rejected
- * with its field path and the last good one keeps routing through the gateway.
+ * with its field path and the last good one keeps routing through the gateway. The entry resolves
+ * first STATICally (endpoint <prefix>.9.1), then by DNS (endpoint `localhost`, which the gateway
+ * resolves when it connects).
  */
 import assert from 'node:assert/strict';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
