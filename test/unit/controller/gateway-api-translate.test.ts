@@ -479,3 +479,42 @@ spec:
     ],
   );
 });
+
+test('a certificate Secret that does not exist: InvalidCertificateRef, not Programmed, yet given to the gateway', () => {
+  const decoded = decodeKubeYaml(GATEWAY + '---' + ROUTE, 'gw.yaml');
+  const b = buildSnapshot(decoded.objects).snapshot;
+  const { snapshot, mesh } = fixtureMesh();
+  const run = (secrets: ReadonlySet<string>) =>
+    translateL7(
+      {
+        snapshot: { ...snapshot, gateways: b.gateways, httpRoutes: b.httpRoutes },
+        mesh,
+        virtualServices: [],
+        destinationRules: [],
+        secrets,
+      },
+      OPTIONS,
+    );
+  const missing = run(new Set(['default/other']));
+  const https = missing.gatewayApiStatus.gateways.get('default/web')!.listeners[1]!;
+  assert.deepEqual(conditions(https.conditions), {
+    Accepted: 'True Accepted',
+    ResolvedRefs: 'False InvalidCertificateRef',
+    Conflicted: 'False NoConflicts',
+    Programmed: 'False Invalid',
+  });
+  assert.equal(https.attachedRoutes, 1);
+  // The gateway gets the listener all the same: it waits for the Secret over SDS.
+  const present = run(new Set(['default/bookinfo-cert']));
+  const names = (r: typeof missing) =>
+    r.resources.listeners.map((l) => l.name).filter((n) => n.startsWith('gateway/'));
+  assert.deepEqual(names(missing), names(present));
+  assert.equal(
+    conditions(present.gatewayApiStatus.gateways.get('default/web')!.listeners[1]!.conditions).ResolvedRefs,
+    'True ResolvedRefs',
+  );
+  assert.match(
+    missing.problems.find((p) => p.path === 'spec.listeners[1]')!.message,
+    /Secret default\/bookinfo-cert does not exist; the gateway serves it once the Secret exists/,
+  );
+});

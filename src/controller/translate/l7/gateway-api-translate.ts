@@ -180,11 +180,21 @@ interface ListenerState {
   conflicted: { reason: string; message: string } | undefined;
   readonly supportedKinds: { group: string; kind: string }[];
   tls: GatewayListenerFacts['tls'];
+  /**
+   * Its certificate Secret does not exist (yet): served all the same — the gateway waits for the
+   * Secret over SDS and reports the listener not ready, and a Secret made later needs no new
+   * translation — but not Programmed.
+   */
+  awaitingSecret: boolean;
   attached: number;
 }
 
+/** Everything resolved: Programmed. */
 const usable = (s: ListenerState) =>
   s.protocol !== undefined && !s.notAccepted && !s.unresolved && !s.conflicted;
+/** Given to the gateway (routes attach to it): usable, or only waiting for its Secret. */
+const served = (s: ListenerState) =>
+  s.protocol !== undefined && !s.notAccepted && !s.conflicted && (!s.unresolved || s.awaitingSecret);
 const gwKey = (g: { namespace: string; name: string }) => `${g.namespace}/${g.name}`;
 const listenerWhere = (s: ListenerState) =>
   `Gateway ${gwKey(s.gateway)} spec.listeners[${s.index}] (${s.listener.name})`;
@@ -241,7 +251,9 @@ export function translateGatewayApi(input: GatewayApiInput, meshEnv: HttpRouteEn
           gw,
           'warning',
           `spec.listeners[${s.index}]`,
-          `listener ${s.listener.name} is not served: ${why.message}`,
+          s.awaitingSecret
+            ? `listener ${s.listener.name} is not ready: ${why.message}; the gateway serves it once the Secret exists`
+            : `listener ${s.listener.name} is not served: ${why.message}`,
         );
     }
     states.set(gwKey(gw), listeners);
@@ -297,7 +309,7 @@ export function translateGatewayApi(input: GatewayApiInput, meshEnv: HttpRouteEn
     if (list === undefined) continue;
     const group = gatewayGroup(gatewayApiLabels(gw));
     const http = new Map<number, ListenerState[]>();
-    for (const s of list.filter(usable)) {
+    for (const s of list.filter(served)) {
       if (s.protocol === 'HTTP') {
         const l = http.get(s.listener.port);
         if (l) l.push(s);
@@ -334,16 +346,16 @@ export function translateGatewayApi(input: GatewayApiInput, meshEnv: HttpRouteEn
         }),
       );
     }
-    const served = list.filter(usable);
+    const given = list.filter(served);
     gatewayStatus.set(gwKey(gw), {
       namespace: gw.namespace,
       name: gw.name,
       accepted:
-        served.length > 0 || list.length === 0
+        given.length > 0 || list.length === 0
           ? cond('Accepted', true, 'Accepted', 'Resource accepted')
           : cond('Accepted', false, 'ListenersNotValid', 'no listener of this Gateway can be served'),
       listeners: list.map(listenerStatus),
-      ports: [...new Map(served.map((s) => [s.listener.port, s.listener.name]))]
+      ports: [...new Map(given.map((s) => [s.listener.port, s.listener.name]))]
         .map(([port, name]) => ({ name, port }))
         .sort((a, b) => a.port - b.port),
     });
@@ -411,6 +423,7 @@ function listenerState(
     conflicted: undefined,
     supportedKinds: [],
     tls: undefined,
+    awaitingSecret: false,
     attached: 0,
   };
   if (protocol === undefined)
@@ -453,7 +466,13 @@ function listenerState(
         message: `no certificateRefs, and options do not name both ${TLS_OPTION_CERTIFICATE} and ${TLS_OPTION_PRIVATE_KEY}`,
       };
     else if (refs.ok) state.tls = tlsFacts('', '', refs.credentialName);
-    else state.unresolved ??= refs.why;
+    else {
+      state.unresolved ??= refs.why;
+      if (refs.credentialName !== undefined && state.unresolved === refs.why) {
+        state.tls = tlsFacts('', '', refs.credentialName);
+        state.awaitingSecret = true;
+      }
+    }
   }
   return state;
 }
@@ -477,7 +496,9 @@ function certificateRef(
   ref: { group: string; kind: string; namespace: string; name: string } | undefined,
   input: GatewayApiInput,
   grants: readonly ReferenceGrant[],
-): { ok: true; credentialName: string } | { ok: false; why: { reason: string; message: string } } {
+):
+  | { ok: true; credentialName: string }
+  | { ok: false; why: { reason: string; message: string }; credentialName?: string } {
   if (ref === undefined)
     return { ok: false, why: { reason: 'InvalidCertificateRef', message: 'no certificateRefs' } };
   const kind = ref.kind || 'Secret';
@@ -502,6 +523,7 @@ function certificateRef(
         message: `certificateRefs[0]: Secret ${namespace}/${ref.name} is in another namespace and no ReferenceGrant there lets Gateways of ${gw.namespace} refer to it`,
       },
     };
+  const credentialName = gatewayApiCredentialName(gw.namespace, namespace, ref.name);
   if (input.secrets && !input.secrets.has(`${namespace}/${ref.name}`))
     return {
       ok: false,
@@ -509,8 +531,9 @@ function certificateRef(
         reason: 'InvalidCertificateRef',
         message: `certificateRefs[0]: Secret ${namespace}/${ref.name} does not exist`,
       },
+      credentialName,
     };
-  return { ok: true, credentialName: gatewayApiCredentialName(gw.namespace, namespace, ref.name) };
+  return { ok: true, credentialName };
 }
 
 /** Whether a ReferenceGrant in `toNamespace` lets `fromKind`s of `fromNamespace` refer to the object. */
@@ -610,7 +633,7 @@ function attach(
           ? `Gateway ${ref.namespace}/${ref.name} is not accepted`
           : `Gateway ${ref.namespace}/${ref.name} has no listener${ref.sectionName ? ` named "${ref.sectionName}"` : ''}${ref.port !== undefined ? ` on port ${ref.port}` : ''}`,
     };
-  const allowing = selected.filter((s) => usable(s) && allows(s, route.namespace, nsLabels));
+  const allowing = selected.filter((s) => served(s) && allows(s, route.namespace, nsLabels));
   if (allowing.length === 0)
     return {
       ok: false,

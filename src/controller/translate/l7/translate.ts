@@ -102,6 +102,11 @@ export interface L7Input {
   /** Decoded and valid (decode-http-route.ts); absent: the snapshot's. */
   readonly httpRoutes?: readonly GatewayHttpRoute[];
   /**
+   * `namespace/name` of every Secret the controller read, for the status of Gateway API listeners
+   * (InvalidCertificateRef); absent: not checked.
+   */
+  readonly secrets?: ReadonlySet<string>;
+  /**
    * Service key (`namespace/hostname`) → namespace of the waypoint that serves it, whose
    * VirtualServices also apply. Absent: the namespace of the service's `waypoint` when it names one
    * by hostname, else the service's own namespace.
@@ -363,6 +368,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       httpRoutes: input.httpRoutes ?? input.snapshot.httpRoutes,
       namespaces: input.snapshot.namespaces,
       referenceGrants: input.snapshot.referenceGrants ?? [],
+      ...(input.secrets && { secrets: input.secrets }),
     },
     gatewayEnv,
   );
