@@ -13,6 +13,7 @@ import {
   type GatewayApiCondition,
 } from '../../../src/controller/translate/l7/gateway-api-translate.ts';
 import { translateL7 } from '../../../src/controller/translate/l7/translate.ts';
+import { LastGoodObjects } from '../../../src/controller/translate/last-good.ts';
 import {
   gatewayGroup,
   gatewayResourceName,
@@ -517,4 +518,39 @@ test('a certificate Secret that does not exist: InvalidCertificateRef, not Progr
     missing.problems.find((p) => p.path === 'spec.listeners[1]')!.message,
     /Secret default\/bookinfo-cert does not exist; the gateway serves it once the Secret exists/,
   );
+});
+
+test('an invalid new version of a Gateway is rejected and its last good version stays in force', () => {
+  const { snapshot, mesh } = fixtureMesh();
+  const lastGood = new LastGoodObjects();
+  const round = (gatewayYaml: string) => {
+    const decoded = decodeKubeYaml(gatewayYaml + '---' + ROUTE, 'gw.yaml');
+    const b = buildSnapshot(decoded.objects).snapshot;
+    let current = { ...snapshot, gateways: b.gateways, httpRoutes: b.httpRoutes };
+    const run = () =>
+      translateL7({ snapshot: current, mesh, virtualServices: [], destinationRules: [] }, OPTIONS);
+    let r = run();
+    const problems = r.problems;
+    const second = lastGood.substitute(current, problems, 'failed');
+    if (second.kept.length > 0) {
+      current = second.snapshot;
+      r = run();
+    }
+    lastGood.commit(current, decoded.problems, r.problems);
+    return { r, problems, kept: second.kept };
+  };
+  const names = (r: ReturnType<typeof round>['r']) =>
+    r.resources.listeners.map((l) => l.name).filter((n) => n.startsWith('gateway/'));
+  const good = round(GATEWAY);
+  assert.equal(names(good.r).length, 2);
+  // The listener's hostname is edited into something that is not one.
+  const bad = round(GATEWAY.replace('"*.example.com"', '"Not_A_Host"'));
+  assert.deepEqual(
+    bad.problems
+      .filter((p) => p.severity === 'error')
+      .map((p) => [p.kind, `${p.namespace}/${p.name}`, p.path]),
+    [['Gateway', 'default/web', 'spec.listeners[0].hostname']],
+  );
+  assert.deepEqual(bad.kept, [{ kind: 'Gateway', namespace: 'default', name: 'web' }]);
+  assert.deepEqual(names(bad.r), names(good.r));
 });
