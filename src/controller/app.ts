@@ -35,6 +35,7 @@ import { FileTokenAuthority } from './ca/tokens.ts';
 import type { ControllerConfig } from './config.ts';
 import { watchKubeDir } from './files/file-source.ts';
 import type { KubeYamlProblem } from './files/kube-yaml.ts';
+import type { SecretAccess } from './kube/access-review.ts';
 import type { KubeProblem } from './kube/source.ts';
 import type { WaypointReconciler } from './kube/waypoint-reconciler.ts';
 import { checkGatewayTemplate } from './reconcile/gateway-api.ts';
@@ -121,6 +122,13 @@ export async function startController(
           log: log.child({ scope: 'ca' }),
         },
       );
+  // istiod's SubjectAccessReview before a gateway reads Secrets; local mode has no RBAC to ask.
+  const secretAccess: SecretAccess | undefined = config.configDir
+    ? undefined
+    : new (await import('./kube/access-review.ts')).SubjectAccessReviewAuthority(
+        { path: config.kubeconfigPath || undefined, inCluster: config.inCluster },
+        log.child({ scope: 'sds' }),
+      );
   const ads = new AdsServer({
     log: log.child({ scope: 'xds' }),
     types: [TypeUrl.Address, TypeUrl.Authorization, ...L7_TYPES, SECRET_TYPE_URL],
@@ -131,7 +139,10 @@ export async function startController(
     scope: async (md): Promise<ResourceFilter> => {
       const token = bearerToken(md);
       const caller = token ? await tokens.callerOf(token) : undefined;
-      return sds.filterFor(caller?.kind === 'workload' ? { namespace: caller.namespace } : undefined);
+      if (caller?.kind !== 'workload') return sds.filterFor(undefined);
+      const refusal = await secretAccess?.mayReadSecrets(caller.namespace, caller.serviceAccount);
+      if (refusal) log.warn({ error: refusal }, 'gateway certificates withheld (only CAs are served)');
+      return sds.filterFor({ namespace: caller.namespace, mayListSecrets: refusal === undefined });
     },
     // Only node agents (a valid bearer token) may read the mesh.
     authorize: async (md) => {

@@ -13,7 +13,9 @@
  *   `code: 410, reason: "Expired"` and the stream ends, which is what makes informers relist;
  * - BOOKMARK events every `bookmarkIntervalMs` on watches that asked (`allowWatchBookmarks`);
  * - `timeoutSeconds` on watches; an optional bearer-token check (401 `Status` otherwise);
- * - `POST /apis/authentication.k8s.io/v1/tokenreviews` answered from `tokenReviews`.
+ * - `POST /apis/authentication.k8s.io/v1/tokenreviews` answered from `tokenReviews`, and
+ *   `POST /apis/authorization.k8s.io/v1/subjectaccessreviews` from `accessRules` (allowed only
+ *   when a rule grants the user the verb on the resource in the namespace).
  *
  * - writes over HTTP, as `kubectl` and the CLI make them: POST (create; 409 AlreadyExists), PUT
  *   (replace; 409 Conflict on a stale `metadata.resourceVersion`), PATCH with
@@ -150,6 +152,8 @@ export class FakeKubeApiServer {
   readonly requests: RecordedRequest[] = [];
   /** TokenReview answers, by token. Unknown tokens are reported unauthenticated. */
   readonly tokenReviews = new Map<string, TokenReviewUser>();
+  /** RBAC as SubjectAccessReviews see it: `<user> <verb> <namespace>/<resource>` entries allowed. */
+  readonly accessRules = new Set<string>();
   readonly token: string | undefined;
   private readonly maxHistory: number;
   private readonly unserved: Set<FakeKind>;
@@ -377,7 +381,7 @@ export class FakeKubeApiServer {
     const watching = query.watch === 'true' || query.watch === '1';
     const verb: RecordedRequest['verb'] =
       route?.kind === undefined
-        ? route?.tokenReview && method === 'POST'
+        ? (route?.tokenReview || route?.accessReview) && method === 'POST'
           ? 'create'
           : 'other'
         : (WRITE_VERBS[method] ?? (route.name !== undefined ? 'get' : watching ? 'watch' : 'list'));
@@ -388,6 +392,7 @@ export class FakeKubeApiServer {
       return status(res, 401, 'Unauthorized', 'Unauthorized');
     }
     if (route?.tokenReview && method === 'POST') return this.tokenReview(req, res);
+    if (route?.accessReview && method === 'POST') return this.accessReview(req, res);
     if (route?.kind === undefined || this.unserved.has(route.kind)) {
       return status(res, 404, 'NotFound', `the server could not find the requested resource`);
     }
@@ -616,16 +621,28 @@ export class FakeKubeApiServer {
       .map(([, o]) => clone(o));
   }
 
+  private async accessReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const spec = await reviewSpec(req);
+    if (!spec) return status(res, 400, 'BadRequest', 'request body is not JSON');
+    const attrs = (
+      spec.resourceAttributes && typeof spec.resourceAttributes === 'object' ? spec.resourceAttributes : {}
+    ) as Json;
+    const str = (v: unknown) => (typeof v === 'string' ? v : '');
+    const allowed = this.accessRules.has(
+      `${str(spec.user)} ${str(attrs.verb)} ${str(attrs.namespace)}/${str(attrs.resource)}`,
+    );
+    json(res, 201, {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      metadata: { creationTimestamp: null },
+      spec,
+      status: allowed ? { allowed: true } : { allowed: false, reason: 'no RBAC rule allows it' },
+    });
+  }
+
   private async tokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    let body: Json;
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json;
-    } catch {
-      return status(res, 400, 'BadRequest', 'request body is not JSON');
-    }
-    const spec = (body.spec && typeof body.spec === 'object' ? body.spec : {}) as Json;
+    const spec = await reviewSpec(req);
+    if (!spec) return status(res, 400, 'BadRequest', 'request body is not JSON');
     const user = typeof spec.token === 'string' ? this.tokenReviews.get(spec.token) : undefined;
     const audiences = Array.isArray(spec.audiences) ? spec.audiences : [];
     json(res, 201, {
@@ -649,6 +666,19 @@ export class FakeKubeApiServer {
   }
 }
 
+/** The `spec` of a review's JSON body ({} when it has none); undefined when the body is not JSON. */
+async function reviewSpec(req: IncomingMessage): Promise<Json | undefined> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  let body: Json;
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json;
+  } catch {
+    return undefined;
+  }
+  return (body.spec && typeof body.spec === 'object' ? body.spec : {}) as Json;
+}
+
 interface Route {
   readonly kind: FakeKind | undefined;
   readonly namespace: string | undefined;
@@ -656,6 +686,7 @@ interface Route {
   /** `status` for `<object>/status`. */
   readonly subresource?: string;
   readonly tokenReview: boolean;
+  readonly accessReview?: boolean;
 }
 
 /** `/api/v1[/namespaces/<ns>]/<plural>[/<name>]` and `/apis/<group>/<version>/...` as the client builds them. */
@@ -670,6 +701,9 @@ function parsePath(pathname: string): Route | undefined {
   else return undefined;
   if (group === 'authentication.k8s.io' && version === 'v1' && rest.join('/') === 'tokenreviews') {
     return { kind: undefined, namespace: undefined, name: undefined, tokenReview: true };
+  }
+  if (group === 'authorization.k8s.io' && version === 'v1' && rest.join('/') === 'subjectaccessreviews') {
+    return { kind: undefined, namespace: undefined, name: undefined, tokenReview: false, accessReview: true };
   }
   let namespace: string | undefined;
   // `namespaces/<ns>/<plural>...` is a namespaced path; `namespaces[/<name>]` is the Namespace kind.

@@ -2,7 +2,8 @@
  * SDS on the controller (issue 8): Kubernetes Secrets read by a real client-node informer from the
  * fake API server, served as Envoy Secrets on the ADS server to the gateway's own ADS client
  * (named subscriptions). Authorization as istiod's: a gateway (its token's service account, checked
- * with TokenReview) reads only the Secrets of its own namespace; a gateway of another namespace
+ * with TokenReview) reads only the Secrets of its own namespace, and the key pairs there only if a
+ * SubjectAccessReview says it may list Secrets (the CAs are public); a gateway of another namespace
  * asking for them gets nothing, and a node agent nothing at all. A changed Secret is pushed again.
  */
 import assert from 'node:assert/strict';
@@ -48,6 +49,11 @@ before(async () => {
     groups: [],
   });
   api.tokenReviews.set('other-gw', { username: 'system:serviceaccount:other:gw', groups: [] });
+  // A workload of istio-system whose service account RBAC does not let list Secrets.
+  api.tokenReviews.set('app', { username: 'system:serviceaccount:istio-system:app', groups: [] });
+  // RBAC the SubjectAccessReviews see (daemonset/gateways/sds-rbac.yaml grants Istio's gateways).
+  api.accessRules.add('system:serviceaccount:istio-system:istio-ingressgateway list istio-system/secrets');
+  api.accessRules.add('system:serviceaccount:other:gw list other/secrets');
   api.tokenReviews.set('agent', {
     username: 'system:serviceaccount:istio-system:ztunnel',
     groups: [],
@@ -141,6 +147,16 @@ test("a node agent's stream gets no Secret, though it asks by name", async () =>
   const gw = gatewayClient('ingress', ASKED.slice(0, 1));
   await waitFor(() => gw.held.size === 1, 5000);
   assert.equal(agent.held.size, 0);
+});
+
+test('a workload of the same namespace that RBAC does not let list Secrets gets the CA only', async () => {
+  const app = gatewayClient('app', ASKED);
+  await waitFor(() => app.responses() > 0, 5000);
+  assert.deepEqual([...app.held.keys()], ['kubernetes://istio-system/ingress-cert-cacert']);
+  assert.ok(
+    api.requests.some((r) => r.path === '/apis/authorization.k8s.io/v1/subjectaccessreviews'),
+    'a SubjectAccessReview was made',
+  );
 });
 
 test('a rotated Secret is pushed to the gateway that holds it; a malformed update keeps the last good one', async () => {

@@ -14,10 +14,12 @@
  *   parsed and the key must match the certificate, so a malformed Secret is reported with its field
  *   path (`data["tls.crt"]`) here instead of failing every handshake at the gateway; istiod serves
  *   it and Envoy rejects it. A Secret that names none of these keys is not a certificate: ignored.
- * - Authorization: a gateway may read the Secrets of its own namespace (its SPIFFE identity's), as
- *   istiod allows for `kubernetes://` resources; one of another namespace only when a served
- *   gateway listener names it as `<namespace>/<name>` (a Gateway API reference a ReferenceGrant
- *   allowed; istiod's verified references).
+ * - Authorization, as istiod's filterAuthorizedResources: a gateway may read the Secrets of its own
+ *   namespace (its SPIFFE identity's) when its service account may list Secrets there (a
+ *   SubjectAccessReview with an API server, kube/access-review.ts; local mode has no RBAC) — the
+ *   `-cacert` ones, public, even without; one of another namespace only when a served gateway
+ *   listener names it as `<namespace>/<name>` (a Gateway API reference a ReferenceGrant allowed;
+ *   istiod's verified references).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import {
@@ -236,11 +238,15 @@ export function withLastGood(
   return { resources, kept };
 }
 
-/** Who asks: a workload's namespace (its SPIFFE identity's), or a node agent (never a gateway). */
-export type SecretReader = { readonly namespace: string } | undefined;
+/**
+ * Who asks: a workload's namespace (its SPIFFE identity's) and whether its service account may list
+ * the Secrets there; undefined for a node agent (never a gateway).
+ */
+export type SecretReader = { readonly namespace: string; readonly mayListSecrets: boolean } | undefined;
 
 /**
- * istiod's rule for `kubernetes://` resources: the proxy's own namespace only. `crossNamespace`
+ * istiod's rule for `kubernetes://` resources: the proxy's own namespace only, and there a key pair
+ * only if it may list Secrets (a CA is public). `crossNamespace`
  * holds `<ns>/<name>` references a served gateway listener makes explicitly (a ReferenceGrant let
  * them), readable from any namespace.
  */
@@ -251,7 +257,7 @@ export function mayReadSecret(
 ): boolean {
   const ref = parseSdsSecretName(resource);
   if (!ref || !reader) return false;
-  if (ref.namespace === reader.namespace) return true;
+  if (ref.namespace === reader.namespace) return ref.ca || reader.mayListSecrets;
   const base = ref.ca ? ref.name.slice(0, -SDS_CA_SUFFIX.length) : ref.name;
   return crossNamespace.has(`${ref.namespace}/${base}`);
 }

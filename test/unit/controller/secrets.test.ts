@@ -119,11 +119,14 @@ test('withLastGood: a malformed new version keeps the last good certificate; a d
   assert.equal(gone.resources.size, 0);
 });
 
-test("mayReadSecret: a gateway reads its own namespace's Secrets; another namespace only by a granted reference", () => {
-  const mine = { namespace: 'istio-system' };
+test("mayReadSecret: a gateway reads its own namespace's Secrets if it may list them (CAs always); another namespace only by a granted reference", () => {
+  const mine = { namespace: 'istio-system', mayListSecrets: true };
+  const noRbac = { namespace: 'istio-system', mayListSecrets: false };
   const table: [typeof mine | undefined, string, ReadonlySet<string>, boolean][] = [
     [mine, 'kubernetes://istio-system/cert', new Set(), true],
     [mine, 'kubernetes://istio-system/cert-cacert', new Set(), true],
+    [noRbac, 'kubernetes://istio-system/cert', new Set(), false],
+    [noRbac, 'kubernetes://istio-system/cert-cacert', new Set(), true],
     [mine, 'kubernetes://default/cert', new Set(), false],
     [mine, 'kubernetes://default/cert-cacert', new Set(), false],
     [mine, 'kubernetes://default/cert', new Set(['default/cert']), true],
@@ -133,7 +136,7 @@ test("mayReadSecret: a gateway reads its own namespace's Secrets; another namesp
     [undefined, 'kubernetes://istio-system/cert', new Set(), false],
   ];
   for (const [reader, name, cross, want] of table)
-    assert.equal(mayReadSecret(reader, name, cross), want, `${reader?.namespace} ${name}`);
+    assert.equal(mayReadSecret(reader, name, cross), want, `${JSON.stringify(reader)} ${name}`);
 });
 
 test('crossNamespaceRefs: the <namespace>/<name> credentialNames of gateway listeners', () => {

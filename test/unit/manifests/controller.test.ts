@@ -204,25 +204,43 @@ test('RBAC: TokenReview, waypoint objects, Gateway status, and a Lease in its ow
   }
 });
 
-test('RBAC: least privilege — no wildcards, Secrets only listed and watched (SDS), no role for the node agent', () => {
+test('RBAC: least privilege — no wildcards, Secrets only listed (the controller also watches them), no role for the node agent', () => {
   for (const role of [...findAll(all, 'ClusterRole'), ...findAll(all, 'Role')]) {
     const name = role.metadata?.name ?? '';
     for (const r of role.rules ?? []) {
       for (const list of [r.apiGroups ?? [], r.resources ?? [], r.verbs])
         assert.ok(!list.includes('*'), name);
-      // Gateway certificates: the controller's informer lists and watches; it never gets, writes or
-      // deletes a Secret, and the rule names nothing else.
+      // Gateway certificates: the controller's informer lists and watches; the gateways' Roles
+      // (daemonset/gateways/sds-rbac.yaml) only say, for the controller's SubjectAccessReview, that
+      // they may list them. Nobody gets, writes or deletes a Secret, and the rule names nothing else.
       if ((r.resources ?? []).includes('secrets')) {
-        assert.equal(name, 'ambit-controller', `${name} reaches Secrets`);
-        assert.deepEqual(r.resources, ['secrets']);
-        assert.deepEqual([...r.verbs].sort(), ['list', 'watch']);
+        assert.deepEqual(r.resources, ['secrets'], name);
+        assert.deepEqual(
+          [...r.verbs].sort(),
+          name === 'ambit-controller' ? ['list', 'watch'] : ['list'],
+          `${name} reaches Secrets`,
+        );
+        if (name !== 'ambit-controller') assert.match(name, /^istio-(ingress|egress)gateway-sds$/);
       }
       assert.ok(!r.verbs.some((v) => ['escalate', 'bind', 'impersonate'].includes(v)), name);
     }
   }
+  assert.ok(allowed(clusterRules(), 'authorization.k8s.io', 'subjectaccessreviews', 'create'));
   const bindings = all.filter((l) => l.obj.kind === 'ClusterRoleBinding' || l.obj.kind === 'RoleBinding');
-  assert.equal(bindings.length, 2);
-  for (const b of bindings) {
+  const controllerBindings = bindings.filter((b) => !b.file.startsWith('daemonset/gateways/'));
+  assert.equal(controllerBindings.length, 2);
+  for (const b of controllerBindings) {
     assert.deepEqual(b.obj.subjects, [{ kind: 'ServiceAccount', name: 'ambit-controller', namespace: NS }]);
   }
+  // The gateways' SDS bindings name each gateway's own service account, in istio-system.
+  const sds = bindings.filter((b) => b.file.startsWith('daemonset/gateways/'));
+  assert.deepEqual(
+    sds.map((b) =>
+      (b.obj.subjects as { name: string; namespace: string }[]).map((s) => `${s.namespace}/${s.name}`),
+    ),
+    [
+      ['istio-system/istio-ingressgateway-service-account'],
+      ['istio-system/istio-egressgateway-service-account'],
+    ],
+  );
 });
