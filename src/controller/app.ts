@@ -232,6 +232,11 @@ export async function startController(
   let pushed = false;
   /** What the last translation found for Gateway API ingress (served on /debug/gateway_status). */
   let gatewayApiStatus: GatewayApiStatus = { gateways: new Map(), routes: new Map() };
+  /**
+   * `namespace/name` of the Secrets read, for that status (InvalidCertificateRef); undefined until
+   * Secrets are read. Both sources hand them over before the snapshot they belong with.
+   */
+  let secretNames: ReadonlySet<string> | undefined;
   // Only the names are kept: the translated objects of 10,000 services are megabytes, and what is
   // served lives on in the ADS server's encoded entries.
   let l7Names = new Map<EnvoyTypeUrl, readonly string[]>(L7_TYPES.map((t) => [t, []]));
@@ -304,6 +309,7 @@ export async function startController(
             mesh: t.config,
             virtualServices: s.virtualServices,
             destinationRules: s.destinationRules,
+            ...(secretNames && { secrets: secretNames }),
           },
           options,
         );
@@ -358,7 +364,10 @@ export async function startController(
       gatewayApiStatus = l7Result.gatewayApiStatus;
     }
   };
-  const onSecrets = (secrets: readonly unknown[]) => sds.update(secrets);
+  const onSecrets = (secrets: readonly unknown[]) => {
+    secretNames = new Set(secrets.map(secretKey));
+    sds.update(secrets);
+  };
   // A directory of YAML (local mode) or the API server through client-node informers.
   let source: { close(): void };
   try {
@@ -614,4 +623,11 @@ async function readGatewayTemplate(
       { hint: 'compare it with waypoint/gateway-template.yaml and its header' },
     );
   return template;
+}
+
+/** `namespace/name` of a Secret as the sources hand it over (raw, as listed or written). */
+function secretKey(o: unknown): string {
+  const meta = (o as { metadata?: { namespace?: unknown; name?: unknown } } | null)?.metadata;
+  const ns = typeof meta?.namespace === 'string' && meta.namespace ? meta.namespace : 'default';
+  return `${ns}/${typeof meta?.name === 'string' ? meta.name : ''}`;
 }

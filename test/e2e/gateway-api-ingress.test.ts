@@ -205,6 +205,15 @@ test('a route whose hostname the listener does not allow is not attached, and th
   assert.deepEqual(accepted('default/shop'), ['False NoMatchingListenerHostname']);
   assert.deepEqual(accepted('default/bookinfo'), ['True Accepted']);
   const web = status.gateways.find((g) => g.name === 'web')!;
+  const missing = (web.listeners as { name: string; conditions: Cond[] }[]).find(
+    (l) => l.name === 'https-missing',
+  )!;
+  assert.deepEqual(
+    missing.conditions
+      .filter((c) => c.status === 'False' && c.type !== 'Conflicted')
+      .map((c) => `${c.type} ${c.reason}`),
+    ['ResolvedRefs InvalidCertificateRef', 'Programmed Invalid'],
+  );
   assert.deepEqual(
     web.listeners.map((l) => [l.name, l.attachedRoutes]),
     [
