@@ -95,6 +95,13 @@ export const FAKE_WRITTEN_RESOURCES = {
   Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
   ConfigMap: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
   Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
+  // The ingress reconciler reports on the GatewayClass of its Gateways.
+  GatewayClass: {
+    group: 'gateway.networking.k8s.io',
+    version: 'v1',
+    plural: 'gatewayclasses',
+    namespaced: false,
+  },
   // Gateway certificates: watched by the source only when SDS asks (WatchKubeOptions.onSecrets).
   Secret: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;
@@ -102,7 +109,12 @@ const ALL_RESOURCES = { ...FAKE_RESOURCES, ...FAKE_WRITTEN_RESOURCES };
 export type FakeKind = keyof typeof ALL_RESOURCES;
 const KINDS = Object.keys(ALL_RESOURCES) as FakeKind[];
 /** Kinds served with a `/status` subresource and a `metadata.generation`, as kube-apiserver does. */
-export const STATUS_KINDS: ReadonlySet<FakeKind> = new Set<FakeKind>(['Gateway', 'HTTPRoute', 'Deployment']);
+export const STATUS_KINDS: ReadonlySet<FakeKind> = new Set<FakeKind>([
+  'Gateway',
+  'GatewayClass',
+  'HTTPRoute',
+  'Deployment',
+]);
 
 export interface RecordedRequest {
   readonly method: string;

@@ -35,6 +35,14 @@ before(async () => {
   const kubeconfig = await fake.writeKubeconfig(join(dir, 'kubeconfig'));
   const read = (f: string) => readFile(new URL(`../../waypoint/${f}`, import.meta.url), 'utf8');
   fake.add('Namespace', { metadata: { name: 'default' } });
+  fake.add('GatewayClass', {
+    metadata: { name: 'ambit' },
+    spec: { controllerName: 'ambit.dev/gateway-controller' },
+  });
+  fake.add('GatewayClass', {
+    metadata: { name: 'istio' },
+    spec: { controllerName: 'istio.io/gateway-controller' },
+  });
   fake.add('Service', {
     metadata: { name: 'productpage', namespace: 'default' },
     spec: { selector: { app: 'productpage' }, ports: [{ name: 'http', port: 9080 }] },
@@ -248,6 +256,15 @@ test('a listener whose certificate Secret is missing says so, until the Secret e
   });
   await waitFor(() => resolved() === 'True ResolvedRefs', WAIT_MS);
   fake.delete('Gateway', { metadata: { name: 'secure', namespace: 'default' } });
+});
+
+test('the GatewayClass ambit is Accepted; a class of another controller is left alone', async () => {
+  const cls = (name: string) => fake.get('GatewayClass', name);
+  await waitFor(() => conds(status(cls('ambit'))).Accepted === 'True Accepted', WAIT_MS);
+  assert.equal(status(cls('istio')).conditions, undefined);
+  assert.ok(
+    fake.requests.some((q) => q.verb === 'update' && q.path.endsWith('/gatewayclasses/ambit/status')),
+  );
 });
 
 test('a fixed route is accepted; the Gateway deleted takes its objects with it', async () => {

@@ -52,6 +52,7 @@ import {
 import {
   decodeIngressGateway,
   desiredIngressGateways,
+  gatewayClassStatus,
   ingressGatewayStatus,
   routeStatus,
   translateGatewayApiStatus,
@@ -114,6 +115,7 @@ const INGRESS_INPUTS = {
   services: '/api/v1/services',
   referenceGrants: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
   secrets: '/api/v1/secrets',
+  gatewayClasses: '/apis/gateway.networking.k8s.io/v1/gatewayclasses',
 } as const;
 const COLLECTIONS: Readonly<Record<OwnedKind, { all: string; ns: (ns: string) => string }>> = {
   ServiceAccount: {
@@ -504,6 +506,27 @@ export function startWaypointReconciler(options: WaypointReconcilerOptions): Way
       // Only the names are kept: certificates and keys stay out of the reconciler's memory.
       return items(got.body, 'Secret', 'v1').map((o) => ({ metadata: metadataOf(o) }));
     };
+    // The class itself: Accepted, as the implementation that handles it.
+    for (const raw of await list(
+      INGRESS_INPUTS.gatewayClasses,
+      'GatewayClass',
+      'gateway.networking.k8s.io/v1',
+    )) {
+      const next = gatewayClassStatus(raw, clock.nowMs());
+      const old = isObject(raw.status) ? raw.status : {};
+      if (next === undefined || canonicalJson(next) === canonicalJson(old)) continue;
+      guard();
+      const name = str(metadataOf(raw).name);
+      const got = await rest.send(HttpMethod.PUT, `${INGRESS_INPUTS.gatewayClasses}/${enc(name)}/status`, {
+        ...raw,
+        status: next,
+      });
+      if (got.status === 200) {
+        writes++;
+        log.info({ gatewayClass: name }, 'GatewayClass accepted');
+      } else if (got.status !== 409 && got.status !== 404)
+        throw httpError(`update the status of GatewayClass ${name}`, got, 'gatewayclasses/status');
+    }
     const httpRoutes = await list(HTTPROUTES, 'HTTPRoute', 'gateway.networking.k8s.io/v1');
     if (ingress.length === 0 && httpRoutes.length === 0) return false;
     const status = translateGatewayApiStatus(

@@ -401,3 +401,27 @@ export function checkGatewayTemplate(
   const r = renderIngressGateway(template, sample, { ...options, blockOwnerDeletion: false });
   return r.ok ? [] : [...r.errors];
 }
+
+/**
+ * The status of the GatewayClass `ambit` when it names Ambit's controller: Accepted (the Gateway
+ * API's one required condition), or undefined for any other class (someone else's to report on).
+ */
+export function gatewayClassStatus(gatewayClass: KubeJson, nowMs: number): KubeJson | undefined {
+  const spec = isObject(gatewayClass.spec) ? gatewayClass.spec : {};
+  if (str(metadataOf(gatewayClass).name) !== AMBIT_GATEWAY_CLASS) return undefined;
+  if (str(spec.controllerName) !== AMBIT_GATEWAY_CONTROLLER) return undefined;
+  const status = isObject(gatewayClass.status) ? gatewayClass.status : {};
+  const meta = metadataOf(gatewayClass);
+  const generation = typeof meta.generation === 'number' ? meta.generation : 0;
+  const old = conditionsOf(status);
+  const accepted: GatewayApiCondition = {
+    type: 'Accepted',
+    status: 'True',
+    reason: 'Accepted',
+    message: `Handled by ${AMBIT_GATEWAY_CONTROLLER}: Ambit deploys an ingress gateway for each Gateway of this class`,
+  };
+  return {
+    ...status,
+    conditions: [...timed([accepted], old, generation, nowMs), ...old.filter((c) => c.type !== 'Accepted')],
+  };
+}
