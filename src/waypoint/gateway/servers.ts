@@ -223,15 +223,25 @@ export class GatewayServers {
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
   private last: readonly GatewayChain[] = [];
+  private updating: Promise<void> = Promise.resolve();
 
   constructor(deps: GatewayServersDeps) {
     this.deps = deps;
   }
 
   /** Brings the listeners in line with `chains` (every gateway listener this proxy serves). */
-  async update(chains: readonly GatewayChain[]): Promise<void> {
-    if (this.closed) return;
+  update(chains: readonly GatewayChain[]): Promise<void> {
     this.last = chains;
+    // One update at a time (a listener push and a Secret push a moment later would otherwise bind
+    // a port twice); the one that runs takes the latest chains.
+    this.updating = this.updating
+      .then(() => this.apply(this.last))
+      .catch((err: unknown) => this.deps.log.error({ error: describeError(err) }, 'gateway update failed'));
+    return this.updating;
+  }
+
+  private async apply(chains: readonly GatewayChain[]): Promise<void> {
+    if (this.closed) return;
     const byPort = new Map<number, GatewayChain[]>();
     for (const c of chains) {
       const list = byPort.get(c.facts.port);
