@@ -195,7 +195,7 @@ test('a route whose hostname the listener does not allow is not attached, and th
   assert.equal(st.status, 200);
   type Cond = { type: string; status: string; reason: string };
   const status = JSON.parse(st.body) as {
-    gateways: { name: string; listeners: { name: string; attachedRoutes: number }[] }[];
+    gateways: { name: string; listeners: { name: string; attachedRoutes: number; conditions: Cond[] }[] }[];
     routes: Record<string, { parentRef: { name: string }; conditions: Cond[] }[]>;
   };
   const accepted = (route: string) =>
@@ -205,9 +205,7 @@ test('a route whose hostname the listener does not allow is not attached, and th
   assert.deepEqual(accepted('default/shop'), ['False NoMatchingListenerHostname']);
   assert.deepEqual(accepted('default/bookinfo'), ['True Accepted']);
   const web = status.gateways.find((g) => g.name === 'web')!;
-  const missing = (web.listeners as { name: string; conditions: Cond[] }[]).find(
-    (l) => l.name === 'https-missing',
-  )!;
+  const missing = web.listeners.find((l) => l.name === 'https-missing')!;
   assert.deepEqual(
     missing.conditions
       .filter((c) => c.status === 'False' && c.type !== 'Conflicted')
