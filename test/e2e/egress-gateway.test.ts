@@ -9,7 +9,9 @@
  * sends the request to the server itself; a VirtualService edited into an invalid one is rejected
  * with its field path and the last good one keeps routing through the gateway. The entry resolves
  * first STATICally (endpoint <prefix>.9.1), then by DNS (endpoint `localhost`, which the gateway
- * resolves when it connects).
+ * resolves when it connects). Last, the waypoint → gateway hop is HBONE with the waypoint's identity:
+ * an L4 AuthorizationPolicy on the gateway's pod, enforced by its node agent, refuses it (401) or
+ * admits it by that principal.
  */
 import assert from 'node:assert/strict';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
@@ -69,11 +71,11 @@ async function gatewayAccess(requestId: string): Promise<Record<string, unknown>
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-/** The waypoint's access-log line for a request id (lines reach the file within ~10 ms). */
-function waypointAccess(requestId: string): Promise<string> {
-  return until(`the waypoint's access-log line for ${requestId}`, async () => {
-    const text = await readFile(join(mesh.dir, 'waypoint-default-waypoint.log'), 'utf8');
-    return text.split('\n').find((l) => l.includes('"scope":"access"') && l.includes(requestId));
+/** The waypoint's access-log line containing `text` (lines reach the file within ~10 ms). */
+function waypointLine(text: string): Promise<string> {
+  return until(`the waypoint's access-log line with ${text}`, async () => {
+    const log = await readFile(join(mesh.dir, 'waypoint-default-waypoint.log'), 'utf8');
+    return log.split('\n').find((l) => l.includes('"scope":"access"') && l.includes(text));
   });
 }
 
@@ -187,7 +189,7 @@ test("Istio's egress-gateway task: the request reaches the external server from 
   );
   assert.ok((await gatewayRequests()) > before, 'istio_requests_total of the gateway counts it');
   // The waypoint applied the mesh half: it sent the request to subset cnn of the gateway.
-  const wpLine = await waypointAccess(got.requestId);
+  const wpLine = await waypointLine(got.requestId);
   assert.match(
     wpLine,
     /"cluster":"outbound\|80\|cnn\|istio-egressgateway\.istio-system\.svc\.cluster\.local"/,
@@ -229,7 +231,7 @@ test('without the VirtualService the waypoint sends the request to the external 
     const x = await curl('http://edition.cnn.com/direct');
     if (x.status !== 200) return undefined;
     assert.equal(x.body, 'external /direct');
-    const line = await waypointAccess(seen.at(-1)!.requestId);
+    const line = await waypointLine(seen.at(-1)!.requestId);
     return line.includes('"cluster":"outbound|80||edition.cnn.com"') ? line : undefined;
   });
   assert.match(wpLine, new RegExp(`"upstreamHost":"${EXTERNAL.replaceAll('.', '\\.')}:${externalPort}"`));
@@ -255,7 +257,47 @@ test('resolution DNS with endpoint localhost: the egress gateway resolves the na
   assert.equal(got.remote, GATEWAY);
   // The waypoint still sent it to the gateway (subset cnn), not to localhost itself.
   assert.match(
-    await waypointAccess(got.requestId),
+    await waypointLine(got.requestId),
     /"cluster":"outbound\|80\|cnn\|istio-egressgateway\.istio-system\.svc\.cluster\.local"/,
   );
+});
+
+test("the hop to the egress gateway carries the waypoint's identity: an L4 policy on the gateway's pod refuses it, or admits it", async () => {
+  const policy = (principal: string) => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: egress-gateway-from-waypoint
+  namespace: istio-system
+spec:
+  selector:
+    matchLabels:
+      istio: egressgateway
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["${principal}"]
+`;
+  const file = join(kube, 'egress-policy.yaml');
+  try {
+    // Only the client may: the gateway's node agent refuses the waypoint's tunnel, nothing gets out.
+    await writeFile(file, policy('cluster.local/ns/default/sa/curl'));
+    let attempt = 0;
+    const path = await until('the waypoint refused by the gateway’s agent', async () => {
+      const p = `/refused-${++attempt}`;
+      if ((await curl(`http://edition.cnn.com${p}`)).status !== 503) return undefined;
+      // The gateway's agent answered the waypoint's CONNECT with 401: its policy denied that identity.
+      const line = await waypointLine(`"path":"${p}"`);
+      return /hbone CONNECT [\d.]+:80 refused with 401/.test(line) ? p : undefined;
+    });
+    assert.ok(!seen.some((x) => x.path === path), 'the external server never saw the refused request');
+    // Only default's waypoint may: the same request passes again, through the gateway.
+    await writeFile(file, policy('cluster.local/ns/default/sa/waypoint'));
+    await until('a request through the gateway under the policy', async () => {
+      const x = await curl('http://edition.cnn.com/allowed');
+      return x.status === 200 && (await gatewayAccess(seen.at(-1)!.requestId)).length === 1 ? x : undefined;
+    });
+  } finally {
+    await rm(file, { force: true });
+  }
 });
