@@ -10,7 +10,8 @@
  * served (openssl s_client), a malformed one leaves its server not ready while the others serve;
  * HTTPS servers speak HTTP/2 to clients that pick h2 by ALPN (curl --http2). TLS PASSTHROUGH routed
  * on SNI to an HTTPS server in the mesh (its own certificate reaches curl and openssl), and a TCP
- * server routed to tcp-echo; gRPC (grpc-js) over the gateway's TLS into a gRPC server in the mesh.
+ * server routed to tcp-echo; gRPC (grpc-js) over the gateway's TLS into a gRPC server in the mesh;
+ * ISTIO_MUTUAL: the gateway's own mesh certificate, clients with the mesh CA's.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -68,17 +69,50 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs
   }
 }
 
+/** Runs openssl; a failure fails the test with its stderr. */
+async function openssl(...args: string[]): Promise<void> {
+  const r = await run('openssl', args);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** `<dir>/<name>.pem` and `.key`: a leaf with subject `/CN=<name>` and `san`, signed by the CA given. */
+async function issueLeaf(
+  dir: string,
+  name: string,
+  san: string,
+  caCert: string,
+  caKey: string,
+): Promise<void> {
+  const at = (ext: string) => join(dir, `${name}.${ext}`);
+  await openssl('req', ...EC_KEY, '-subj', `/CN=${name}`, '-keyout', at('key'), '-out', at('csr'));
+  await writeFile(at('ext'), `subjectAltName=${san}\n`);
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    at('csr'),
+    '-CA',
+    caCert,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    at('ext'),
+    '-out',
+    at('pem'),
+  );
+}
+
 /** A test CA and leaf certificates made by openssl. */
 async function makePki(dir: string): Promise<void> {
-  const o = async (...args: string[]) => {
-    const r = await run('openssl', args);
-    assert.equal(r.code, 0, r.stderr);
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await o(
+  await openssl(
     'req',
     '-x509',
-    ...ec,
+    ...EC_KEY,
     '-days',
     '2',
     '-subj',
@@ -97,36 +131,8 @@ async function makePki(dir: string): Promise<void> {
     ['sds2', 'DNS:sds.example.com'],
     ['backend', 'DNS:passthrough.example.com'],
     ['grpc', 'DNS:grpc.example.com'],
-  ] as const) {
-    await o(
-      'req',
-      ...ec,
-      '-subj',
-      `/CN=${name}`,
-      '-keyout',
-      join(dir, `${name}.key`),
-      '-out',
-      join(dir, `${name}.csr`),
-    );
-    await writeFile(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-    await o(
-      'x509',
-      '-req',
-      '-in',
-      join(dir, `${name}.csr`),
-      '-CA',
-      join(dir, 'ca.pem'),
-      '-CAkey',
-      join(dir, 'ca.key'),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      join(dir, `${name}.ext`),
-      '-out',
-      join(dir, `${name}.pem`),
-    );
-  }
+  ] as const)
+    await issueLeaf(dir, name, san, join(dir, 'ca.pem'), join(dir, 'ca.key'));
 }
 
 before(async () => {
@@ -680,4 +686,65 @@ spec:
     client.close();
     server.forceShutdown();
   }
+});
+
+test('ISTIO_MUTUAL: the gateway presents its own mesh certificate and takes clients with one the mesh CA signed', async () => {
+  // A mesh client certificate: the mesh CA's, with a SPIFFE identity.
+  await issueLeaf(
+    pki,
+    'mesh',
+    'URI:spiffe://cluster.local/ns/default/sa/curl',
+    join(mesh.dir, 'ca-cert.pem'),
+    join(mesh.dir, 'ca-key.pem'),
+  );
+  await writeFile(
+    join(kube, '70-istio-mutual.yaml'),
+    `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: mesh-mtls, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 14443, name: https-mesh, protocol: HTTPS }
+    hosts: [mesh.example.com]
+    tls: { mode: ISTIO_MUTUAL }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: mesh-mtls, namespace: default }
+spec:
+  hosts: [mesh.example.com]
+  gateways: [mesh-mtls]
+  http:
+  - route: [{ destination: { host: productpage, port: { number: 9080 } } }]
+`,
+  );
+  // The gateway's certificate names a SPIFFE identity, no DNS name: curl checks the chain, not the name.
+  const base = [
+    '-k',
+    '--resolve',
+    `mesh.example.com:14443:${GW}`,
+    'https://mesh.example.com:14443/productpage',
+  ];
+  const meshCert = ['--cert', join(pki, 'mesh.pem'), '--key', join(pki, 'mesh.key')];
+  const ok = await until('the ISTIO_MUTUAL server', async () => {
+    const c = await curl(...meshCert, ...base);
+    return c.status === 200 ? c : undefined;
+  });
+  assert.equal((JSON.parse(ok.body) as { app: string }).app, 'productpage');
+  // Without a client certificate, or with one of another CA, no.
+  assert.notEqual((await curl(...base)).status, 200);
+  assert.notEqual(
+    (await curl('--cert', join(pki, 'client.pem'), '--key', join(pki, 'client.key'), ...base)).status,
+    200,
+  );
+  // What it presents is its mesh identity, signed by the mesh CA.
+  const sans = await run('sh', [
+    '-c',
+    `openssl s_client -connect ${GW}:14443 -servername mesh.example.com -cert ${join(pki, 'mesh.pem')} -key ${join(pki, 'mesh.key')} -CAfile ${join(mesh.dir, 'ca-cert.pem')} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName`,
+  ]);
+  assert.match(
+    sans.stdout,
+    /URI:spiffe:\/\/cluster\.local\/ns\/istio-system\/sa\/istio-ingressgateway-service-account/,
+  );
 });

@@ -166,6 +166,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       namespace: config.namespace,
       get: (name) => secretsReceived.get(name) as GatewaySecret | undefined,
     },
+    // ISTIO_MUTUAL servers present the gateway's own mesh certificate.
+    meshCertificate: () => secrets.states().find((s) => formatSpiffe(s.identity) === spiffe)?.cert,
     host: config.listenHost,
     log: log.child({ scope: 'listeners' }),
     http: INGRESS_OPTIONS,
@@ -219,6 +221,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       },
     );
   }
+
+  // A new or renewed mesh certificate: ISTIO_MUTUAL servers present it from the next handshake on.
+  secrets.onCertificate((cert) => {
+    if (formatSpiffe(cert.identity) === spiffe && chains.some((c) => c.facts.tls?.mode === 'ISTIO_MUTUAL'))
+      void servers.update(chains);
+  });
 
   let draining = false;
   const pending = () => {

@@ -90,7 +90,10 @@ export function decodeGatewayFacts(
         minProtocolVersion: str(o, 'minProtocolVersion', at),
         maxProtocolVersion: str(o, 'maxProtocolVersion', at),
       };
-      const modes = protocol === 'TLS' ? ['SIMPLE', 'MUTUAL', 'PASSTHROUGH'] : ['SIMPLE', 'MUTUAL'];
+      const modes =
+        protocol === 'TLS'
+          ? ['SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL', 'PASSTHROUGH']
+          : ['SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
       if (!modes.includes(tls.mode))
         errors.push({ path: `${at}.mode`, message: `"${tls.mode}" must be ${modes.join(' or ')}` });
     }

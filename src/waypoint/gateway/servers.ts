@@ -43,6 +43,7 @@ import {
   type IngressRequest,
   type IngressResponse,
 } from '../http-ingress.ts';
+import type { WorkloadCertificate } from '../../core/identity/certificate.ts';
 import type { GatewaySecret } from './sds.ts';
 
 /** One gateway listener (an HTTP port, or one TLS server of an HTTPS port). */
@@ -75,6 +76,8 @@ export interface GatewayServersDeps {
   readonly onRequest: GatewayRequestHandler;
   /** The Secrets received over SDS, for servers with a credentialName. */
   readonly secrets?: SecretLookup;
+  /** The gateway's own mesh certificate (ISTIO_MUTUAL servers); undefined until issued. */
+  readonly meshCertificate?: () => WorkloadCertificate | undefined;
   /**
    * A connection of a TCP or TLS server, to proxy: the socket (TLS already terminated, or not at all
    * for PASSTHROUGH) and the bytes already read from it, which go first.
@@ -128,6 +131,7 @@ const TLS_VERSIONS: Readonly<Record<string, SecureVersion>> = {
 export function loadTlsContext(
   facts: GatewayListenerFacts,
   secrets?: SecretLookup,
+  meshCertificate?: () => WorkloadCertificate | undefined,
 ): {
   context?: SecureContext;
   options?: SecureContextOptions;
@@ -135,6 +139,17 @@ export function loadTlsContext(
 } {
   const tls = facts.tls;
   if (!tls) return { error: 'no TLS settings' };
+  if (tls.mode === 'ISTIO_MUTUAL') {
+    // The gateway's own SPIFFE certificate; clients must present one the mesh CA signed.
+    const own = meshCertificate?.();
+    if (!own) return { error: 'ISTIO_MUTUAL: the gateway has no mesh certificate yet' };
+    return contextOf(
+      tls,
+      Buffer.from(own.chainPem.join('')),
+      Buffer.from(own.keyPem),
+      Buffer.from(own.rootsPem),
+    );
+  }
   if (tls.credentialName) return secretContext(tls, secrets);
   const read = (what: string, path: string) => {
     try {
@@ -258,7 +273,7 @@ export class GatewayServers {
       const https = kind.startsWith('https');
       const states: ChainState[] = list.map((chain) => {
         if (!https) return { chain, context: undefined, options: undefined, error: '' };
-        const loaded = loadTlsContext(chain.facts, this.deps.secrets);
+        const loaded = loadTlsContext(chain.facts, this.deps.secrets, this.deps.meshCertificate);
         return { chain, context: loaded.context, options: loaded.options, error: loaded.error };
       });
       let state = this.ports.get(port);
@@ -404,8 +419,9 @@ export class GatewayServers {
     const servername = tls ? (socket as TLSSocket).servername || undefined : undefined;
     const c = pickChain(state.chains, servername) ?? (tls ? undefined : state.chains[0]);
     if (!c || (tls && !c.context)) return void socket.destroy();
-    if (tls && c.chain.facts.tls?.mode === 'MUTUAL') {
-      const refusal = clientCertRefusal(socket as TLSSocket, c.chain.facts.tls.subjectAltNames);
+    const mode = c.chain.facts.tls?.mode;
+    if (tls && (mode === 'MUTUAL' || mode === 'ISTIO_MUTUAL')) {
+      const refusal = clientCertRefusal(socket as TLSSocket, c.chain.facts.tls?.subjectAltNames ?? []);
       if (refusal) {
         this.deps.log.info(
           { port: state.port, src: socket.remoteAddress, error: refusal },
@@ -506,7 +522,9 @@ function portKind(list: readonly GatewayChain[]): string {
   const first = list[0]!.facts;
   if (first.protocol === 'HTTP' || first.protocol === 'TCP') return first.protocol.toLowerCase();
   if (first.tls?.mode === 'PASSTHROUGH') return 'passthrough';
-  return list.some((c) => c.facts.tls?.mode === 'MUTUAL') ? 'https+client-cert' : 'https';
+  return list.some((c) => c.facts.tls?.mode === 'MUTUAL' || c.facts.tls?.mode === 'ISTIO_MUTUAL')
+    ? 'https+client-cert'
+    : 'https';
 }
 
 /** A connection without SNI gets the `*` server's certificate, as Envoy's chain without server_names. */

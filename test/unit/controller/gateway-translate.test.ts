@@ -338,3 +338,24 @@ test('intersect: the more specific of two hosts that meet', () => {
   ];
   for (const [a, b, want] of table) assert.equal(intersect(a, b), want, `${a} ∩ ${b}`);
 });
+
+test('ISTIO_MUTUAL servers (HTTPS, and TLS with tcp routes) terminate: listeners whose facts say ISTIO_MUTUAL, no certificate files asked', () => {
+  const { result } = translateYaml(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: m, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 15443, name: https-mesh, protocol: HTTPS }
+    hosts: [mesh.example.com]
+    tls: { mode: ISTIO_MUTUAL }
+`);
+  assert.deepEqual(
+    result.problems.filter((p) => p.kind === 'Gateway'),
+    [],
+  );
+  assert.deepEqual(
+    gatewayListeners(result).map((l) => [l.name, l.gateway?.protocol, l.gateway?.tls?.mode]),
+    [['gateway/istio=ingressgateway/https.15443.https-mesh.m.default', 'HTTPS', 'ISTIO_MUTUAL']],
+  );
+});

@@ -21,10 +21,11 @@ const tls = (mode: string) => ({
   maxProtocolVersion: '',
 });
 
-test('decodeGatewayFacts: TCP, TLS PASSTHROUGH and terminated servers; each problem with its path', () => {
+test('decodeGatewayFacts: TCP, TLS PASSTHROUGH, terminated and ISTIO_MUTUAL servers; each problem with its path', () => {
   const ok: Record<string, unknown>[] = [
     { port: 31400, protocol: 'TCP', hosts: ['*'], servers: [] },
     { port: 15443, protocol: 'TLS', hosts: ['a.example.com'], servers: [], tls: tls('PASSTHROUGH') },
+    { port: 15443, protocol: 'TLS', hosts: ['a.example.com'], servers: [], tls: tls('ISTIO_MUTUAL') },
     { port: 15443, protocol: 'TLS', hosts: ['a.example.com'], servers: [], tls: tls('MUTUAL') },
     { port: 443, protocol: 'HTTPS', hosts: ['a.example.com'], servers: [], tls: tls('SIMPLE') },
   ];
@@ -36,12 +37,12 @@ test('decodeGatewayFacts: TCP, TLS PASSTHROUGH and terminated servers; each prob
     [
       { port: 1, protocol: 'HTTPS', hosts: ['*'], tls: tls('PASSTHROUGH') },
       `${AT}.tls.mode`,
-      /must be SIMPLE or MUTUAL/,
+      /must be SIMPLE or MUTUAL or ISTIO_MUTUAL$/,
     ],
     [
-      { port: 1, protocol: 'TLS', hosts: ['*'], tls: tls('ISTIO_MUTUAL') },
+      { port: 1, protocol: 'TLS', hosts: ['*'], tls: tls('OPTIONAL_MUTUAL') },
       `${AT}.tls.mode`,
-      /SIMPLE or MUTUAL or PASSTHROUGH/,
+      /SIMPLE or MUTUAL or ISTIO_MUTUAL or PASSTHROUGH/,
     ],
     [{ port: 1, protocol: 'TCP', hosts: [] }, `${AT}.hosts`, /at least one host/],
     [{ port: 1, protocol: 'TLS', hosts: ['*'], tls: 'x' }, `${AT}.tls`, /must be a struct/],

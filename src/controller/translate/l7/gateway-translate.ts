@@ -22,8 +22,9 @@
  *   their `tls` rules (`match[].sniHosts`), without terminating: listeners with a tcp_proxy filter
  *   chain (weighted clusters for a split), as the waypoint's TCP ports have. A port serves one kind:
  *   plaintext HTTP, TLS terminated (HTTPS and TLS together, by SNI), plaintext TCP, or passthrough;
- *   a server of another kind on it is a conflict. ISTIO_MUTUAL and AUTO_PASSTHROUGH servers are
- *   reported as not served yet.
+ *   a server of another kind on it is a conflict. ISTIO_MUTUAL servers terminate with the gateway's own
+ *   mesh certificate and ask clients for theirs (the mesh CA's, SPIFFE SANs); AUTO_PASSTHROUGH and
+ *   OPTIONAL_MUTUAL servers are reported as not served yet.
  *
  * The server facts the proxy needs besides HTTP routing (port, SNI hosts, certificate files) ride
  * in each listener's metadata (l7-names.ts GATEWAY_METADATA_FILTER).
@@ -222,10 +223,10 @@ function portClass(server: IstioGatewayServer): PortClass | { path: string; mess
   if (protocol !== 'HTTPS' && protocol !== 'TLS')
     return { path: 'port.protocol', message: `${protocol} servers are not served by Ambit's gateway yet` };
   if (protocol === 'TLS' && mode === 'PASSTHROUGH') return 'passthrough';
-  if (mode === 'SIMPLE' || mode === 'MUTUAL') return 'tls';
+  if (mode === 'SIMPLE' || mode === 'MUTUAL' || mode === 'ISTIO_MUTUAL') return 'tls';
   return {
     path: 'tls.mode',
-    message: `${mode} is not served by Ambit's gateway yet (SIMPLE, MUTUAL and, on TLS servers, PASSTHROUGH are)`,
+    message: `${mode} is not served by Ambit's gateway yet (SIMPLE, MUTUAL, ISTIO_MUTUAL and, on TLS servers, PASSTHROUGH are)`,
   };
 }
 
