@@ -23,6 +23,7 @@ const prefix = `127.${120 + (process.pid % 20)}`;
 const GW = `${prefix}.4.${DYNAMIC_SLOT_FIRST}`;
 const HOST = 'bookinfo.example.com';
 const FILES_HOST = 'files.example.com';
+const SHARED_HOST = 'shared.example.com';
 const SPLIT_REQUESTS = 200;
 
 let mesh: LocalMesh;
@@ -57,6 +58,13 @@ spec:
       options:
         ambit.dev/server-certificate: ${join(pki, 'files.pem')}
         ambit.dev/private-key: ${join(pki, 'files.key')}
+  # A Secret in another namespace, which a ReferenceGrant there lets this Gateway use.
+  - name: https-shared
+    port: 11443
+    protocol: HTTPS
+    hostname: ${SHARED_HOST}
+    tls:
+      certificateRefs: [{ name: shared-cert, namespace: certs }]
   # A Secret that does not exist: this listener does not serve; the others do.
   - name: https-missing
     port: 10443
@@ -72,12 +80,27 @@ data:
   tls.crt: ${b64(join(pki, 'bookinfo.pem'))}
   tls.key: ${b64(join(pki, 'bookinfo.key'))}
 ---
+apiVersion: v1
+kind: Secret
+metadata: { name: shared-cert, namespace: certs }
+type: kubernetes.io/tls
+data:
+  tls.crt: ${b64(join(pki, 'shared.pem'))}
+  tls.key: ${b64(join(pki, 'shared.key'))}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: { name: gateways-from-default, namespace: certs }
+spec:
+  from: [{ group: gateway.networking.k8s.io, kind: Gateway, namespace: default }]
+  to: [{ group: "", kind: Secret, name: shared-cert }]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: bookinfo, namespace: default }
 spec:
   parentRefs: [{ name: web }]
-  hostnames: [${HOST}, ${FILES_HOST}]
+  hostnames: [${HOST}, ${FILES_HOST}, ${SHARED_HOST}]
   rules:
   - matches: [{ path: { type: PathPrefix, value: /productpage } }]
     backendRefs: [{ name: productpage, port: 9080 }]
@@ -102,6 +125,7 @@ before(async () => {
   await makePki(mesh.dir, [
     ['bookinfo', `DNS:${HOST}`],
     ['files', `DNS:${FILES_HOST}`],
+    ['shared', `DNS:${SHARED_HOST}`],
   ]);
   await writeFile(join(kube, 'gateway-api.yaml'), gatewayYaml(mesh.dir));
 });
@@ -164,6 +188,15 @@ test('HTTPS: the listener terminates TLS with the certificate Secret of the test
   assert.match(untrusted.stderr, /certificate/i);
 });
 
+test('HTTPS with a Secret in another namespace that a ReferenceGrant allows', async () => {
+  const tls = ['--cacert', join(mesh.dir, 'ca.pem'), '--resolve', `${SHARED_HOST}:11443:${GW}`];
+  const r = await until('the HTTPS listener with the shared Secret', async () => {
+    const c = await curl(...tls, `https://${SHARED_HOST}:11443/productpage`);
+    return c.status === 200 ? c : undefined;
+  });
+  assert.equal((JSON.parse(r.body) as { app: string }).app, 'productpage');
+});
+
 test('HTTPS with certificate files (tls.options); a listener whose Secret is missing does not serve, the others do', async () => {
   const tls = ['--cacert', join(mesh.dir, 'ca.pem'), '--resolve', `${FILES_HOST}:9443:${GW}`];
   const r = await until('the HTTPS listener with files', async () => {
@@ -174,10 +207,13 @@ test('HTTPS with certificate files (tls.options); a listener whose Secret is mis
   const missing = await curl('--resolve', `${HOST}:10443:${GW}`, '-k', `https://${HOST}:10443/productpage`);
   assert.equal(missing.status, 0, 'nothing listens for the listener without its Secret');
   // The gateway says which listener is not ready, and why.
-  const ready = await curl(`http://${GW}:15021/healthz/ready`);
+  // Once the gateway has asked for the Secret (SDS), its readiness names the listener.
+  const ready = await until('the listener in the readiness answer', async () => {
+    const c = await curl(`http://${GW}:15021/healthz/ready`);
+    return /spec\.listeners\[4\]/.test(c.body) ? c : undefined;
+  });
   assert.equal(ready.status, 500);
   assert.match(ready.body, /no-such-secret/);
-  assert.match(ready.body, /spec\.listeners\[3\]/);
 });
 
 test('a route whose hostname the listener does not allow is not attached, and the controller says why', async () => {
@@ -218,6 +254,7 @@ test('a route whose hostname the listener does not allow is not attached, and th
       ['http', 1],
       ['https', 1],
       ['https-files', 1],
+      ['https-shared', 1],
       ['https-missing', 1],
     ],
   );
