@@ -30,6 +30,7 @@ import {
   type WireUInt,
 } from './l7-decode-common.ts';
 import { decodeTransportSocket, type WireTransportSocket } from './l7-decode-tls.ts';
+import { decodeOriginalDst, type WireOriginalDstLbConfig } from './l7-decode-original-dst.ts';
 
 const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const HTTP_PROTOCOL_OPTIONS_TYPE = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -138,7 +139,8 @@ export interface WireCluster {
     maximum_ring_size?: WireUInt;
   };
   maglev_lb_config?: { table_size?: WireUInt };
-  original_dst_lb_config?: object;
+  original_dst_lb_config?: WireOriginalDstLbConfig;
+  cleanup_interval?: WireDuration;
   least_request_lb_config?: {
     choice_count?: WireUInt;
     active_request_bias?: object;
@@ -163,9 +165,10 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
   if (!w.name) c.err('name', 'is required');
   // A DNS cluster (a ServiceEntry resolved by DNS) names its endpoints inline, by host name or address.
   const dns = w.type === 'STRICT_DNS' || w.type === 'LOGICAL_DNS';
+  const originalDst = w.type === 'ORIGINAL_DST' ? decodeOriginalDst(w, c) : undefined;
   if (w.cluster_type !== undefined) c.err('cluster_type', 'custom cluster types are not supported; use EDS');
-  else if (w.type !== 'EDS' && !dns)
-    c.err('type', `must be EDS, STRICT_DNS or LOGICAL_DNS, not ${w.type ?? 'STATIC'}`);
+  else if (w.type !== 'EDS' && !dns && !originalDst)
+    c.err('type', `must be EDS, STRICT_DNS, LOGICAL_DNS or ORIGINAL_DST, not ${w.type ?? 'STATIC'}`);
   const eds = w.eds_cluster_config?.eds_config;
   if (eds && eds.ads === undefined && eds.self === undefined) {
     c.err('eds_cluster_config.eds_config', 'endpoints must come over ADS (ads or self)');
@@ -177,7 +180,7 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
       ...(dns ? [] : ['load_assignment']),
       'health_checks',
       'lb_subset_config',
-      'original_dst_lb_config',
+      ...(originalDst ? [] : ['original_dst_lb_config']),
       'transport_socket_matches',
       'filters',
       'upstream_config',
@@ -191,7 +194,7 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
   // `load_balancing_policy` is the policy list gRPC clients read (the controller puts lb_policy's
   // policy first, then one gRPC knows); Envoy and the waypoint follow `lb_policy`.
   const policy = String(w.lb_policy ?? 'ROUND_ROBIN');
-  if (!LB_POLICIES.includes(policy)) c.err('lb_policy', `${policy} is not supported`);
+  if (!LB_POLICIES.includes(policy) && !originalDst) c.err('lb_policy', `${policy} is not supported`);
   const lbPolicy = (LB_POLICIES.includes(policy) ? policy : 'ROUND_ROBIN') as LbPolicy;
 
   const lr = w.least_request_lb_config;
@@ -299,6 +302,7 @@ export function decodeCluster(w: WireCluster, unpack: AnyUnpacker): Decoded<Clus
     name: w.name ?? '',
     edsServiceName: w.eds_cluster_config?.service_name || w.name || '',
     ...(dnsAssignment ? { dnsAssignment } : {}),
+    ...(originalDst ? { originalDst } : {}),
     lbPolicy,
     leastRequestChoiceCount: choiceCount,
     ringHash: { minimumRingSize, maximumRingSize },

@@ -464,6 +464,11 @@ export interface Cluster {
    * may be host names, resolved when a connection opens.
    */
   readonly dnsAssignment?: ClusterLoadAssignment;
+  /**
+   * Set for an ORIGINAL_DST cluster (a workload waypoint's `encap`): it has no endpoints, and each
+   * connection or request goes to the original destination of the tunnel it came in on.
+   */
+  readonly originalDst?: OriginalDstSettings | undefined;
   readonly lbPolicy: LbPolicy;
   /** LEAST_REQUEST: hosts sampled per pick (default 2). */
   readonly leastRequestChoiceCount: number;
@@ -522,6 +527,12 @@ export interface UpstreamTls {
   readonly maxVersion: TlsVersion | undefined;
   readonly cipherSuites: readonly string[];
   readonly ecdhCurves: readonly string[];
+}
+
+/** An ORIGINAL_DST cluster's own settings (Envoy's `cleanup_interval`; lb_policy is CLUSTER_PROVIDED). */
+export interface OriginalDstSettings {
+  /** A destination host no connection has used for this long is forgotten (Envoy default 5 s). */
+  readonly cleanupIntervalMs: number;
 }
 
 export const HealthStatus = {

@@ -178,3 +178,36 @@ export function parseSdsSecretName(
   const ca = parts[1].endsWith(SDS_CA_SUFFIX) && parts[1].length > SDS_CA_SUFFIX.length;
   return { namespace: parts[0], name: parts[1], ca };
 }
+
+/**
+ * Workload waypoints (issue 5): traffic addressed to the IP of a pod bound to a waypoint Gateway
+ * with `istio.io/waypoint-for: workload` or `all` is served by that waypoint's own resources, as
+ * istiod's `direct-http` and `direct-tcp` filter chains and `encap` cluster do it. Every proxy
+ * receives every resource, so the names say which waypoint they are for, and their `/` keeps them
+ * apart from service listeners (`<hostname>:<port>`) and clusters (`outbound|…`):
+ *
+ * - Listener and RouteConfiguration `waypoint/<namespace>/<gateway>/direct-http`: an API listener
+ *   with the waypoint's own RBAC filters (policies whose targetRefs name the Gateway or its class)
+ *   and one route, `default`, to the encap cluster;
+ * - Listener `waypoint/<namespace>/<gateway>/direct-tcp`: a tcp_proxy to the encap cluster;
+ * - Cluster `waypoint/<namespace>/<gateway>/encap`: type ORIGINAL_DST, lb_policy CLUSTER_PROVIDED.
+ */
+export type DirectResource = 'direct-http' | 'direct-tcp' | 'encap';
+
+const WAYPOINT_PREFIX = 'waypoint/';
+
+export function directResourceName(namespace: string, gateway: string, what: DirectResource): string {
+  return `${WAYPOINT_PREFIX}${namespace}/${gateway}/${what}`;
+}
+
+/** The waypoint and kind of a direct resource name; undefined for any other name. */
+export function parseDirectResourceName(
+  name: string,
+): { namespace: string; gateway: string; what: DirectResource } | undefined {
+  if (!name.startsWith(WAYPOINT_PREFIX)) return undefined;
+  const parts = name.slice(WAYPOINT_PREFIX.length).split('/');
+  if (parts.length !== 3 || !parts[0] || !parts[1]) return undefined;
+  const what = parts[2];
+  if (what !== 'direct-http' && what !== 'direct-tcp' && what !== 'encap') return undefined;
+  return { namespace: parts[0], gateway: parts[1], what };
+}

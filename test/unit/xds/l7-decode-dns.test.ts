@@ -58,7 +58,7 @@ test('bad DNS clusters are rejected with their paths; EDS assignments still take
     ],
   );
   assert.deepEqual(bad({ name: 'c', type: 'STATIC' }), [
-    'type: must be EDS, STRICT_DNS or LOGICAL_DNS, not STATIC',
+    'type: must be EDS, STRICT_DNS, LOGICAL_DNS or ORIGINAL_DST, not STATIC',
   ]);
   const eds = decodeClusterLoadAssignmentBytes(
     encodeEnvoy(CLA, { cluster_name: 'c', endpoints: [{ lb_endpoints: [endpoint('localhost', 80)] }] }),

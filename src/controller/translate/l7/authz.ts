@@ -84,6 +84,11 @@ export interface AuthzInput {
   readonly policies: readonly AuthorizationPolicy[];
   readonly gateways: readonly Gateway[];
   readonly services: readonly AuthzService[];
+  /**
+   * The `direct-http` listener of each waypoint that takes workload traffic, by `<ns>/<gateway>`
+   * (direct.ts): a policy that targets the Gateway, or its class, applies there too.
+   */
+  readonly directListeners?: ReadonlyMap<string, string>;
 }
 
 export interface AuthzResult {
@@ -156,7 +161,9 @@ function attach(
     }
     const found = resolveRef(pol, ref, at, waypoints, input.services, options, report);
     if (found === undefined) return;
-    if (found.length === 0) {
+    const direct = directTargets(pol, ref, waypoints, input.directListeners, options);
+    for (const l of direct) out.add(l);
+    if (found.length === 0 && direct.length === 0) {
       report(
         'warning',
         at,
@@ -261,6 +268,24 @@ function resolveRef(
     `${group ? `${group}/` : ''}${ref.kind} is not a target Ambit supports (Service, ServiceEntry (${NETWORKING_GROUP}), Gateway or GatewayClass (${GATEWAY_GROUP})); the reference is ignored`,
   );
   return undefined;
+}
+
+/** The direct-http listeners of the workload waypoints a (valid) Gateway or GatewayClass reference names. */
+function directTargets(
+  pol: AuthorizationPolicy,
+  ref: PolicyTargetRef,
+  waypoints: readonly Gateway[],
+  direct: ReadonlyMap<string, string> | undefined,
+  options: TranslateOptions,
+): string[] {
+  if (!direct || ref.group !== GATEWAY_GROUP) return [];
+  const of = (gws: readonly Gateway[]) =>
+    gws.flatMap((g) => direct.get(`${g.namespace}/${g.name}`) ?? []).sort();
+  if (ref.kind === 'Gateway')
+    return of(waypoints.filter((g) => g.namespace === pol.namespace && g.name === ref.name));
+  if (ref.kind === 'GatewayClass' && pol.namespace === options.rootNamespace)
+    return of(waypoints.filter((g) => g.gatewayClassName === ref.name));
+  return [];
 }
 
 /** Whether the service's waypoint reference (waypoint-binding.ts) names this Gateway. */

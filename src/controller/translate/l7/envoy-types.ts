@@ -320,14 +320,19 @@ export interface OutlierDetection {
 
 export interface Cluster {
   readonly name: string;
-  /** EDS, or (a ServiceEntry resolved by DNS) STRICT_DNS / LOGICAL_DNS with `load_assignment`. */
-  readonly type: 'EDS' | 'STRICT_DNS' | 'LOGICAL_DNS';
+  /**
+   * EDS; (a ServiceEntry resolved by DNS) STRICT_DNS / LOGICAL_DNS with `load_assignment`; or
+   * ORIGINAL_DST, a workload waypoint's encap cluster (direct.ts), with neither.
+   */
+  readonly type: 'EDS' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'ORIGINAL_DST';
   readonly eds_cluster_config?: { readonly eds_config: AdsConfigSource; readonly service_name: string };
   /** A DNS cluster's endpoints, host names the proxy resolves when it connects. */
   readonly load_assignment?: ClusterLoadAssignment;
   readonly connect_timeout: Duration;
-  /** What Envoy and Ambit's waypoint apply. */
-  readonly lb_policy: LbPolicy;
+  /** What Envoy and Ambit's waypoint apply; CLUSTER_PROVIDED for ORIGINAL_DST only. */
+  readonly lb_policy: LbPolicy | 'CLUSTER_PROVIDED';
+  /** ORIGINAL_DST: how long an unused destination host is kept. */
+  readonly cleanup_interval?: Duration;
   readonly ring_hash_lb_config?: { readonly minimum_ring_size: { readonly value: number } };
   readonly maglev_lb_config?: { readonly table_size: { readonly value: number } };
   /**
@@ -335,7 +340,7 @@ export interface Cluster {
    * Cluster whose lb_policy is LEAST_REQUEST, RANDOM or MAGLEV unless this field offers a policy it
    * knows (gRFC A52). Envoy takes the first entry, which is always the lb_policy above.
    */
-  readonly load_balancing_policy: {
+  readonly load_balancing_policy?: {
     readonly policies: readonly {
       readonly typed_extension_config: { readonly name: string; readonly typed_config: Any };
     }[];

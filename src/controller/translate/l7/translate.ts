@@ -64,6 +64,7 @@ import type {
   RouteConfiguration,
 } from './envoy-types.ts';
 import { translateAuthz, type AuthzProblem, type AuthzService } from './authz.ts';
+import { translateDirect, workloadWaypoints } from './direct.ts';
 import { resolveGatewayPorts } from './gateway-ports.ts';
 import { translateGatewayApi, type GatewayApiStatus } from './gateway-api-translate.ts';
 import { translateIstioGateways } from './gateway-translate.ts';
@@ -300,11 +301,13 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     },
   };
 
+  const direct = workloadWaypoints(input.snapshot.gateways);
   const authz = translateAuthz(
     {
       policies: input.snapshot.authorizationPolicies,
       gateways: input.snapshot.gateways,
       services: infos.map(authzService),
+      directListeners: new Map(direct.map((w) => [`${w.namespace}/${w.gateway}`, w.httpListener])),
     },
     options,
   );
@@ -376,6 +379,11 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
   routeConfigurations.push(...gatewayApi.routeConfigurations);
   for (const p of gatewayApi.problems) problems.add(p);
 
+  // Workload waypoints: traffic to the IPs of the pods bound to them (direct.ts).
+  const directResources = translateDirect(direct, authzFilters);
+  listeners.push(...directResources.listeners);
+  routeConfigurations.push(...directResources.routeConfigurations);
+
   reportUnusedRules(input.destinationRules, usedRules, infos, options, problems);
 
   const all = [...clusters.values(), ...dangling.values()].sort((a, b) => compare(a.name, b.name));
@@ -383,11 +391,14 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     resources: {
       listeners: listeners.sort((a, b) => compare(a.name, b.name)),
       routeConfigurations: routeConfigurations.sort((a, b) => compare(a.name, b.name)),
-      clusters: all.map((c) =>
-        c.dns
-          ? asDnsCluster(buildCluster(c), c.dns, buildLoadAssignment(c.name, c.endpoints))
-          : buildCluster(c),
-      ),
+      clusters: [
+        ...all.map((c) =>
+          c.dns
+            ? asDnsCluster(buildCluster(c), c.dns, buildLoadAssignment(c.name, c.endpoints))
+            : buildCluster(c),
+        ),
+        ...directResources.clusters,
+      ].sort((a, b) => compare(a.name, b.name)),
       clusterLoadAssignments: all.filter((c) => !c.dns).map((c) => buildLoadAssignment(c.name, c.endpoints)),
     },
     problems: problems.list(),
