@@ -21,6 +21,7 @@ import { redactedWaypointConfig, type WaypointConfig } from './config.ts';
 import { L7_DECODERS, L7_TYPES, waypointXdsClient } from './control-plane.ts';
 import { startL7Engine, type EngineDeps } from './engine.ts';
 import { serveHttp, type IngressOptions } from './http-ingress.ts';
+import { serveDirect, type DirectDeps } from './direct.ts';
 import { admitTunnel, type SelfFacts } from './inbound.ts';
 import type { L7State } from './l7-state.ts';
 import { type L7Kind, type L7Values } from './l7-state.ts';
@@ -175,6 +176,18 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
   let listenerError: string | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   const tunnels = new Set<() => void>();
+  const directDeps: DirectDeps = {
+    forwarder,
+    tcpProxy,
+    clock: engine.clock,
+    log: log.child({ scope: 'direct' }),
+    detectionTimeoutMs: config.protocolDetectionTimeoutMs,
+    ingress: INGRESS_OPTIONS,
+    track: (stop, stream) => {
+      tunnels.add(stop);
+      stream.once('close', () => tunnels.delete(stop));
+    },
+  };
 
   const onTunnel = (req: HboneRequest) => {
     if (draining) return req.reject(503);
@@ -198,6 +211,8 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
       );
       return req.reject(adm.status);
     }
+    // A workload's IP: sniffed, then its waypoint's direct-http or direct-tcp listener (direct.ts).
+    if (adm.direct) return serveDirect(req, adm.context, adm.direct, directDeps);
     // A TCP port: the CONNECT is answered once the upstream connection is up (or has failed).
     if (adm.listener.tcp) return tcpProxy.handle(req, adm.context, adm.listener);
     const stream = req.acceptStream();

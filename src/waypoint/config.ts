@@ -54,6 +54,11 @@ export interface WaypointConfig {
   readonly drainDeadlineMs: number;
   /** HBONE/TCP connect timeout to an endpoint (a cluster's shorter connect_timeout wins). */
   readonly connectTimeoutMs: number;
+  /**
+   * A workload-addressed tunnel whose first bytes have not said HTTP or not within this is TCP
+   * (server-first protocols wait this long for their greeting; direct.ts).
+   */
+  readonly protocolDetectionTimeoutMs: number;
   readonly logLevel: LevelWithSilent;
 }
 
@@ -79,6 +84,7 @@ export const WAYPOINT_ENV = {
   AMBIT_READINESS_ADDR: '0.0.0.0:15021',
   CONNECTION_TERMINATION_DEADLINE: '5s',
   AMBIT_CONNECT_TIMEOUT: '10s',
+  AMBIT_PROTOCOL_DETECTION_TIMEOUT: '1s',
   LOG_LEVEL: 'info',
 } as const;
 
@@ -118,6 +124,8 @@ export function buildWaypointConfig(env: Readonly<Record<string, string | undefi
   const logLevel = readLogLevel(r);
   const connectTimeoutMs = duration('AMBIT_CONNECT_TIMEOUT', 10_000);
   if (connectTimeoutMs <= 0) r.errors.push('AMBIT_CONNECT_TIMEOUT: must be more than 0');
+  const protocolDetectionTimeoutMs = duration('AMBIT_PROTOCOL_DETECTION_TIMEOUT', 1000);
+  if (protocolDetectionTimeoutMs <= 0) r.errors.push('AMBIT_PROTOCOL_DETECTION_TIMEOUT: must be more than 0');
 
   const config: WaypointConfig = {
     podName: r.string('POD_NAME', hostname()),
@@ -139,6 +147,7 @@ export function buildWaypointConfig(env: Readonly<Record<string, string | undefi
     ...readEndpointAddresses(r),
     drainDeadlineMs: duration('CONNECTION_TERMINATION_DEADLINE', 5000),
     connectTimeoutMs,
+    protocolDetectionTimeoutMs,
     logLevel,
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };

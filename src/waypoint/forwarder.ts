@@ -29,6 +29,7 @@ import { OVERLOADED_HEADER, type ClusterPicker, type HostView } from './cluster-
 import { applyHeaderMutations } from './header-mutations.ts';
 import type { IngressRequest, IngressResponse } from './http-ingress.ts';
 import type { L7State } from './l7-state.ts';
+import type { OriginalDestination } from './original-dst.ts';
 import {
   backoffMs,
   effectiveTimeoutMs,
@@ -82,6 +83,8 @@ export interface TunnelContext {
   /** The client's address, for x-forwarded-for and the access log. */
   readonly clientAddress: string;
   readonly clientPort: number;
+  /** A workload-addressed tunnel's `<podIP>:<port>`: where its ORIGINAL_DST cluster sends it. */
+  readonly originalDestination?: OriginalDestination;
 }
 
 /**
@@ -710,7 +713,7 @@ class Exchange {
       if (parsed)
         this.service = this.deps.mesh().serviceByHostname(parsed.hostname, this.ctx.source.namespace);
     }
-    const picker = l7.picker(d.cluster);
+    const picker = l7.picker(d.cluster, this.ctx.originalDestination);
     const cluster = l7.cluster(d.cluster);
     if (!picker || !cluster) {
       this.flags.push(ResponseFlags.NoClusterFound);

@@ -17,6 +17,7 @@
 import type { L7RbacFilter } from '../core/policy/l7.ts';
 import type { Cluster, ClusterLoadAssignment, L7Listener, RouteConfiguration } from '../core/xds/l7-model.ts';
 import { createClusterPicker, type ClusterPicker, type PickerDeps } from './cluster-picker.ts';
+import { OriginalDstPicker, type OriginalDestination } from './original-dst.ts';
 import { compileRouteTable, type RouteTable } from './router.ts';
 
 /** The four resource kinds, by what they hold. */
@@ -105,9 +106,13 @@ export class L7State {
     return filters;
   }
 
-  /** The picker of a cluster; undefined if the cluster does not exist. */
-  picker(clusterName: string): ClusterPicker | undefined {
-    return this.clusters.get(clusterName)?.picker;
+  /**
+   * The picker of a cluster; undefined if the cluster does not exist. For an ORIGINAL_DST cluster
+   * (a workload waypoint's encap), `originalDst` is the tunnel's destination, which its picks go to.
+   */
+  picker(clusterName: string, originalDst?: OriginalDestination): ClusterPicker | undefined {
+    const p = this.clusters.get(clusterName)?.picker;
+    return p instanceof OriginalDstPicker && originalDst ? p.forDestination(originalDst) : p;
   }
 
   cluster(clusterName: string): Cluster | undefined {
@@ -192,8 +197,14 @@ export class L7State {
     for (const [name, cluster] of this.clusterDefs) {
       const assignment = cluster.dnsAssignment ?? this.assignments.get(cluster.edsServiceName);
       let entry = this.clusters.get(name);
+      // A cluster that changed between EDS and ORIGINAL_DST starts over.
+      if (entry && entry.picker instanceof OriginalDstPicker !== (cluster.originalDst !== undefined))
+        entry = undefined;
       if (!entry) {
-        entry = { cluster, assignment: undefined, picker: createClusterPicker(cluster, this.deps) };
+        const picker = cluster.originalDst
+          ? new OriginalDstPicker(cluster, this.deps)
+          : createClusterPicker(cluster, this.deps);
+        entry = { cluster, assignment: undefined, picker };
         this.clusters.set(name, entry);
         entry.picker.updateEndpoints(assignment ?? noEndpoints(cluster.edsServiceName));
         entry.assignment = assignment;

@@ -182,7 +182,7 @@ class TcpConnection {
     const { l7, random } = this.deps;
     const proxy = this.listener.tcpProxy ?? DEFAULT_TCP_PROXY;
     this.cluster = chooseTcpCluster(this.listener.tcp ?? [], random);
-    const picker = l7.picker(this.cluster);
+    const picker = l7.picker(this.cluster, this.ctx.originalDestination);
     const cluster = l7.cluster(this.cluster);
     if (!picker || !cluster) return this.refuse(TcpRefusal.ClusterNotFound);
     const slot = picker.tryAcquire('connections');

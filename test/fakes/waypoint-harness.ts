@@ -50,6 +50,7 @@ export function waypointTestConfig(instanceIp: string, over: Partial<WaypointCon
     readiness: { host: '127.0.0.1', port: 0 },
     drainDeadlineMs: 2000,
     connectTimeoutMs: 2000,
+    protocolDetectionTimeoutMs: 1000,
     logLevel: 'info',
     ...over,
   };

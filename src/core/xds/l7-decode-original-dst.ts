@@ -8,7 +8,7 @@
  * destination (an HTTP header, a port override, metadata). Pure.
  */
 import type { OriginalDstSettings } from './l7-model.ts';
-import { Collector, join, positiveMs, type WireDuration } from './l7-decode-common.ts';
+import { join, positiveMs, type Collector, type WireDuration } from './l7-decode-common.ts';
 
 /** Envoy's default `cleanup_interval` for ORIGINAL_DST clusters. */
 export const ORIGINAL_DST_CLEANUP_INTERVAL_MS = 5000;

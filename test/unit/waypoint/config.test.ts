@@ -55,6 +55,7 @@ test('defaults', () => {
     readiness: { host: '0.0.0.0', port: 15021 },
     drainDeadlineMs: 5000,
     connectTimeoutMs: 10_000,
+    protocolDetectionTimeoutMs: 1000,
     logLevel: 'info',
   });
 });
@@ -79,6 +80,7 @@ test('every variable is read', () => {
     AMBIT_READINESS_ADDR: '0.0.0.0:16021',
     CONNECTION_TERMINATION_DEADLINE: '30s',
     AMBIT_CONNECT_TIMEOUT: '2500ms',
+    AMBIT_PROTOCOL_DETECTION_TIMEOUT: '250ms',
     LOG_LEVEL: 'debug',
   });
   assert.deepEqual(c, {
@@ -103,6 +105,7 @@ test('every variable is read', () => {
     readiness: { host: '0.0.0.0', port: 16021 },
     drainDeadlineMs: 30_000,
     connectTimeoutMs: 2500,
+    protocolDetectionTimeoutMs: 250,
     logLevel: 'debug',
   });
   assert.deepEqual(waypointIdentity(c), {
@@ -150,6 +153,11 @@ const bad: [string, Record<string, string | undefined>, RegExp][] = [
     /^CONNECTION_TERMINATION_DEADLINE: "soon" is not a duration/,
   ],
   ['zero connect timeout', { AMBIT_CONNECT_TIMEOUT: '0s' }, /^AMBIT_CONNECT_TIMEOUT: must be more than 0/],
+  [
+    'zero protocol detection timeout',
+    { AMBIT_PROTOCOL_DETECTION_TIMEOUT: '0s' },
+    /^AMBIT_PROTOCOL_DETECTION_TIMEOUT: must be more than 0/,
+  ],
   ['bad admin address', { AMBIT_ADMIN_ADDR: 'localhost' }, /^AMBIT_ADMIN_ADDR: "localhost" is not host:port/],
   ['bad log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: "loud" is not one of/],
   ['bad service account', { SERVICE_ACCOUNT: 'a/b' }, /^TRUST_DOMAIN, POD_NAMESPACE, SERVICE_ACCOUNT: /],
