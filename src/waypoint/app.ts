@@ -185,7 +185,9 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     ingress: INGRESS_OPTIONS,
     track: (stop, stream) => {
       tunnels.add(stop);
-      stream.once('close', () => tunnels.delete(stop));
+      const untrack = () => void tunnels.delete(stop);
+      stream.once('close', untrack);
+      return untrack;
     },
   };
 

@@ -41,9 +41,9 @@ export interface DirectDeps {
   readonly ingress: IngressOptions;
   /**
    * Registers an open tunnel's stop function for the drain (HTTP: GOAWAY or close after the request
-   * in flight; while sniffing: end it); the tunnel unregisters itself when its stream closes.
+   * in flight; while sniffing: end it) until its stream closes or the returned function is called.
    */
-  readonly track: (stop: () => void, stream: ServerHttp2Stream) => void;
+  readonly track: (stop: () => void, stream: ServerHttp2Stream) => () => void;
 }
 
 /** Serves one admitted workload-addressed tunnel. */
@@ -58,12 +58,15 @@ export function serveDirect(
   const chunks: Buffer[] = [];
   let decided = false;
   let stopTimer: () => void = () => undefined;
+  let untrackSniffing: () => void = () => undefined;
   const where = { src: `${req.remoteAddress}:${req.remotePort}`, dst: req.rawAuthority };
 
   const decide = (protocol: 'http' | 'tcp', why: string) => {
     if (decided) return;
     decided = true;
     stopTimer();
+    // The HTTP side registers itself below; a TCP connection is the TCP proxy's to drain.
+    untrackSniffing();
     stream.off('readable', onReadable);
     const seen = Buffer.concat(chunks);
     // Back in front of the stream for whoever reads it next (before any 'end' is emitted).
@@ -92,9 +95,7 @@ export function serveDirect(
     if (stream.state?.remoteClose) decide('tcp', 'client closed before a decision');
   };
 
-  deps.track(() => {
-    if (!decided) stream.close(h2.NGHTTP2_NO_ERROR);
-  }, stream);
+  untrackSniffing = deps.track(() => stream.close(h2.NGHTTP2_NO_ERROR), stream);
   stream.on('readable', onReadable);
   // With nothing read there is nothing to put back; the TCP side sees the end.
   stream.once('end', () => decide('tcp', 'client closed before a decision'));

@@ -155,7 +155,9 @@ export class L7State {
       clusters: [...this.clusters.entries()].map(([name, c]) => ({
         name,
         cluster: c.cluster,
-        loadAssignment: c.assignment?.clusterName ?? `(none yet: ${c.cluster.edsServiceName})`,
+        loadAssignment: c.cluster.originalDst
+          ? '(none: each tunnel goes to its original destination)'
+          : (c.assignment?.clusterName ?? `(none yet: ${c.cluster.edsServiceName})`),
         circuitBreakers: { limits: c.cluster.circuitBreakers, inUse: c.picker.usage() },
         endpoints: c.picker.hosts(),
       })),

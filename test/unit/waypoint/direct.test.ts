@@ -270,5 +270,9 @@ describe('the ORIGINAL_DST cluster picks each tunnel’s own destination', () =>
       ['10.0.1.3:8080'],
     );
     assert.ok(l7.endpointKeys().has('10.0.1.3:8080'), 'upstream pools for it are kept');
+    const dumped = (l7.dump().clusters as { name: string; loadAssignment: string }[]).find(
+      (c) => c.name === encap.name,
+    );
+    assert.match(dumped?.loadAssignment ?? '', /original destination/);
   });
 });
