@@ -21,6 +21,12 @@ export interface AdminHooks {
 export interface Readiness {
   /** Names of what is still missing; empty when ready. */
   pending(): string[];
+  /**
+   * What does not work while the program still serves (a gateway server whose certificate is
+   * missing, beside others that serve): reported in the ready answer, which stays 200, so one broken
+   * part does not take the whole pod out of its Service.
+   */
+  degraded?(): string[];
 }
 
 /** JSON for dumps: byte arrays as text, bigints as decimal strings, Maps and Sets as objects and lists. */
@@ -84,7 +90,14 @@ export function readinessRoutes(readiness: Readiness): Record<string, Handler> {
   return {
     '/healthz/ready': (_req, _url, res) => {
       const pending = readiness.pending();
-      if (pending.length === 0) return send(res, 200, 'ready\n');
+      if (pending.length === 0) {
+        const degraded = readiness.degraded?.() ?? [];
+        return send(
+          res,
+          200,
+          degraded.length === 0 ? 'ready\n' : `ready, degraded: ${degraded.join(', ')}\n`,
+        );
+      }
       send(res, 500, `not ready, pending: ${pending.join(', ')}\n`);
     },
   };

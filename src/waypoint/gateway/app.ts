@@ -242,9 +242,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
           .map(([k, v]) => `${k}=${v}`)
           .join(',')})`,
       );
-    out.push(...conflicts, ...servers.problems());
+    out.push(...conflicts);
+    // A server that cannot serve (its certificate is missing) does not take the gateway out of
+    // its Service while another serves: readiness says so (degraded) and stays 200.
+    if (!servers.serving()) out.push(...servers.problems());
     return out;
   };
+  const degraded = () => (servers.serving() ? servers.problems() : []);
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -311,7 +315,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       {
         admin: { program: 'gateway', configDump, quit: () => void close() },
         registry,
-        readiness: { pending },
+        readiness: { pending, degraded },
       },
       log,
       endpoints,

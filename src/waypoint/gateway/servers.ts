@@ -320,6 +320,11 @@ export class GatewayServers {
     return out;
   }
 
+  /** Whether any server can take a connection now (a port listening with a server that loaded). */
+  serving(): boolean {
+    return [...this.ports.values()].some((s) => s.server && s.chains.some((c) => !c.error));
+  }
+
   /** Client connections open now. */
   openConnections(): number {
     return this.connections.size;
