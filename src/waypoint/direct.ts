@@ -85,14 +85,16 @@ export function serveDirect(
   };
 
   const onReadable = (): void => {
+    const before = chunks.length;
     let chunk: Buffer | null;
     while ((chunk = stream.read() as Buffer | null) !== null) chunks.push(chunk);
     const sniffed = sniffProtocol(Buffer.concat(chunks));
     if (sniffed === 'h2' || sniffed === 'http1') return decide('http', sniffed);
     if (sniffed === 'tcp') return decide('tcp', 'not http');
-    // The client half-closed (END_STREAM) with bytes that could still begin HTTP: decide now, while
-    // they can still be put back (once 'end' is emitted they cannot).
-    if (stream.state?.remoteClose) decide('tcp', 'client closed before a decision');
+    // 'readable' with nothing new is the end of the client's bytes (its half-close): decide now,
+    // while what was read can still be put back — in this tick, before 'end' is emitted.
+    if ((chunks.length === before && before > 0) || stream.state?.remoteClose)
+      decide('tcp', 'client closed before a decision');
   };
 
   untrackSniffing = deps.track(() => stream.close(h2.NGHTTP2_NO_ERROR), stream);

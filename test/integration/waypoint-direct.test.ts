@@ -291,6 +291,11 @@ test('a client-first TCP protocol is sniffed as TCP at its first byte and echoed
   );
 });
 
+test('bytes that could still begin HTTP, then the client’s half-close: TCP, and none is lost', async () => {
+  // "GET" alone is a method still arriving; the half-close decides it.
+  assert.equal(await tcp(ECHO_PORT, 'GET'), 'GET');
+});
+
 test('a server-first protocol gets its greeting once the detection timeout has passed', async () => {
   assert.equal(await tcp(GREETER_PORT, undefined), '220 greeter ready\r\n250 got HELO\r\n');
 });
