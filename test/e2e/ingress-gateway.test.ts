@@ -14,7 +14,6 @@
  * ISTIO_MUTUAL: the gateway's own mesh certificate, clients with the mesh CA's.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect as connectTcp } from 'node:net';
@@ -28,6 +27,7 @@ import {
 } from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { curl, issueLeaf, makePki, run, until } from './lib/curl.ts';
 import { startLocalMesh, type LocalMesh } from './lib/local-mesh.ts';
 
 const SAMPLE = new URL('../fixtures/kube/istio-samples/18-gateway-bookinfo-ingress.yaml', import.meta.url);
@@ -38,108 +38,23 @@ let mesh: LocalMesh;
 let kube: string;
 let pki: string;
 
-function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-/** curl's status code and body (`-w` appends the code on its own line). */
-async function curl(...args: string[]): Promise<{ status: number; body: string; stderr: string }> {
-  const r = await run('curl', ['-sS', '--max-time', '10', '-w', '\n%{http_code}', ...args]);
-  const i = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i), stderr: r.stderr };
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** Runs openssl; a failure fails the test with its stderr. */
-async function openssl(...args: string[]): Promise<void> {
-  const r = await run('openssl', args);
-  assert.equal(r.code, 0, r.stderr);
-}
-
-const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-
-/** `<dir>/<name>.pem` and `.key`: a leaf with subject `/CN=<name>` and `san`, signed by the CA given. */
-async function issueLeaf(
-  dir: string,
-  name: string,
-  san: string,
-  caCert: string,
-  caKey: string,
-): Promise<void> {
-  const at = (ext: string) => join(dir, `${name}.${ext}`);
-  await openssl('req', ...EC_KEY, '-subj', `/CN=${name}`, '-keyout', at('key'), '-out', at('csr'));
-  await writeFile(at('ext'), `subjectAltName=${san}\n`);
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    at('csr'),
-    '-CA',
-    caCert,
-    '-CAkey',
-    caKey,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    at('ext'),
-    '-out',
-    at('pem'),
-  );
-}
-
-/** A test CA and leaf certificates made by openssl. */
-async function makePki(dir: string): Promise<void> {
-  await openssl(
-    'req',
-    '-x509',
-    ...EC_KEY,
-    '-days',
-    '2',
-    '-subj',
-    '/O=test-ca',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    join(dir, 'ca.pem'),
-  );
-  for (const [name, san] of [
-    ['bookinfo', 'DNS:bookinfo.example.com'],
-    ['other', 'DNS:other.example.com'],
-    ['mtls', 'DNS:mtls.example.com'],
-    ['client', 'DNS:client.example.com'],
-    ['sds', 'DNS:sds.example.com'],
-    ['sds2', 'DNS:sds.example.com'],
-    ['backend', 'DNS:passthrough.example.com'],
-    ['grpc', 'DNS:grpc.example.com'],
-  ] as const)
-    await issueLeaf(dir, name, san, join(dir, 'ca.pem'), join(dir, 'ca.key'));
-}
+/** The test CA and its leaves: the servers' hosts, a client, and the PASSTHROUGH and gRPC backends. */
+const LEAVES = [
+  ['bookinfo', 'DNS:bookinfo.example.com'],
+  ['other', 'DNS:other.example.com'],
+  ['mtls', 'DNS:mtls.example.com'],
+  ['client', 'DNS:client.example.com'],
+  ['sds', 'DNS:sds.example.com'],
+  ['sds2', 'DNS:sds.example.com'],
+  ['backend', 'DNS:passthrough.example.com'],
+  ['grpc', 'DNS:grpc.example.com'],
+] as const;
 
 before(async () => {
   mesh = await startLocalMesh(prefix);
   kube = join(mesh.dir, 'kube');
   pki = mesh.dir;
-  await makePki(pki);
+  await makePki(pki, LEAVES);
   await copyFile(SAMPLE, join(kube, '18-gateway-bookinfo-ingress.yaml'));
 });
 

@@ -43,34 +43,36 @@ export async function until<T>(
   }
 }
 
+/** Runs openssl; a failure fails the test with its stderr. */
+export async function openssl(...args: string[]): Promise<void> {
+  const r = await run('openssl', args);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+const DAYS = ['-days', '2'];
+
+/** `<dir>/<name>.pem` and `.key`: an ECDSA P-256 leaf, subject `/CN=<name>`, `san`, signed by the CA given. */
+export async function issueLeaf(
+  dir: string,
+  name: string,
+  san: string,
+  caCert: string,
+  caKey: string,
+): Promise<void> {
+  const at = (ext: string) => join(dir, `${name}.${ext}`);
+  await openssl('req', ...EC_KEY, '-subj', `/CN=${name}`, '-keyout', at('key'), '-out', at('csr'));
+  await writeFile(at('ext'), `subjectAltName=${san}\n`);
+  const ca = ['-CA', caCert, '-CAkey', caKey, '-CAcreateserial'];
+  await openssl('x509', '-req', '-in', at('csr'), ...ca, ...DAYS, '-extfile', at('ext'), '-out', at('pem'));
+}
+
 /**
  * A test CA (`ca.pem`, `ca.key`) and, per `[name, subjectAltName]`, a leaf `<name>.pem` /
  * `<name>.key` it signs, all ECDSA P-256, made by openssl in `dir`.
  */
 export async function makePki(dir: string, leaves: readonly (readonly [string, string])[]): Promise<void> {
-  const o = async (...args: string[]) => {
-    const r = await run('openssl', args);
-    assert.equal(r.code, 0, r.stderr);
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const days = ['-days', '2'];
-  await o(
-    'req',
-    '-x509',
-    ...ec,
-    ...days,
-    '-subj',
-    '/O=test-ca',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    join(dir, 'ca.pem'),
-  );
-  for (const [name, san] of leaves) {
-    const file = (ext: string) => join(dir, `${name}.${ext}`);
-    await o('req', ...ec, '-subj', `/CN=${name}`, '-keyout', file('key'), '-out', file('csr'));
-    await writeFile(file('ext'), `subjectAltName=${san}\n`);
-    const ca = ['-CA', join(dir, 'ca.pem'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial'];
-    await o('x509', '-req', '-in', file('csr'), ...ca, ...days, '-extfile', file('ext'), '-out', file('pem'));
-  }
+  const [caCert, caKey] = [join(dir, 'ca.pem'), join(dir, 'ca.key')];
+  await openssl('req', '-x509', ...EC_KEY, ...DAYS, '-subj', '/O=test-ca', '-keyout', caKey, '-out', caCert);
+  for (const [name, san] of leaves) await issueLeaf(dir, name, san, caCert, caKey);
 }
