@@ -4,15 +4,22 @@
  * `<podIP>:<port>`, the server checked against the endpoint workload's SPIFFE identity — or over plain
  * TCP for an endpoint outside the mesh (tunnel protocol NONE).
  *
- * - HTTP/1.1: one pool of kept-alive connections per endpoint (and connection settings), each
- *   with its own parser (http1-upstream.ts); each connection is one CONNECT stream, and the HBONE
- *   pool multiplexes them over one mTLS connection per endpoint.
+ * - HTTP/1.1: one keep-alive `http.Agent` per endpoint (and connection settings), whose
+ *   `createConnection` opens a tunnel asynchronously; each kept-alive connection is one CONNECT
+ *   stream, and the HBONE pool multiplexes them over one mTLS connection per endpoint.
  * - h2c: one HTTP/2 session per endpoint over one CONNECT stream, shared by all requests.
  *
  * Each request is an Attempt: the writable its body goes to, and a promise of the response head or
  * of the failure (connect failure, reset, refused stream) that the retry logic classifies.
  */
-import type { OutgoingHttpHeaders } from 'node:http';
+import {
+  Agent,
+  request as http1Request,
+  type ClientRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type RequestOptions,
+} from 'node:http';
 import {
   connect as h2connect,
   constants as h2constants,
@@ -22,7 +29,7 @@ import {
   type IncomingHttpStatusHeader,
 } from 'node:http2';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { AmbitError, describeError, ErrorCode } from '../core/errors.ts';
 import type { HbonePool } from '../core/hbone/pool.ts';
 import { formatHostPort, HBONE_PORT } from '../core/hbone/protocol.ts';
@@ -31,8 +38,6 @@ import type { Logger } from '../core/log.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { UpstreamTls } from '../core/xds/l7-model.ts';
 import { workloadSpiffe, type Workload } from '../core/xds/model.ts';
-import { failedAttempt, Http1Pool } from './http1-upstream.ts';
-import type { Attempt, AttemptResult, HeaderList, RequestHead } from './upstream-types.ts';
 import { asHttpSocket } from './stream-socket.ts';
 import {
   alpnFor,
@@ -43,8 +48,8 @@ import {
   type TlsOrigination,
 } from './upstream-tls.ts';
 
-export type { Attempt, AttemptResult, FailureKind, HeaderList, RequestHead } from './upstream-types.ts';
-export { fromRawHeaders } from './upstream-types.ts';
+/** Header names (lower-case) with their values in order. */
+export type HeaderList = Map<string, string[]>;
 
 /** Where one request goes. */
 export interface UpstreamTarget {
@@ -82,6 +87,49 @@ export interface ConnectionSettings {
   readonly tls?: UpstreamTls | undefined;
 }
 
+export interface RequestHead {
+  readonly method: string;
+  /** Path with query. */
+  readonly path: string;
+  readonly authority: string;
+  /** Without pseudo-headers, `host` and hop-by-hop headers. */
+  readonly headers: HeaderList;
+}
+
+export type FailureKind = 'connect-failure' | 'reset' | 'refused-stream';
+
+export type AttemptResult =
+  | {
+      readonly kind: 'response';
+      readonly status: number;
+      readonly headers: HeaderList;
+      /** The head ended the stream (h2c): no body, no trailers, e.g. a gRPC trailers-only reply. */
+      readonly endStream: boolean;
+      /** The response body; ends (or closes early on a reset) when the upstream is done. */
+      readonly body: Readable;
+      /** The response trailers, once `body` has ended. */
+      trailers(): HeaderList | undefined;
+    }
+  | {
+      readonly kind: 'failure';
+      readonly failure: FailureKind;
+      readonly error: string;
+      /** HTTP/1.1: the request went out on a kept-alive connection the peer had already closed. */
+      readonly staleConnection: boolean;
+      /** Envoy's transport failure reason (a TLS handshake that failed), for the 503 body. */
+      readonly transportFailureReason?: string | undefined;
+    };
+
+export interface Attempt {
+  /** Where the request body goes; undefined if the attempt already failed. */
+  readonly requestBody: Writable | undefined;
+  readonly result: Promise<AttemptResult>;
+  /** Ends the request body (request trailers are not forwarded). */
+  end(): void;
+  /** Abandons the attempt: the upstream request or stream is reset. */
+  abort(): void;
+}
+
 export interface UpstreamOptions {
   readonly pool: HbonePool;
   /** The waypoint's own identity: every upstream tunnel presents it. */
@@ -92,6 +140,9 @@ export interface UpstreamOptions {
   /** HBONE port of the endpoints' agents (15008; tests may differ). */
   readonly hbonePort?: number;
 }
+
+/** Option passed through `http.request` to the agent's `createConnection`. */
+const CONNECT_TIMEOUT_OPTION = 'ambitConnectTimeoutMs';
 
 /** The tunnel as the socket Node's HTTP clients expect (stream-socket.ts). */
 function asSocket(stream: Duplex): Socket {
@@ -104,6 +155,19 @@ function connectError(message: string, cause?: unknown): AmbitError {
 
 function isConnectError(err: unknown): boolean {
   return err instanceof AmbitError && err.code === ErrorCode.UpstreamConnectFailed;
+}
+
+/** Lower-cased headers from Node's `[name, value, name, value…]`, skipping pseudo-headers. */
+export function fromRawHeaders(raw: readonly string[]): HeaderList {
+  const out: HeaderList = new Map();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name.startsWith(':')) continue;
+    const list = out.get(name);
+    if (list) list.push(raw[i + 1]!);
+    else out.set(name, [raw[i + 1]!]);
+  }
+  return out;
 }
 
 function fromHttp2Headers(h: IncomingHttpHeaders): HeaderList {
@@ -124,7 +188,7 @@ export function toOutgoing(headers: HeaderList): OutgoingHttpHeaders {
 
 export class Upstream {
   private readonly opts: UpstreamOptions;
-  private readonly http1 = new Map<string, { pool: Http1Pool; endpoint: string }>();
+  private readonly agents = new Map<string, { agent: Agent; endpoint: string }>();
   private readonly sessions = new Map<string, { session: Promise<ClientHttp2Session>; endpoint: string }>();
   private readonly tlsContexts = new TlsContexts();
   private readonly tlsKeys = new WeakMap<UpstreamTls, string>();
@@ -136,7 +200,7 @@ export class Upstream {
 
   /** Starts one request to `target`; h2c waits for the session first. */
   async start(target: UpstreamTarget, settings: ConnectionSettings, head: RequestHead): Promise<Attempt> {
-    if (this.closed) return failedAttempt('connect-failure', 'waypoint is shutting down');
+    if (this.closed) return failed('connect-failure', 'waypoint is shutting down');
     return settings.protocol === 'h2c'
       ? this.startH2(target, settings, head)
       : this.startH1(target, settings, head);
@@ -157,11 +221,12 @@ export class Upstream {
 
   /** Closes connections to endpoints no cluster has any more (those with requests in flight stay). */
   prune(endpoints: ReadonlySet<string>): void {
-    for (const [key, a] of this.http1) {
+    for (const [key, a] of this.agents) {
       if (endpoints.has(a.endpoint)) continue;
-      // Idle connections close now, busy ones when their exchange ends.
-      a.pool.retire();
-      this.http1.delete(key);
+      const busy = Object.values(a.agent.sockets).some((list) => (list?.length ?? 0) > 0);
+      if (busy) continue;
+      a.agent.destroy();
+      this.agents.delete(key);
     }
     for (const [key, s] of this.sessions) {
       if (endpoints.has(s.endpoint)) continue;
@@ -173,14 +238,14 @@ export class Upstream {
 
   /** Numbers for the admin page. */
   describe(): { http1Agents: number; h2Sessions: number } {
-    return { http1Agents: this.http1.size, h2Sessions: this.sessions.size };
+    return { http1Agents: this.agents.size, h2Sessions: this.sessions.size };
   }
 
   /** Closes every upstream connection now (after the drain). */
   close(): void {
     this.closed = true;
-    for (const a of this.http1.values()) a.pool.destroy();
-    this.http1.clear();
+    for (const a of this.agents.values()) a.agent.destroy();
+    this.agents.clear();
     for (const s of this.sessions.values()) s.session.then((x) => x.destroy()).catch(() => undefined);
     this.sessions.clear();
   }
@@ -295,26 +360,95 @@ export class Upstream {
     };
   }
 
-  private poolFor(target: UpstreamTarget, s: ConnectionSettings, authority: string): Http1Pool {
+  private agentFor(target: UpstreamTarget, s: ConnectionSettings, authority: string): Agent {
     const endpoint = formatHostPort(target.address, target.port);
     const { origination, key: tlsKey } = this.origination(s, authority, 'http/1.1');
-    const key = `${endpoint}|${target.identity ?? 'tcp'}|${s.maxRequestsPerConnection}|${s.idleTimeoutMs}|${s.connectTimeoutMs}${tlsKey}`;
-    const existing = this.http1.get(key);
-    if (existing) return existing.pool;
-    const pool = new Http1Pool({
-      connect: async () => {
-        const stream = await this.openTunnel(target, s.connectTimeoutMs, false, origination);
-        return origination ? stream : asHttpSocket(stream);
-      },
-      maxRequestsPerConnection: s.maxRequestsPerConnection,
-      idleTimeoutMs: s.idleTimeoutMs,
+    const key = `${endpoint}|${target.identity ?? 'tcp'}|${s.maxRequestsPerConnection}|${s.idleTimeoutMs}${tlsKey}`;
+    const existing = this.agents.get(key);
+    if (existing) return existing.agent;
+    const agent = new Agent({
+      keepAlive: s.maxRequestsPerConnection !== 1,
+      ...(s.idleTimeoutMs > 0 ? { timeout: s.idleTimeoutMs } : {}),
+      scheduling: 'lifo',
     });
-    this.http1.set(key, { pool, endpoint });
-    return pool;
+    const defaultTimeoutMs = s.connectTimeoutMs;
+    agent.createConnection = ((
+      options: Record<string, unknown>,
+      cb: (err: Error | null, socket?: Socket) => void,
+    ) => {
+      const timeoutMs =
+        typeof options[CONNECT_TIMEOUT_OPTION] === 'number'
+          ? options[CONNECT_TIMEOUT_OPTION]
+          : defaultTimeoutMs;
+      this.openTunnel(target, timeoutMs, false, origination).then(
+        (stream) => cb(null, origination ? (stream as Socket) : asSocket(stream)),
+        (err: Error) => cb(err),
+      );
+      return undefined;
+    }) as unknown as Agent['createConnection'];
+    if (s.maxRequestsPerConnection > 1) {
+      const served = new WeakMap<object, number>();
+      // Runs before the agent's own handler: a connection that has served its share is closed,
+      // and the agent opens a new one for whoever waits.
+      agent.prependListener('free', (socket: Socket) => {
+        const n = (served.get(socket) ?? 0) + 1;
+        served.set(socket, n);
+        if (n >= s.maxRequestsPerConnection) socket.destroy();
+      });
+    }
+    this.agents.set(key, { agent, endpoint });
+    return agent;
   }
 
   private startH1(target: UpstreamTarget, s: ConnectionSettings, head: RequestHead): Attempt {
-    return this.poolFor(target, s, head.authority).start(head);
+    const headers = toOutgoing(head.headers);
+    headers.host = head.authority;
+    let req: ClientRequest;
+    try {
+      req = http1Request({
+        agent: this.agentFor(target, s, head.authority),
+        method: head.method,
+        path: head.path,
+        headers,
+        setHost: false,
+        [CONNECT_TIMEOUT_OPTION]: s.connectTimeoutMs,
+      } as RequestOptions);
+    } catch (err) {
+      return failed('reset', `invalid upstream request: ${describeError(err)}`);
+    }
+    const result = new Promise<AttemptResult>((resolve) => {
+      req.once('response', (res: IncomingMessage) => {
+        // A response cut short ends in 'close' before 'end'; the reader handles that, and an
+        // abandoned one (a retried 5xx) must not throw.
+        res.on('error', () => undefined);
+        resolve({
+          kind: 'response',
+          status: res.statusCode ?? 502,
+          headers: fromRawHeaders(res.rawHeaders),
+          endStream: false,
+          body: res,
+          trailers: () => (res.rawTrailers.length ? fromRawHeaders(res.rawTrailers) : undefined),
+        });
+      });
+      req.on('error', (err) => {
+        resolve({
+          kind: 'failure',
+          failure: isConnectError(err) ? 'connect-failure' : 'reset',
+          error: describeError(err),
+          staleConnection: req.reusedSocket && !isConnectError(err),
+          transportFailureReason: transportFailureReason(err),
+        });
+      });
+      req.once('close', () =>
+        resolve({ kind: 'failure', failure: 'reset', error: 'upstream closed', staleConnection: false }),
+      );
+    });
+    return {
+      requestBody: req,
+      result,
+      end: () => req.end(),
+      abort: () => req.destroy(),
+    };
   }
 
   // ---------- h2c ----------
@@ -356,7 +490,7 @@ export class Upstream {
     try {
       session = await this.sessionFor(target, s, head.authority);
     } catch (err) {
-      return failedAttempt('connect-failure', describeError(err), transportFailureReason(err));
+      return failed('connect-failure', describeError(err), transportFailureReason(err));
     }
     let stream: ClientHttp2Stream;
     try {
@@ -372,7 +506,7 @@ export class Upstream {
       );
     } catch (err) {
       // The session went away under us (GOAWAY): nothing was sent, like a refused stream.
-      return failedAttempt('refused-stream', describeError(err));
+      return failed('refused-stream', describeError(err));
     }
     let trailers: HeaderList | undefined;
     stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = fromHttp2Headers(t)));
@@ -413,4 +547,19 @@ export class Upstream {
 /** Envoy's `transport failure reason` of a failed TLS handshake, if that is what `err` is. */
 function transportFailureReason(err: unknown): string | undefined {
   return err instanceof TlsOriginationError ? err.transportFailureReason : undefined;
+}
+
+function failed(failure: FailureKind, error: string, reason?: string): Attempt {
+  return {
+    requestBody: undefined,
+    result: Promise.resolve({
+      kind: 'failure',
+      failure,
+      error,
+      staleConnection: false,
+      transportFailureReason: reason,
+    }),
+    end: () => undefined,
+    abort: () => undefined,
+  };
 }
