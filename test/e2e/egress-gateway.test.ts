@@ -247,7 +247,16 @@ test('resolution DNS with endpoint localhost: the egress gateway resolves the na
     if (x.status !== 200) return undefined;
     assert.equal(x.body, 'external /dns');
     const id = seen.at(-1)!.requestId;
-    const lines = await gatewayAccess(id);
+    // The gateway writes its line as the response ends (batched, ~10 ms): wait a moment for that
+    // request's; none means it did not pass the gateway (the config not there yet): try again.
+    const lines = await until(
+      'its gateway access-log line',
+      async () => {
+        const l = await gatewayAccess(id);
+        return l.length > 0 ? l : undefined;
+      },
+      2000,
+    );
     return lines.find((l) => l.upstreamHost === `localhost:${localPort}`);
   });
   assert.equal(line.cluster, 'outbound|80||edition.cnn.com');
@@ -295,7 +304,14 @@ spec:
     await writeFile(file, policy('cluster.local/ns/default/sa/waypoint'));
     await until('a request through the gateway under the policy', async () => {
       const x = await curl('http://edition.cnn.com/allowed');
-      return x.status === 200 && (await gatewayAccess(seen.at(-1)!.requestId)).length === 1 ? x : undefined;
+      if (x.status !== 200) return undefined;
+      // The gateway writes its line as the response ends (batched, ~10 ms): wait a moment for it.
+      const id = seen.at(-1)!.requestId;
+      return until(
+        'its gateway access-log line',
+        async () => ((await gatewayAccess(id)).length === 1 ? x : undefined),
+        2000,
+      );
     });
   } finally {
     await rm(file, { force: true });
