@@ -9,15 +9,18 @@
  *   listener — the waypoint's own AuthorizationPolicies, request metrics, an access-log line per
  *   request — and upstream over HBONE with the waypoint's identity to `<podIP>:<port>` (the ORIGINAL_DST
  *   encap cluster; the endpoint's workload gives the metrics their destination labels);
- * - anything else: the direct-tcp listener's tcp_proxy, to the same destination.
+ * - anything else: the direct-tcp listener — its network RBAC filters (the same policies, with
+ *   their HTTP-only parts handled as istiod handles them for TCP), then its tcp_proxy, to the same
+ *   destination.
  *
  * Server-first protocols send nothing until the server speaks: when no decision has come within the
  * detection timeout (AMBIT_PROTOCOL_DETECTION_TIMEOUT, 1 s by default), or the client half-closes
  * first, the tunnel is TCP and the server's greeting then flows. So a server-first protocol waits
  * that long for its first byte, and a client that sends HTTP only after the timeout is carried as
- * TCP, where L7 policy does not apply — as with Envoy's listener_filters_timeout. Since the CONNECT
- * has already been answered, a TCP connection whose upstream cannot be had is reset (CONNECT_ERROR)
- * rather than refused with 503.
+ * TCP, where only the connection-level parts of policies apply — as with Envoy's
+ * listener_filters_timeout. Since the CONNECT has already been answered, a TCP connection that
+ * policy denies, or whose upstream cannot be had, is reset (CONNECT_ERROR) rather than refused with
+ * 401 or 503.
  */
 import { constants as h2 } from 'node:http2';
 import type { ServerHttp2Stream } from 'node:http2';
@@ -116,6 +119,7 @@ export function serveDirect(
 function acceptedDownstream(req: HboneRequest, stream: ServerHttp2Stream): TcpDownstream {
   return {
     rawAuthority: req.rawAuthority,
+    authority: req.authority,
     reject: () => {
       if (!stream.destroyed && !stream.closed) stream.close(h2.NGHTTP2_CONNECT_ERROR);
     },

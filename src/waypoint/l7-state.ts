@@ -94,16 +94,13 @@ export class L7State {
     return this.listeners.get(name);
   }
 
-  /** The RBAC filters of an HTTP listener, in its order; empty when no policy applies to it. */
+  /**
+   * The RBAC filters of a listener, in its order: an HTTP listener's RBAC HTTP filters, a TCP
+   * listener's network RBAC filters; empty when no policy applies to it.
+   */
   rbacFilters(listenerName: string): readonly L7RbacFilter[] {
     const listener = this.listeners.get(listenerName);
-    if (!listener) return [];
-    let filters = rbacOf.get(listener);
-    if (!filters) {
-      filters = listener.httpFilters.flatMap((f) => (f.rbac ? [{ name: f.name, config: f.rbac }] : []));
-      rbacOf.set(listener, filters);
-    }
-    return filters;
+    return listener ? listenerRbac(listener) : [];
   }
 
   /**
@@ -226,6 +223,19 @@ export class L7State {
 
 /** Per decoded listener (a changed listener is a new object). */
 const rbacOf = new WeakMap<L7Listener, readonly L7RbacFilter[]>();
+
+/** A listener's RBAC filters as the evaluator takes them (core/policy/l7.ts), once per listener. */
+export function listenerRbac(listener: L7Listener): readonly L7RbacFilter[] {
+  let filters = rbacOf.get(listener);
+  if (!filters) {
+    filters = [
+      ...listener.httpFilters.flatMap((f) => (f.rbac ? [{ name: f.name, config: f.rbac }] : [])),
+      ...(listener.networkRbac ?? []).map((f) => ({ name: f.name, config: f.rbac })),
+    ];
+    rbacOf.set(listener, filters);
+  }
+  return filters;
+}
 
 function noEndpoints(name: string): ClusterLoadAssignment {
   return { clusterName: name, endpoints: [], overprovisioningFactor: 140 };

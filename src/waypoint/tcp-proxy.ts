@@ -8,6 +8,14 @@
  * the outcome as it would from a destination agent. Bytes are then copied both ways with
  * half-close kept (tcp-splice.ts) until both sides are done or nothing moved for the idle timeout.
  *
+ * Authorization comes first, as Envoy's RBAC network filter sits before tcp_proxy in the chain: the
+ * listener's network RBAC filters (AuthorizationPolicies attached to the service, the waypoint or
+ * its class) are evaluated for the connection — peer identity, source and destination address and
+ * port — before a cluster is chosen or an upstream opened. A denied tunnel is refused with 401, the
+ * HBONE answer ztunnel gives a policy denial (Envoy would accept and close it; refusing tells the
+ * client's agent why, and no upstream connection is made), and logged with the policy that decided.
+ * A listener without such filters (every listener of an ingress gateway) is not evaluated at all.
+ *
  * The ingress gateway's TCP and TLS servers use the same proxy with a plain socket as the client
  * (TcpDownstream): accepting starts the copy, refusing closes the socket.
  *
@@ -19,16 +27,18 @@
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import { describeError } from '../core/errors.ts';
+import { HboneStatus, type Authority } from '../core/hbone/protocol.ts';
 import { formatSpiffe } from '../core/identity/spiffe.ts';
 import type { Logger } from '../core/log.ts';
 import type { Registry } from 'prom-client';
 import { createTcpMetrics, type TcpMetrics, type TcpSeries } from '../core/metrics.ts';
+import { evaluateConnection } from '../core/policy/l7.ts';
 import type { MeshState } from '../core/state/mesh-state.ts';
 import type { L7Listener } from '../core/xds/l7-model.ts';
 import { parseClusterName } from '../core/xds/l7-names.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
 import type { TunnelContext } from './forwarder.ts';
-import type { L7State } from './l7-state.ts';
+import { listenerRbac, type L7State } from './l7-state.ts';
 import type { Random } from './router.ts';
 import {
   chooseTcpCluster,
@@ -68,10 +78,15 @@ export interface TcpProxyDeps {
 export interface TcpDownstream {
   /** Accepts the connection (HBONE: answers 200); the client's byte stream, or undefined if it is gone. */
   acceptStream(): Duplex | undefined;
-  /** Refuses it (HBONE: answers the status; a socket is closed). */
-  reject(status: 503): void;
+  /**
+   * Refuses it (HBONE: answers the status — 401 denied by policy, 503 no upstream; a socket is
+   * closed).
+   */
+  reject(status: 401 | 503): void;
   /** What the client asked for, for logs: the CONNECT authority, or the gateway's port. */
   readonly rawAuthority: string;
+  /** The CONNECT authority, parsed: its IP is the destination address policies match. */
+  readonly authority?: Authority;
 }
 
 /** A tunnel's context; a gateway connection's service is the one its cluster names. */
@@ -180,6 +195,7 @@ class TcpConnection {
 
   async run(): Promise<void> {
     const { l7, random } = this.deps;
+    if (this.denied()) return;
     const proxy = this.listener.tcpProxy ?? DEFAULT_TCP_PROXY;
     this.cluster = chooseTcpCluster(this.listener.tcp ?? [], random);
     const picker = l7.picker(this.cluster, this.ctx.originalDestination);
@@ -227,6 +243,47 @@ class TcpConnection {
       return this.refuse(TcpRefusal.DownstreamGone);
     }
     await this.copy(downstream, upstream, settings.idleTimeoutMs);
+  }
+
+  /**
+   * The listener's network RBAC filters for this connection. Audits and dry runs are logged; a
+   * denial refuses the tunnel with 401 and Envoy's termination details, naming the policy.
+   */
+  private denied(): boolean {
+    const filters = listenerRbac(this.listener);
+    if (filters.length === 0) return false;
+    const { ctx, req } = this;
+    const d = evaluateConnection(filters, {
+      // Every client reaches the waypoint over HBONE, so it always has a verified identity.
+      peerPrincipal: formatSpiffe(ctx.srcIdentity),
+      directRemoteIp: ctx.clientAddress,
+      destinationIp:
+        ctx.originalDestination?.address ??
+        (req.authority?.kind === 'ip' ? req.authority.ip : ctx.service?.vips[0]?.address),
+      destinationPort: ctx.port,
+      // The tunnel's bytes are not read before the decision, so no TLS SNI is known.
+      requestedServerName: '',
+    });
+    const log = this.deps.log;
+    const who = {
+      src: this.src(),
+      srcIdentity: formatSpiffe(ctx.srcIdentity),
+      dst: req.rawAuthority,
+      dstService: ctx.service?.hostname,
+    };
+    for (const policy of d.audited) log.info({ ...who, policy }, 'connection audited by policy');
+    for (const s of d.shadow)
+      log.info(
+        { ...who, policy: s.policy ?? 'none', filter: s.filter, shadowAllowed: s.allowed },
+        'dry-run policy evaluated',
+      );
+    if (d.allowed) return false;
+    log.info({ ...who, policy: d.policy ?? 'none', filter: d.filter }, 'connection denied by policy');
+    this.status = HboneStatus.Unauthorized;
+    this.details = d.details;
+    this.req.reject(HboneStatus.Unauthorized);
+    this.finish();
+    return true;
   }
 
   /** Ends the connection now: before the CONNECT is answered it is refused, after it both sides reset. */

@@ -1,6 +1,13 @@
 /**
- * L7 authorization as Envoy's HTTP RBAC filter evaluates it, for the waypoint (issue 6 part 2). Pure:
- * the listener's RBAC filters (decoded, l7-model.ts) and one request's facts in, a decision out.
+ * Authorization as Envoy's RBAC filters evaluate it, for the waypoint (issue 6 part 2). Pure: the
+ * listener's RBAC filters (decoded, l7-model.ts) and one request's or connection's facts in, a
+ * decision out.
+ *
+ * - `evaluateL7`: the HTTP filter, per request.
+ * - `evaluateConnection`: the network filter, per TCP connection (a TCP service port, a workload's
+ *   traffic sniffed as TCP). The same rules and matchers; as in Envoy, whose network filter hands
+ *   the engine an empty header map, a header matcher sees every header missing, a url_path never
+ *   matches and `remote_ip` is the direct peer.
  *
  * - The filters run in the listener's order; the controller emits them as istiod does: AUDIT (action
  *   LOG), then DENY, then ALLOW, so a matching DENY denies before any ALLOW is looked at.
@@ -33,14 +40,8 @@ export interface L7RbacFilter {
   readonly config: RbacConfig;
 }
 
-/** The facts about one request that RBAC rules can look at. */
-export interface L7Request {
-  readonly method: string;
-  /** The request target's path, query included (`:path`). */
-  readonly path: string;
-  readonly authority: string;
-  /** Request headers by lower-case name (no pseudo-headers: those are the fields above). */
-  readonly headers: ReadonlyMap<string, readonly string[]>;
+/** The facts about one connection that RBAC rules can look at. */
+export interface L7Connection {
   /** The peer's SPIFFE identity (`spiffe://…`); undefined for a plaintext peer. */
   readonly peerPrincipal: string | undefined;
   /** The address of the client workload (the tunnel's source). */
@@ -50,6 +51,16 @@ export interface L7Request {
   readonly destinationPort: number;
   /** SNI of the connection; empty when none (plaintext HTTP inside HBONE has none). */
   readonly requestedServerName: string;
+}
+
+/** The facts about one request that RBAC rules can look at: its connection's, and its own. */
+export interface L7Request extends L7Connection {
+  readonly method: string;
+  /** The request target's path, query included (`:path`). */
+  readonly path: string;
+  readonly authority: string;
+  /** Request headers by lower-case name (no pseudo-headers: those are the fields above). */
+  readonly headers: ReadonlyMap<string, readonly string[]>;
 }
 
 /** A dry-run (shadow) evaluation: what the rules would have done. */
@@ -82,10 +93,19 @@ export type L7Decision =
 /** Envoy's local reply for a denial: 403 with this body (text/plain). */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
 
+/** The HTTP RBAC filters of a listener, for one request. */
 export function evaluateL7(filters: readonly L7RbacFilter[], req: L7Request): L7Decision {
+  return evaluate(filters, new Facts(req, req));
+}
+
+/** The network RBAC filters of a TCP listener, for one connection (no request: no headers, no path). */
+export function evaluateConnection(filters: readonly L7RbacFilter[], conn: L7Connection): L7Decision {
+  return evaluate(filters, new Facts(conn, undefined));
+}
+
+function evaluate(filters: readonly L7RbacFilter[], facts: Facts): L7Decision {
   const audited: string[] = [];
   const shadow: ShadowResult[] = [];
-  const facts = new Facts(req);
   for (const f of filters) {
     const { rules, shadowRules } = f.config;
     if (shadowRules) {
@@ -138,7 +158,7 @@ function permits(p: RbacPermission, f: Facts): boolean {
     case 'header':
       return headerMatches(p.header, f);
     case 'url-path':
-      return stringMatches(p.matcher, f.urlPath);
+      return f.urlPath !== undefined && stringMatches(p.matcher, f.urlPath);
     case 'destination-ip':
       return f.req.destinationIp !== undefined && cidrContains(p.cidr, f.req.destinationIp);
     case 'destination-port':
@@ -171,23 +191,27 @@ function identifies(p: RbacPrincipal, f: Facts): boolean {
     case 'header':
       return headerMatches(p.header, f);
     case 'url-path':
-      return stringMatches(p.matcher, f.urlPath);
+      return f.urlPath !== undefined && stringMatches(p.matcher, f.urlPath);
   }
 }
 
 /** Facts derived from the request once, when first asked for. */
 class Facts {
-  readonly req: L7Request;
+  readonly req: L7Connection;
+  /** The request; undefined for a connection (the network filter). */
+  readonly http: L7Request | undefined;
   private path: string | undefined;
   private remote: string | undefined;
 
-  constructor(req: L7Request) {
+  constructor(req: L7Connection, http: L7Request | undefined) {
     this.req = req;
+    this.http = http;
   }
 
-  /** The path without query or fragment, as Envoy's url_path matcher sees it. */
-  get urlPath(): string {
-    this.path ??= this.req.path.replace(/[?#].*$/s, '');
+  /** The path without query or fragment, as Envoy's url_path matcher sees it; undefined without one. */
+  get urlPath(): string | undefined {
+    if (this.http === undefined) return undefined;
+    this.path ??= this.http.path.replace(/[?#].*$/s, '');
     return this.path;
   }
 
@@ -197,7 +221,7 @@ class Facts {
    */
   get remoteIp(): string {
     if (this.remote === undefined) {
-      const xff = (this.req.headers.get('x-forwarded-for') ?? []).join(',').split(',');
+      const xff = (this.http?.headers.get('x-forwarded-for') ?? []).join(',').split(',');
       const last = xff.at(-1)?.trim() ?? '';
       this.remote = ipFamily(last) !== 0 ? last : this.req.directRemoteIp;
     }
@@ -206,18 +230,21 @@ class Facts {
 }
 
 function headerValue(f: Facts, name: string): string | undefined {
+  const http = f.http;
+  // A connection has no headers at all (Envoy's network filter: an empty header map).
+  if (http === undefined) return undefined;
   switch (name) {
     case ':method':
-      return f.req.method;
+      return http.method;
     case ':path':
-      return f.req.path;
+      return http.path;
     case ':authority':
     case 'host':
-      return f.req.authority;
+      return http.authority;
     case ':scheme':
       return 'http';
   }
-  const v = f.req.headers.get(name);
+  const v = http.headers.get(name);
   // Several values of one header are matched as their comma-joined string, as Envoy does.
   return v && v.length > 0 ? v.join(',') : undefined;
 }

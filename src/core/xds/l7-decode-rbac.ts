@@ -1,9 +1,13 @@
 /**
- * `envoy.extensions.filters.http.rbac.v3.RBAC` (as protobufjs decodes it) → the waypoint's RBAC
- * model (l7-model.ts), every problem with its field path. What the waypoint cannot evaluate the way
- * Envoy would — CEL conditions, the matcher tree, metadata and filter-state principals, URI
- * templates — is an error, so the listener is NACKed rather than enforced differently. Only stats
- * settings are ignored. Pure.
+ * `envoy.extensions.filters.http.rbac.v3.RBAC` and `envoy.extensions.filters.network.rbac.v3.RBAC`
+ * (as protobufjs decodes them) → the waypoint's RBAC model (l7-model.ts), every problem with its
+ * field path. What the waypoint cannot evaluate the way Envoy would — CEL conditions, the matcher
+ * tree, metadata and filter-state principals, URI templates — is an error, so the listener is
+ * NACKed rather than enforced differently. Only stats settings are ignored. Pure.
+ *
+ * Both filters carry the same `envoy.config.rbac.v3.RBAC` rules. The network filter's header and
+ * url_path matchers are accepted as Envoy accepts them: it evaluates them against an empty header
+ * map, so they never see a request (core/policy/l7.ts evaluateConnection does the same).
  */
 import {
   RbacAction,
@@ -88,6 +92,27 @@ const ACTIONS: Readonly<Record<string, RbacAction>> = {
   DENY: RbacAction.Deny,
   LOG: RbacAction.Log,
 };
+
+/** `envoy.extensions.filters.network.rbac.v3.RBAC` (field numbers in the .proto). */
+export interface WireNetworkRbac extends WireRbac {
+  /** Required by Envoy (`min_len: 1`); the filter's stats live under `<stat_prefix>rbac.`. */
+  stat_prefix?: string;
+  enforcement_type?: string | number;
+}
+
+/**
+ * The RBAC network filter's configuration (`at` is its typed_config's path). Both enforcement
+ * types are accepted: the facts the rules can look at (peer, addresses, ports) do not change during
+ * a connection, so checking once (ONE_TIME_ON_FIRST_BYTE) and on every read (CONTINUOUS) decide the
+ * same. The waypoint checks before it connects upstream.
+ */
+export function decodeNetworkRbac(w: WireNetworkRbac, at: string, c: Collector): RbacConfig {
+  if (!w.stat_prefix) c.err(join(at, 'stat_prefix'), 'is required (Envoy: at least 1 character)');
+  const enforcement = String(w.enforcement_type ?? 'ONE_TIME_ON_FIRST_BYTE');
+  if (!['ONE_TIME_ON_FIRST_BYTE', 'CONTINUOUS', '0', '1'].includes(enforcement))
+    c.err(join(at, 'enforcement_type'), `unknown value ${enforcement}`);
+  return decodeRbac(w, at, c);
+}
 
 /** The RBAC HTTP filter's configuration (`at` is its typed_config's path). */
 export function decodeRbac(w: WireRbac, at: string, c: Collector): RbacConfig {

@@ -21,6 +21,7 @@ import {
   type HttpFilter,
   type L7Listener,
   type MirrorPolicy,
+  type NetworkRbacFilter,
   type PathMatch,
   type QueryParameterMatcher,
   type RedirectAction,
@@ -36,7 +37,7 @@ import {
   RetryOn as RETRY_ON,
 } from './l7-model.ts';
 import { SOURCE_METADATA_FILTER } from './l7-names.ts';
-import { decodeRbac, type WireRbac } from './l7-decode-rbac.ts';
+import { decodeNetworkRbac, decodeRbac, type WireNetworkRbac, type WireRbac } from './l7-decode-rbac.ts';
 import { compileSearch, parseSubstitution } from './l7-regex.ts';
 import {
   Collector,
@@ -81,6 +82,7 @@ export const L7AnyType = {
   PreviousHostsPredicate: 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
   Rbac: 'envoy.extensions.filters.http.rbac.v3.RBAC',
+  NetworkRbac: 'envoy.extensions.filters.network.rbac.v3.RBAC',
 } as const;
 
 /** Envoy's limit on a direct response body unless the route configuration raises it. */
@@ -163,17 +165,41 @@ interface WireTcpProxy {
 /** Envoy's tcp_proxy `max_connect_attempts` default. */
 const DEFAULT_MAX_CONNECT_ATTEMPTS = 1;
 
-/** A TCP port's listener: one filter chain, one `tcp_proxy` filter naming a cluster or weighted ones. */
+/**
+ * A TCP port's listener: one filter chain whose last filter is a `tcp_proxy` naming a cluster or
+ * weighted ones; before it only network RBAC filters (AuthorizationPolicies, as istiod puts them
+ * first in a TCP chain), which the waypoint evaluates before it connects upstream.
+ */
 function decodeTcpListener(w: WireListener, c: Collector): Decoded<L7Listener> {
   const chains = w.filter_chains as { filters?: { name?: string; typed_config?: WireAny }[] }[];
   if (chains.length !== 1) c.err('filter_chains', 'a TCP listener has exactly one filter chain');
   const filters = chains[0]?.filters ?? [];
-  if (filters.length !== 1)
-    c.err('filter_chains[0].filters', 'a TCP listener has exactly one filter (tcp_proxy)');
-  const at = 'filter_chains[0].filters[0].typed_config';
-  const proxy = filters[0]
-    ? c.any<WireTcpProxy>(filters[0].typed_config, [L7AnyType.TcpProxy], at)
-    : undefined;
+  if (filters.length === 0)
+    c.err(
+      'filter_chains[0].filters',
+      'a TCP listener has exactly one filter (tcp_proxy), after any network RBAC filters',
+    );
+  const networkRbac: NetworkRbacFilter[] = [];
+  filters.slice(0, -1).forEach((f, i) => {
+    const at = `filter_chains[0].filters[${i}].typed_config`;
+    const type = f.typed_config ? anyTypeName(f.typed_config) : '';
+    if (type !== L7AnyType.NetworkRbac) {
+      c.err(
+        at,
+        type === L7AnyType.TcpProxy
+          ? 'tcp_proxy must be the last filter of the chain'
+          : type
+            ? `${type} may not come before tcp_proxy (only ${L7AnyType.NetworkRbac} may)`
+            : 'is required',
+      );
+      return;
+    }
+    const rbac = c.any<WireNetworkRbac>(f.typed_config, [L7AnyType.NetworkRbac], at);
+    if (rbac) networkRbac.push({ name: f.name ?? '', rbac: decodeNetworkRbac(rbac, at, c) });
+  });
+  const last = filters.at(-1);
+  const at = `filter_chains[0].filters[${Math.max(0, filters.length - 1)}].typed_config`;
+  const proxy = last ? c.any<WireTcpProxy>(last.typed_config, [L7AnyType.TcpProxy], at) : undefined;
   const tcp: { cluster: string; weight: number }[] = [];
   if (proxy) {
     if (proxy.cluster) tcp.push({ cluster: proxy.cluster, weight: 1 });
@@ -188,7 +214,14 @@ function decodeTcpListener(w: WireListener, c: Collector): Decoded<L7Listener> {
   if (c.errors.length || !settings) return { ok: false, errors: c.errors };
   return {
     ok: true,
-    value: { name: w.name ?? '', routeConfigName: '', httpFilters: [], tcp, tcpProxy: settings },
+    value: {
+      name: w.name ?? '',
+      routeConfigName: '',
+      httpFilters: [],
+      tcp,
+      tcpProxy: settings,
+      ...(networkRbac.length > 0 && { networkRbac }),
+    },
   };
 }
 

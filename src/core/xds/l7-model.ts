@@ -161,6 +161,18 @@ export interface L7Listener {
   readonly tcp?: readonly TcpTarget[];
   /** The `tcp_proxy` filter's own settings; set exactly when `tcp` is. */
   readonly tcpProxy?: TcpProxySettings;
+  /**
+   * A TCP listener's network RBAC filters (`envoy.filters.network.rbac`: AuthorizationPolicies
+   * attached to the service or the waypoint), in their order before the tcp_proxy; undefined or
+   * empty when no policy applies.
+   */
+  readonly networkRbac?: readonly NetworkRbacFilter[];
+}
+
+/** `envoy.extensions.filters.network.rbac.v3.RBAC`: the rules as the HTTP filter has them. */
+export interface NetworkRbacFilter {
+  readonly name: string;
+  readonly rbac: RbacConfig;
 }
 
 /** `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`, the parts the waypoint honours. */

@@ -356,7 +356,7 @@ test('CUSTOM (no external authorizer) denies what it matches, with a warning', (
   assert.equal(allowed(r, PP, { path: '/admin/x' }), false);
 });
 
-test('a Gateway target covers every service bound to that waypoint; its TCP ports are reported', () => {
+test('a Gateway target covers every service bound to that waypoint; on its TCP port a methods-only DENY denies all (istiod forTCP)', () => {
   const r = run(
     policy(
       'wp',
@@ -365,11 +365,20 @@ test('a Gateway target covers every service bound to that waypoint; its TCP port
   );
   for (const l of [PP, RATINGS]) assert.equal(allowed(r, l, { method: 'DELETE' }), false, l);
   assert.equal(allowed(r, 'direct.other.svc.cluster.local:80', { method: 'DELETE' }), true);
+  // ratings:5432 is TCP: its network RBAC DENY has the methods left out, so it matches everything.
+  const tcp = decoded(r, 'ratings.default.svc.cluster.local:5432');
+  assert.deepEqual(
+    tcp.networkRbac?.map((f) => f.name),
+    ['istio.authorization.deny'],
+  );
   assert.deepEqual(
     problems(r).map((p) => p.slice(0, 2)),
-    [['warning', 'spec.targetRefs[0]']],
+    [['warning', 'spec.rules[0].to[0].operation.methods']],
   );
-  assert.match(String(problems(r)[0]![2]), /ratings\.default\.svc\.cluster\.local port 5432 is TCP/);
+  assert.match(
+    String(problems(r)[0]![2]),
+    /methods are HTTP-only.*ratings\.default\.svc\.cluster\.local:5432 .*matches every connection/,
+  );
 });
 
 test('a GatewayClass target from the root namespace covers every waypoint of the class', () => {

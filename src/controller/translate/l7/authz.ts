@@ -1,18 +1,28 @@
 /**
- * AuthorizationPolicies attached to waypoints (`targetRefs`) → Envoy RBAC HTTP filters for the
- * listeners of the services they target (istio-api.md §3.4), as istiod builds them
+ * AuthorizationPolicies attached to waypoints (`targetRefs`) → Envoy RBAC filters for the listeners
+ * of the services they target (istio-api.md §3.4), as istiod builds them
  * (pilot/pkg/security/authz/builder and model). Pure.
  *
  * Attachment: `targetRefs` (and the older `targetRef`) of kind Service (core group) — that
- * service's HTTP listeners; Gateway (gateway.networking.k8s.io, a waypoint class) — every service
- * bound to that waypoint; GatewayClass (a waypoint class, root namespace only) — every service bound
- * to a waypoint of that class; ServiceEntry (networking.istio.io) — each host of the entry. A
- * reference to another namespace, to another kind or to nothing that exists attaches nowhere, with
- * a warning. Policies with a `selector` (or neither) are the node agent's (workloads.ts).
+ * service's listeners; Gateway (gateway.networking.k8s.io, a waypoint class) — every service bound
+ * to that waypoint, and its direct-http and direct-tcp listeners (workload traffic); GatewayClass
+ * (a waypoint class, root namespace only) — the same for every waypoint of that class; ServiceEntry
+ * (networking.istio.io) — each host of the entry. A reference to another namespace, to another kind
+ * or to nothing that exists attaches nowhere, with a warning. Policies with a `selector` (or
+ * neither) are the node agent's (workloads.ts).
+ *
+ * HTTP listeners get RBAC HTTP filters; TCP listeners (a TCP service port, direct-tcp) get RBAC
+ * network filters (`envoy.filters.network.rbac`, stat_prefix `tcp.`) built from the same rules in
+ * istiod's TCP mode (BuildTCP, `forTCP`): the HTTP-only fields — hosts, methods, paths,
+ * requestPrincipals, the `request.headers[…]` and `request.auth.*` conditions — cannot be generated
+ * for a connection, so in an ALLOW policy a rule that uses one is dropped (fail closed), and in a
+ * DENY or AUDIT policy that field is left out (a DENY rule with only `paths` denies every TCP
+ * connection). Those cases are reported as warnings at the field's path.
  *
  * Filters: one per action, in istiod's order — AUDIT (RBAC action LOG), DENY, ALLOW — named
  * `istio.authorization.audit|deny|allow` (istiod's per-action names; gRPC clients refuse two filters
- * of one name), placed before every other HTTP filter, and `is_optional`: a gRPC client cannot
+ * of one name; istiod names its network filters all `envoy.filters.network.rbac`, which only Envoy's
+ * stats see), placed before every other filter; the HTTP ones `is_optional`: a gRPC client cannot
  * enforce server-side authorization and must not reject the listener for it (Ambit's waypoint
  * enforces them all the same). A policy with `istio.io/dry-run: "true"` goes in `shadow_rules`.
  * CUSTOM has no external authorizer here: its rules deny, as istiod's do when the provider is
@@ -46,6 +56,8 @@ import type {
   CidrRange,
   HeaderMatcher,
   HttpFilter,
+  NetworkFilter,
+  NetworkRbacFilterConfig,
   RbacAction,
   RbacFilterConfig,
   RbacPermission,
@@ -62,6 +74,9 @@ export const RBAC_FILTER = {
   allow: 'istio.authorization.allow',
 } as const;
 
+/** istiod's stat_prefix of every RBAC network filter (authz/model RBACTCPFilterStatPrefix). */
+export const RBAC_TCP_STAT_PREFIX = 'tcp.';
+
 const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
 const SPIFFE_PREFIX = 'spiffe://';
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -76,8 +91,14 @@ export interface AuthzService {
   readonly source: { readonly kind: 'Service' | 'ServiceEntry'; readonly name: string } | undefined;
   /** Listener names of its HTTP ports. */
   readonly httpListeners: readonly string[];
-  /** Its TCP ports (L7 policy is not enforced on them). */
-  readonly tcpPorts: readonly number[];
+  /** Listener names of its TCP ports. */
+  readonly tcpListeners: readonly string[];
+}
+
+/** A workload waypoint's listeners for pod-addressed traffic (direct.ts). */
+export interface AuthzDirectListeners {
+  readonly http: string;
+  readonly tcp: string;
 }
 
 export interface AuthzInput {
@@ -85,15 +106,17 @@ export interface AuthzInput {
   readonly gateways: readonly Gateway[];
   readonly services: readonly AuthzService[];
   /**
-   * The `direct-http` listener of each waypoint that takes workload traffic, by `<ns>/<gateway>`
-   * (direct.ts): a policy that targets the Gateway, or its class, applies there too.
+   * The `direct-http` and `direct-tcp` listeners of each waypoint that takes workload traffic, by
+   * `<ns>/<gateway>` (direct.ts): a policy that targets the Gateway, or its class, applies there too.
    */
-  readonly directListeners?: ReadonlyMap<string, string>;
+  readonly directListeners?: ReadonlyMap<string, AuthzDirectListeners>;
 }
 
 export interface AuthzResult {
-  /** RBAC filters by listener name, in order; listeners without policies are absent. */
+  /** RBAC HTTP filters by HTTP listener name, in order; listeners without policies are absent. */
   readonly filters: ReadonlyMap<string, readonly HttpFilter[]>;
+  /** RBAC network filters by TCP listener name, in order; listeners without policies are absent. */
+  readonly networkFilters: ReadonlyMap<string, readonly NetworkFilter[]>;
   readonly problems: readonly AuthzProblem[];
 }
 
@@ -108,6 +131,14 @@ interface Translated {
 export function translateAuthz(input: AuthzInput, options: TranslateOptions): AuthzResult {
   const problems: AuthzProblem[] = [];
   const byListener = new Map<string, Translated[]>();
+  const byTcpListener = new Map<string, Translated[]>();
+  const add = (to: Map<string, Translated[]>, listeners: Iterable<string>, t: Translated) => {
+    for (const listener of listeners) {
+      const list = to.get(listener) ?? [];
+      list.push(t);
+      to.set(listener, list);
+    }
+  };
   const policies = [...input.policies]
     .filter((p) => (p.targetRefs.length > 0 ? p.selector === undefined : false))
     .sort((a, b) => cmp(a.namespace, b.namespace) || cmp(a.name, b.name));
@@ -122,31 +153,35 @@ export function translateAuthz(input: AuthzInput, options: TranslateOptions): Au
         message,
       });
     const targets = attach(pol, input, options, report);
-    const translated = translatePolicy(pol, report);
-    if (!translated) continue;
-    for (const listener of targets) {
-      const list = byListener.get(listener) ?? [];
-      list.push(translated);
-      byListener.set(listener, list);
-    }
+    // Translated for HTTP always (its problems are reported once, there), and for TCP when the
+    // policy reaches a TCP listener (only what TCP adds is reported then).
+    const http = translatePolicy(pol, report, 'http');
+    if (!http) continue;
+    add(byListener, targets.http, http);
+    if (targets.tcp.size === 0) continue;
+    const tcp = translatePolicy(pol, report, 'tcp', [...targets.tcp].sort());
+    if (tcp) add(byTcpListener, targets.tcp, tcp);
   }
   const filters = new Map<string, HttpFilter[]>();
-  for (const [listener, list] of byListener) filters.set(listener, buildFilters(list));
-  return { filters, problems };
+  for (const [listener, list] of byListener) filters.set(listener, buildFilters(list, httpFilter));
+  const networkFilters = new Map<string, NetworkFilter[]>();
+  for (const [listener, list] of byTcpListener)
+    networkFilters.set(listener, buildFilters(list, networkFilter));
+  return { filters, networkFilters, problems };
 }
 
 // ---- attachment ----
 
 type Report = (severity: AuthzProblem['severity'], path: string, message: string) => void;
 
-/** The listener names the policy's targets cover. */
+/** The listener names the policy's targets cover, HTTP and TCP. */
 function attach(
   pol: AuthorizationPolicy,
   input: AuthzInput,
   options: TranslateOptions,
   report: Report,
-): Set<string> {
-  const out = new Set<string>();
+): { readonly http: Set<string>; readonly tcp: Set<string> } {
+  const out = { http: new Set<string>(), tcp: new Set<string>() };
   const waypoints = input.gateways.filter((g) => WAYPOINT_CLASSES.includes(g.gatewayClassName));
   pol.targetRefs.forEach((ref, i) => {
     // The singular targetRef is the first entry when given (kube-yaml.ts builds the list so).
@@ -162,23 +197,21 @@ function attach(
     const found = resolveRef(pol, ref, at, waypoints, input.services, options, report);
     if (found === undefined) return;
     const direct = directTargets(pol, ref, waypoints, input.directListeners, options);
-    for (const l of direct) out.add(l);
+    for (const d of direct) {
+      out.http.add(d.http);
+      out.tcp.add(d.tcp);
+    }
     if (found.length === 0 && direct.length === 0) {
       report(
         'warning',
         at,
-        `${ref.kind} ${pol.namespace}/${ref.name} serves no HTTP port through a waypoint; the policy has no effect there`,
+        `${ref.kind} ${pol.namespace}/${ref.name} serves no port through a waypoint; the policy has no effect there`,
       );
       return;
     }
     for (const s of found) {
-      for (const l of s.httpListeners) out.add(l);
-      if (s.tcpPorts.length > 0)
-        report(
-          'warning',
-          at,
-          `${s.service.hostname} port ${s.tcpPorts.join(', ')} ${s.tcpPorts.length > 1 ? 'are' : 'is'} TCP: the waypoint does not enforce AuthorizationPolicy on TCP ports yet; use a selector policy (enforced by ztunnel) for those`,
-        );
+      for (const l of s.httpListeners) out.http.add(l);
+      for (const l of s.tcpListeners) out.tcp.add(l);
       if (ref.kind === 'Service' || ref.kind === 'ServiceEntry') {
         if (s.service.waypoint === undefined)
           report(
@@ -270,17 +303,16 @@ function resolveRef(
   return undefined;
 }
 
-/** The direct-http listeners of the workload waypoints a (valid) Gateway or GatewayClass reference names. */
+/** The direct listeners of the workload waypoints a (valid) Gateway or GatewayClass reference names. */
 function directTargets(
   pol: AuthorizationPolicy,
   ref: PolicyTargetRef,
   waypoints: readonly Gateway[],
-  direct: ReadonlyMap<string, string> | undefined,
+  direct: ReadonlyMap<string, AuthzDirectListeners> | undefined,
   options: TranslateOptions,
-): string[] {
+): AuthzDirectListeners[] {
   if (!direct || ref.group !== GATEWAY_GROUP) return [];
-  const of = (gws: readonly Gateway[]) =>
-    gws.flatMap((g) => direct.get(`${g.namespace}/${g.name}`) ?? []).sort();
+  const of = (gws: readonly Gateway[]) => gws.flatMap((g) => direct.get(`${g.namespace}/${g.name}`) ?? []);
   if (ref.kind === 'Gateway')
     return of(waypoints.filter((g) => g.namespace === pol.namespace && g.name === ref.name));
   if (ref.kind === 'GatewayClass' && pol.namespace === options.rootNamespace)
@@ -306,7 +338,20 @@ function boundTo(service: Service, gw: Gateway, options: TranslateOptions): bool
 
 // ---- one policy ----
 
-function translatePolicy(pol: AuthorizationPolicy, report: Report): Translated | undefined {
+/** istiod's two builds of one policy: for HTTP filter chains, or for TCP ones (`forTCP`). */
+type Mode = 'http' | 'tcp';
+
+/**
+ * One policy's rules in one mode. In `tcp` mode only what TCP adds is reported (the HTTP-only
+ * fields, naming `tcpListeners`); everything else was reported by the `http` build.
+ */
+function translatePolicy(
+  pol: AuthorizationPolicy,
+  reportAll: Report,
+  mode: Mode,
+  tcpListeners: readonly string[] = [],
+): Translated | undefined {
+  const report: Report = mode === 'http' ? reportAll : () => undefined;
   let action: Action;
   const written = pol.action || 'ALLOW';
   if (written === 'ALLOW' || written === 'DENY' || written === 'AUDIT') action = written;
@@ -334,8 +379,9 @@ function translatePolicy(pol: AuthorizationPolicy, report: Report): Translated |
     );
   const policies = new Map<string, RbacPolicy>();
   const name = (i: number) => `ns[${pol.namespace}]-policy[${pol.name}]-rule[${i}]`;
+  const tcp = mode === 'tcp' ? { listeners: tcpListeners, report: reportAll } : undefined;
   pol.rules.forEach((rule, i) => {
-    const p = ruleToPolicy(rule, `spec.rules[${i}]`, action, pol.namespace, report);
+    const p = ruleToPolicy(rule, `spec.rules[${i}]`, action, pol.namespace, report, tcp);
     if (p) policies.set(name(i), p);
   });
   if (pol.rules.length === 0) policies.set(name(0), NEVER_POLICY);
@@ -354,6 +400,8 @@ interface Failure {
   readonly message: string;
   /** Reported as an error (invalid) rather than a warning (valid, but not supported). */
   readonly invalid: boolean;
+  /** A field a TCP connection does not have (istiod's "is HTTP only"); only in tcp mode. */
+  readonly httpOnly?: boolean;
 }
 
 /** Builds the matchers of one field; collects what could not be built. */
@@ -383,7 +431,8 @@ class FieldBuilder<T> {
       const items: T[] = [];
       list.forEach((v, i) => {
         const r = make(v);
-        if (isFailure(r)) this.failures.push({ ...r, path: r.path || `${at}[${i}]` });
+        // An HTTP-only field fails as a whole, once, at the field's path.
+        if (isFailure(r)) this.failures.push({ ...r, path: r.path || (r.httpOnly ? at : `${at}[${i}]`) });
         else items.push(r);
       });
       if (items.length > 0) this.and.push(negate ? this.not(this.or(items)) : this.or(items));
@@ -405,6 +454,18 @@ function isFailure(x: unknown): x is Failure {
 
 const unsupported = (message: string): Failure => ({ path: '', message, invalid: false });
 const invalid = (message: string): Failure => ({ path: '', message, invalid: true });
+const httpOnly = (what: string, path = ''): Failure => ({
+  path,
+  message: `${what} ${what.endsWith('s') ? 'are' : 'is'} HTTP-only: a TCP connection has none`,
+  invalid: false,
+  httpOnly: true,
+});
+
+/** The tcp-mode build of a rule: the TCP listeners it is for, and where its TCP problems go. */
+interface TcpBuild {
+  readonly listeners: readonly string[];
+  readonly report: Report;
+}
 
 function ruleToPolicy(
   rule: AuthorizationPolicy['rules'][number],
@@ -412,6 +473,7 @@ function ruleToPolicy(
   action: Action,
   namespace: string,
   report: Report,
+  tcp: TcpBuild | undefined,
 ): RbacPolicy | undefined {
   const failures: Failure[] = [];
   // `when` conditions go into every permission or principal (istiod's base lists).
@@ -419,7 +481,7 @@ function ruleToPolicy(
   const basePrincipal: ((b: FieldBuilder<RbacPrincipal>) => void)[] = [];
   for (const [i, cond] of rule.when.entries()) {
     const at = `${rp}.when[${i}]`;
-    const c = condition(cond, at);
+    const c = condition(cond, at, tcp !== undefined);
     if (c === 'unknown') {
       report(
         'warning',
@@ -442,7 +504,7 @@ function ruleToPolicy(
       const at = `${rp}.to[${i}].operation`;
       if (op === undefined || Object.values(op).every((v: readonly string[]) => v.length === 0))
         b.fail({ path: at, message: 'must not be empty', invalid: true });
-      else operation(op, at, b);
+      else operation(op, at, b, tcp !== undefined);
     }
     for (const add of basePermission) add(b);
     failures.push(...b.failures);
@@ -458,7 +520,7 @@ function ruleToPolicy(
       const at = `${rp}.from[${i}].source`;
       if (src === undefined || Object.values(src).every((v: readonly string[]) => v.length === 0))
         b.fail({ path: at, message: 'must not be empty', invalid: true });
-      else source(src, at, namespace, b);
+      else source(src, at, namespace, b, tcp !== undefined);
     }
     for (const add of basePrincipal) add(b);
     failures.push(...b.failures);
@@ -478,9 +540,30 @@ function ruleToPolicy(
     action === 'ALLOW'
       ? 'so in this ALLOW policy the rule never matches (fail closed)'
       : `so it is left out and this ${action} rule matches more requests`;
-  for (const f of unique) report(f.invalid ? 'error' : 'warning', f.path, `${f.message}; ${consequence}`);
+  const policy = { permissions, principals };
+  if (tcp) {
+    // Everything but the HTTP-only fields was reported by the HTTP build.
+    const ports = `on TCP listener${tcp.listeners.length > 1 ? 's' : ''} ${tcp.listeners.join(', ')}`;
+    const tcpConsequence =
+      action === 'ALLOW'
+        ? `so ${ports} this ALLOW rule never matches (fail closed)`
+        : matchesEverything(policy)
+          ? `so ${ports} it is left out and this ${action} rule matches every connection`
+          : `so ${ports} it is left out and this ${action} rule matches more connections`;
+    for (const f of unique) if (f.httpOnly) tcp.report('warning', f.path, `${f.message}; ${tcpConsequence}`);
+  } else
+    for (const f of unique) report(f.invalid ? 'error' : 'warning', f.path, `${f.message}; ${consequence}`);
   if (unique.length > 0 && action === 'ALLOW') return undefined;
-  return { permissions, principals };
+  return policy;
+}
+
+/** Every permission and every principal is `any`: the policy matches whatever comes. */
+function matchesEverything(p: RbacPolicy): boolean {
+  const anyOnly = (list: readonly { readonly any?: boolean }[]) => list.length === 1 && list[0]!.any === true;
+  return (
+    p.permissions.every((x) => x.and_rules !== undefined && anyOnly(x.and_rules.rules)) &&
+    p.principals.every((x) => x.and_ids !== undefined && anyOnly(x.and_ids.ids))
+  );
 }
 
 function permissionBuilder(): FieldBuilder<RbacPermission> {
@@ -497,18 +580,34 @@ function principalBuilder(): FieldBuilder<RbacPrincipal> {
   );
 }
 
-function operation(op: AuthzOperation, at: string, b: FieldBuilder<RbacPermission>): void {
+function operation(op: AuthzOperation, at: string, b: FieldBuilder<RbacPermission>, tcp: boolean): void {
   const f = (
     name: keyof AuthzOperation,
     not: keyof AuthzOperation,
     make: (v: string) => RbacPermission | Failure,
   ) => b.field(op[name], op[not], `${at}.${name}`, `${at}.${not}`, make);
-  f('hosts', 'notHosts', (v) => ({ header: hostMatcher(v) }));
-  f('methods', 'notMethods', (v) => ({ header: headerMatcher(':method', v) }));
-  f('paths', 'notPaths', (v) =>
-    v.includes('{')
-      ? unsupported(`path template "${v}" is not supported yet`)
-      : { url_path: { path: istioString(v) } },
+  const http =
+    (name: string, make: (v: string) => RbacPermission | Failure) =>
+    (v: string): RbacPermission | Failure =>
+      tcp ? httpOnly(name) : make(v);
+  f(
+    'hosts',
+    'notHosts',
+    http('hosts', (v) => ({ header: hostMatcher(v) })),
+  );
+  f(
+    'methods',
+    'notMethods',
+    http('methods', (v) => ({ header: headerMatcher(':method', v) })),
+  );
+  f(
+    'paths',
+    'notPaths',
+    http('paths', (v) =>
+      v.includes('{')
+        ? unsupported(`path template "${v}" is not supported yet`)
+        : { url_path: { path: istioString(v) } },
+    ),
   );
   f('ports', 'notPorts', (v) => {
     const port = portOf(v);
@@ -516,12 +615,20 @@ function operation(op: AuthzOperation, at: string, b: FieldBuilder<RbacPermissio
   });
 }
 
-function source(src: AuthzSource, at: string, namespace: string, b: FieldBuilder<RbacPrincipal>): void {
+function source(
+  src: AuthzSource,
+  at: string,
+  namespace: string,
+  b: FieldBuilder<RbacPrincipal>,
+  tcp: boolean,
+): void {
   const f = (name: keyof AuthzSource, not: keyof AuthzSource, make: (v: string) => RbacPrincipal | Failure) =>
     b.field(src[name], src[not], `${at}.${name}`, `${at}.${not}`, make);
   f('principals', 'notPrincipals', principalOf);
   f('serviceAccounts', 'notServiceAccounts', (v) => serviceAccountOf(v, namespace));
-  f('requestPrincipals', 'notRequestPrincipals', () => unsupported(JWT_UNSUPPORTED));
+  f('requestPrincipals', 'notRequestPrincipals', () =>
+    tcp ? httpOnly('requestPrincipals') : unsupported(JWT_UNSUPPORTED),
+  );
   f('namespaces', 'notNamespaces', namespaceOf);
   f('remoteIpBlocks', 'notRemoteIpBlocks', (v) => cidrOr(v, (cidr) => ({ remote_ip: cidr })));
   f('ipBlocks', 'notIpBlocks', (v) => cidrOr(v, (cidr) => ({ direct_remote_ip: cidr })));
@@ -535,9 +642,10 @@ type ConditionResult =
   | { readonly kind: 'principal'; readonly add: (b: FieldBuilder<RbacPrincipal>) => void }
   | 'unknown';
 
-/** istiod's `when` keys: each to a permission or a principal matcher. */
-function condition(cond: AuthzCondition, at: string): ConditionResult {
+/** istiod's `when` keys: each to a permission or a principal matcher; in tcp mode, the HTTP-only ones fail. */
+function condition(cond: AuthzCondition, at: string, tcp: boolean): ConditionResult {
   const k = cond.key;
+  const tcpOnlyKey = () => httpOnly(`"${k}"`, `${at}.key`);
   const perm = (make: (v: string) => RbacPermission | Failure): ConditionResult => ({
     kind: 'permission',
     add: (b) => b.field(cond.values, cond.notValues, `${at}.values`, `${at}.notValues`, make),
@@ -569,19 +677,22 @@ function condition(cond: AuthzCondition, at: string): ConditionResult {
     case 'request.auth.principal':
     case 'request.auth.audiences':
     case 'request.auth.presenter':
-      return prin(() => unsupported(JWT_UNSUPPORTED));
+      return prin(() => (tcp ? tcpOnlyKey() : unsupported(JWT_UNSUPPORTED)));
     case 'any':
       return perm(() => ({ any: true }));
   }
   if (k.startsWith('request.headers')) {
     const name = /^request\.headers\[([^\]]+)\]$/.exec(k)?.[1];
     return prin((v) =>
-      name === undefined
-        ? invalid(`"${k}" must name the header in brackets, as request.headers[User-Agent]`)
-        : { header: headerMatcher(name.toLowerCase(), v) },
+      tcp
+        ? tcpOnlyKey()
+        : name === undefined
+          ? invalid(`"${k}" must name the header in brackets, as request.headers[User-Agent]`)
+          : { header: headerMatcher(name.toLowerCase(), v) },
     );
   }
-  if (k.startsWith('request.auth.claims')) return prin(() => unsupported(JWT_UNSUPPORTED));
+  if (k.startsWith('request.auth.claims'))
+    return prin(() => (tcp ? tcpOnlyKey() : unsupported(JWT_UNSUPPORTED)));
   if (k.startsWith('experimental.envoy.filters.'))
     return perm(() => unsupported(`"${k}" (Envoy metadata) is not supported`));
   return 'unknown';
@@ -652,9 +763,23 @@ const STAT_PREFIX: Readonly<Record<Action, string>> = {
 };
 const ENVOY_ACTION: Readonly<Record<Action, RbacAction>> = { ALLOW: 'ALLOW', DENY: 'DENY', AUDIT: 'LOG' };
 
+/** The HTTP filter of one action: optional, so gRPC clients (which cannot enforce it) accept it. */
+function httpFilter(name: string, config: RbacFilterConfig): HttpFilter {
+  return { name, typed_config: packAny(EnvoyType.Rbac, config), is_optional: true };
+}
+
+/** The network filter of one action, with istiod's stat prefix. */
+function networkFilter(name: string, config: RbacFilterConfig): NetworkFilter {
+  const network: NetworkRbacFilterConfig = { ...config, stat_prefix: RBAC_TCP_STAT_PREFIX };
+  return { name, typed_config: packAny(EnvoyType.NetworkRbac, network) };
+}
+
 /** AUDIT, DENY, ALLOW: one filter each for the actions present. */
-function buildFilters(list: readonly Translated[]): HttpFilter[] {
-  const out: HttpFilter[] = [];
+function buildFilters<F>(
+  list: readonly Translated[],
+  make: (name: string, config: RbacFilterConfig) => F,
+): F[] {
+  const out: F[] = [];
   for (const [action, name] of [
     ['AUDIT', RBAC_FILTER.audit],
     ['DENY', RBAC_FILTER.deny],
@@ -676,7 +801,7 @@ function buildFilters(list: readonly Translated[]): HttpFilter[] {
       ...(enforced ? { rules: enforced } : {}),
       ...(shadow ? { shadow_rules: shadow, shadow_rules_stat_prefix: STAT_PREFIX[action] } : {}),
     };
-    out.push({ name, typed_config: packAny(EnvoyType.Rbac, config), is_optional: true });
+    out.push(make(name, config));
   }
   return out;
 }

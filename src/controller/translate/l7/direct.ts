@@ -10,7 +10,8 @@
  *   route configuration with one virtual host `inbound|http|0` (domains `*`) whose route `default`
  *   sends everything to the encap cluster, with no timeout and no retries (istiod's sidecar inbound
  *   default route). VirtualServices do not apply: the destination is a pod, not a host.
- * - `direct-tcp`: a tcp_proxy to the encap cluster.
+ * - `direct-tcp`: the RBAC network filters of the same policies (built for TCP, authz.ts), then a
+ *   tcp_proxy to the encap cluster.
  * - `encap`: a cluster of type ORIGINAL_DST (lb_policy CLUSTER_PROVIDED, connect timeout 2 s, cleanup
  *   interval 60 s, as istiod's connect_originate): each connection goes on, over HBONE with the
  *   waypoint's identity, to its own original destination `<podIP>:<port>`; HTTP goes upstream in
@@ -24,7 +25,7 @@ import { directResourceName } from '../../../core/xds/l7-names.ts';
 import { compare } from '../common.ts';
 import { WAYPOINT_CLASSES, WAYPOINT_FOR_LABEL } from '../gateways.ts';
 import { lookup, type Gateway } from '../kube-types.ts';
-import type { Cluster, HttpFilter, Listener, RouteConfiguration } from './envoy-types.ts';
+import type { Cluster, HttpFilter, Listener, NetworkFilter, RouteConfiguration } from './envoy-types.ts';
 import { EnvoyType, packAny } from './protos.ts';
 import { httpListener, tcpListener } from './listeners.ts';
 
@@ -71,19 +72,22 @@ export interface DirectResources {
 
 /**
  * The listeners, route configurations and clusters of every workload waypoint. `authz` gives the
- * RBAC filters of a listener (by name); the direct-http listener has those of the policies that
- * target its waypoint.
+ * RBAC HTTP filters of a listener (by name), `networkAuthz` its RBAC network filters: the
+ * direct-http and direct-tcp listeners have those of the policies that target their waypoint.
  */
 export function translateDirect(
   waypoints: readonly DirectWaypoint[],
   authz: (listener: string) => readonly HttpFilter[],
+  networkAuthz: (listener: string) => readonly NetworkFilter[] = () => [],
 ): DirectResources {
   const listeners: Listener[] = [];
   const routeConfigurations: RouteConfiguration[] = [];
   const clusters: Cluster[] = [];
   for (const w of waypoints) {
     listeners.push(httpListener(w.httpListener, false, authz(w.httpListener)));
-    listeners.push(tcpListener(w.tcpListener, [], 0, { cluster: w.cluster }, undefined));
+    listeners.push(
+      tcpListener(w.tcpListener, [], 0, { cluster: w.cluster }, undefined, networkAuthz(w.tcpListener)),
+    );
     routeConfigurations.push(directRouteConfiguration(w.httpListener, w.cluster));
     clusters.push(encapCluster(w.cluster));
   }

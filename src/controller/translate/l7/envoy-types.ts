@@ -267,12 +267,23 @@ export interface RbacFilterConfig {
   readonly shadow_rules_stat_prefix?: string;
 }
 
+/** `envoy.extensions.filters.network.rbac.v3.RBAC`: the same rules; `stat_prefix` is required. */
+export interface NetworkRbacFilterConfig extends RbacFilterConfig {
+  readonly stat_prefix: string;
+}
+
 // ---- envoy.config.listener.v3 ----
 
 export interface HttpFilter {
   readonly name: string;
   readonly typed_config: Any;
   readonly is_optional?: boolean;
+}
+
+/** `envoy.config.listener.v3.Filter`: a network filter of a filter chain. */
+export interface NetworkFilter {
+  readonly name: string;
+  readonly typed_config: Any;
 }
 
 export interface Listener {
@@ -282,9 +293,7 @@ export interface Listener {
   /** TCP ports: where the service is reached, and a tcp_proxy filter chain. */
   readonly address?: Address;
   readonly additional_addresses?: readonly { readonly address: Address }[];
-  readonly filter_chains?: readonly {
-    readonly filters: readonly { readonly name: string; readonly typed_config: Any }[];
-  }[];
+  readonly filter_chains?: readonly { readonly filters: readonly NetworkFilter[] }[];
 }
 
 // ---- envoy.config.cluster.v3 ----

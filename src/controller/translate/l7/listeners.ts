@@ -8,10 +8,11 @@
  * of AuthorizationPolicies attached to the service (authz.ts) come before all of them.
  *
  * TCP ports: Ambit's own shape, for the waypoint only (gRPC clients never ask for a TCP port): a
- * listener on the service's address with a single tcp_proxy filter naming the cluster, or the
- * weighted clusters of a VirtualService `tcp` (or `tls`) route.
+ * listener on the service's address with one filter chain: the RBAC network filters of the
+ * AuthorizationPolicies attached to the service (authz.ts), then a tcp_proxy filter naming the
+ * cluster, or the weighted clusters of a VirtualService `tcp` (or `tls`) route.
  */
-import type { HttpFilter, Listener, Route, RouteConfiguration } from './envoy-types.ts';
+import type { HttpFilter, Listener, NetworkFilter, Route, RouteConfiguration } from './envoy-types.ts';
 import { ADS } from './clusters.ts';
 import { emptyAny, EnvoyType, packAny } from './protos.ts';
 import { CORS_FILTER, FAULT_FILTER, ROUTER_FILTER } from './routes.ts';
@@ -56,6 +57,8 @@ export type TcpTarget =
  * `policy` is the service port's DestinationRule policy: as istiod does for tcp_proxy, its
  * `connectionPool.tcp.idleTimeout` becomes the proxy's idle timeout (else Envoy's 1 h default), and a
  * `consistentHash.useSourceIp` the proxy's source-IP hash (the only hash a TCP connection has).
+ * `authz`: the RBAC network filters of the policies that target the service (authz.ts), which go
+ * first.
  */
 export function tcpListener(
   name: string,
@@ -63,6 +66,7 @@ export function tcpListener(
   port: number,
   target: TcpTarget,
   policy: EffectivePolicy | undefined,
+  authz: readonly NetworkFilter[] = [],
 ): Listener {
   const address = (ip: string) => ({ socket_address: { address: ip, port_value: port } });
   const idle = policy?.connectionPool?.tcp?.idleTimeout;
@@ -75,6 +79,7 @@ export function tcpListener(
     filter_chains: [
       {
         filters: [
+          ...authz,
           {
             name: TCP_PROXY_FILTER,
             typed_config: packAny(EnvoyType.TcpProxy, {

@@ -23,6 +23,7 @@ export const EnvoyType = {
   CorsPolicy: 'envoy.extensions.filters.http.cors.v3.CorsPolicy',
   Router: 'envoy.extensions.filters.http.router.v3.Router',
   Rbac: 'envoy.extensions.filters.http.rbac.v3.RBAC',
+  NetworkRbac: 'envoy.extensions.filters.network.rbac.v3.RBAC',
   FilterConfig: 'envoy.config.route.v3.FilterConfig',
   HttpProtocolOptions: 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   UpstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',

@@ -307,11 +307,14 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
       policies: input.snapshot.authorizationPolicies,
       gateways: input.snapshot.gateways,
       services: infos.map(authzService),
-      directListeners: new Map(direct.map((w) => [`${w.namespace}/${w.gateway}`, w.httpListener])),
+      directListeners: new Map(
+        direct.map((w) => [`${w.namespace}/${w.gateway}`, { http: w.httpListener, tcp: w.tcpListener }]),
+      ),
     },
     options,
   );
   const authzFilters = (listener: string) => authz.filters.get(listener) ?? [];
+  const authzNetworkFilters = (listener: string) => authz.networkFilters.get(listener) ?? [];
 
   const listeners: Listener[] = [];
   const routeConfigurations: RouteConfiguration[] = [];
@@ -330,6 +333,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
             port,
             tcpTarget(info, port, env),
             clusters.get(clusterName(port, '', host))?.policy,
+            authzNetworkFilters(name),
           ),
         );
         continue;
@@ -380,7 +384,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
   for (const p of gatewayApi.problems) problems.add(p);
 
   // Workload waypoints: traffic to the IPs of the pods bound to them (direct.ts).
-  const directResources = translateDirect(direct, authzFilters);
+  const directResources = translateDirect(direct, authzFilters, authzNetworkFilters);
   listeners.push(...directResources.listeners);
   routeConfigurations.push(...directResources.routeConfigurations);
 
@@ -419,7 +423,7 @@ function authzService(info: ServiceInfo): AuthzService {
           ? { kind: 'ServiceEntry', name: info.source.entry.name }
           : undefined,
     httpListeners: info.ports.filter((p) => p.protocol !== 'tcp').map((p) => listenerName(host, p.port)),
-    tcpPorts: info.ports.filter((p) => p.protocol === 'tcp').map((p) => p.port),
+    tcpListeners: info.ports.filter((p) => p.protocol === 'tcp').map((p) => listenerName(host, p.port)),
   };
 }
 
