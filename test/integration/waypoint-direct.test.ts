@@ -1,9 +1,9 @@
 /**
  * Workload waypoints (issue 5) from YAML to the pod, in process: the controller's translation of a
- * namespace whose waypoint Gateway says `istio.io/waypoint-for: workload` (and a DENY on /admin*
- * that targets the Gateway), served over a real Delta ADS stream to a real waypoint; a client
- * tunnels to the waypoint over HBONE with `:authority` `<podIP>:<port>` as its agent would. HTTP/1.1
- * and h2c are sniffed and served with the waypoint's policy, metrics (the destination workload's
+ * namespace whose waypoint Gateway says `istio.io/waypoint-for: workload` (and a DENY on /admin* of
+ * its HTTP ports that targets the Gateway), served over a real Delta ADS stream to a real waypoint;
+ * a client tunnels to the waypoint over HBONE with `:authority` `<podIP>:<port>` as its agent
+ * would. HTTP/1.1 and h2c are sniffed and served with the waypoint's policy, metrics (the destination workload's
  * labels) and access log, and go on over HBONE with the waypoint's identity to the pod; a
  * client-first TCP protocol is sniffed as TCP at its first byte, a server-first one after the
  * detection timeout; a pod bound to no waypoint, or a reserved port, is refused.
@@ -69,7 +69,9 @@ metadata: { name: deny-admin, namespace: default }
 spec:
   targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: waypoint }]
   action: DENY
-  rules: [{ to: [{ operation: { paths: [/admin*] } }] }]
+  # The HTTP ports only: for TCP (direct-tcp) istiod leaves the HTTP-only paths out, so without
+  # ports this rule would deny every TCP connection to the pod.
+  rules: [{ to: [{ operation: { paths: [/admin*], ports: ["${HTTP_PORT}", "${H2C_PORT}"] } }] }]
 ---
 apiVersion: v1
 kind: Service
@@ -146,7 +148,12 @@ before(async () => {
 
   // What the controller serves for this YAML.
   served = await startMeshAds(YAML);
-  assert.deepEqual(served.l7.authzProblems, []);
+  // The one thing the controller says: on direct-tcp the paths are left out (the ports decide).
+  assert.deepEqual(
+    served.l7.authzProblems.map((p) => [p.severity, p.path]),
+    [['warning', 'spec.rules[0].to[0].operation.paths']],
+  );
+  assert.match(served.l7.authzProblems[0]!.message, /direct-tcp .*matches more connections/);
   const port = served.port;
   const config = waypointTestConfig(IP.waypoint, {
     podName: 'waypoint',

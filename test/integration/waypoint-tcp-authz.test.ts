@@ -1,0 +1,295 @@
+/**
+ * AuthorizationPolicy on TCP through a real waypoint, in process: the controller's translation of
+ * YAML (RBAC network filters before tcp_proxy) served over a real Delta ADS stream, and clients of
+ * three identities tunnelling to the waypoint over HBONE as their agents would.
+ *
+ * - `db` (TCP 5432), an ALLOW for sa/client only: client's bytes are echoed by the pod; sa/other's
+ *   CONNECT is refused with 401 before any upstream tunnel is opened, and the refusal is logged
+ *   with the filter and Envoy's details, and counted in Istio's TCP metrics.
+ * - `legacy` (TCP 7000), a DENY with only `paths`: istiod leaves the HTTP-only field out for TCP,
+ *   so every connection is denied (the controller warns about it).
+ * - the pod's own IP (the waypoint takes workload traffic too): sniffed as TCP, the direct-tcp
+ *   listener follows the waypoint Gateway's policy (DENY sa/intruder), not the Service's ALLOW;
+ *   a denied tunnel, already answered 200 for sniffing, is reset.
+ */
+import assert from 'node:assert/strict';
+import { constants as h2, type ClientHttp2Stream } from 'node:http2';
+import { connect as netConnect, createServer as createTcpServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { systemClock } from '../../src/core/clock.ts';
+import type { HbonePool } from '../../src/core/hbone/pool.ts';
+import { HboneServer } from '../../src/core/hbone/server.ts';
+import { CertificateAuthority } from '../../src/core/identity/ca.ts';
+import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
+import { captureLogger } from '../fakes/capture-log.ts';
+import { testPrefix } from '../fakes/mesh.ts';
+import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
+
+const P = testPrefix();
+// Octets apart from the other waypoint tests'.
+const IP = {
+  client: `${P}.71.2`,
+  other: `${P}.71.3`,
+  intruder: `${P}.71.4`,
+  db: `${P}.72.2`,
+  waypoint: `${P}.75.1`,
+};
+const VIP = { db: `${P}.170.1`, legacy: `${P}.170.2` };
+const TD = 'cluster.local';
+const DB_PORT = 5432;
+const LEGACY_PORT = 7000;
+
+const pod = (name: string, sa: string, ip: string, labels: string) => `
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: default, labels: { ${labels} } }
+spec: { nodeName: node-1, serviceAccountName: ${sa} }
+status: { phase: Running, podIP: ${ip} }`;
+
+const YAML =
+  `apiVersion: v1
+kind: Namespace
+metadata: { name: default, labels: { istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint } }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: waypoint, namespace: default, labels: { istio.io/waypoint-for: all } }
+spec: { gatewayClassName: istio-waypoint, listeners: [{ name: mesh, port: 15008, protocol: HBONE }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db, namespace: default }
+spec: { selector: { app: db }, clusterIP: ${VIP.db}, ports: [{ name: tcp-db, port: ${DB_PORT} }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: legacy, namespace: default }
+spec: { selector: { app: db }, clusterIP: ${VIP.legacy}, ports: [{ name: tcp-legacy, port: ${LEGACY_PORT} }] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-client, namespace: default }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: db }]
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/default/sa/client"] } }] }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin-path, namespace: default }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: legacy }]
+  action: DENY
+  rules: [{ to: [{ operation: { paths: [/admin] } }] }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-intruder, namespace: default }
+spec:
+  targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+  action: DENY
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/default/sa/intruder"] } }] }]` +
+  pod('db-0', 'db', IP.db, 'app: db') +
+  pod('client', 'client', IP.client, 'app: client') +
+  pod('other', 'other', IP.other, 'app: other') +
+  pod('intruder', 'intruder', IP.intruder, 'app: intruder') +
+  // The waypoint's own pod carries the gateway-name label, so it is never bound to itself.
+  pod('waypoint', 'waypoint', IP.waypoint, 'gateway.networking.k8s.io/gateway-name: waypoint') +
+  '\n';
+
+type Who = 'client' | 'other' | 'intruder';
+
+let served: MeshAds;
+let wp: WaypointBound;
+let pool: HbonePool;
+const logs = captureLogger('info');
+/** The authorities of the tunnels the db pod's agent was asked for (what reached upstream). */
+const upstream: string[] = [];
+const closers: (() => Promise<void>)[] = [];
+
+before(async () => {
+  const ca = await CertificateAuthority.createSelfSigned(TD);
+  const secrets = new SecretManager({
+    provider: new LocalCaProvider(ca, 3600_000),
+    clock: systemClock,
+    log: silentLogger(),
+  });
+  for (const port of [DB_PORT, LEGACY_PORT]) {
+    const echo = createTcpServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen({ host: IP.db, port }, r));
+    closers.push(() => new Promise((r) => echo.close(() => r())));
+  }
+  const hbone = await HboneServer.start({
+    host: IP.db,
+    port: 15008,
+    certificate: await secrets.get({ trustDomain: TD, namespace: 'default', serviceAccount: 'db' }),
+    trustDomain: TD,
+    log: silentLogger(),
+    onRequest: (req) => {
+      upstream.push(req.rawAuthority);
+      const s: Socket = netConnect({ host: IP.db, port: req.authority.port, allowHalfOpen: true });
+      s.once('connect', () => void req.accept(s));
+      s.once('error', () => req.reject(503));
+    },
+  });
+  closers.push(() => hbone.close(0));
+
+  served = await startMeshAds(YAML);
+  const config = waypointTestConfig(IP.waypoint, {
+    podName: 'waypoint',
+    xdsAddress: `127.0.0.1:${served.port}`,
+    drainDeadlineMs: 1000,
+    protocolDetectionTimeoutMs: 300,
+    logLevel: 'info',
+  });
+  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: logs.log });
+  pool = clientPool((id) => secrets.get(id));
+  // Ready once the waypoint has the config: client's bytes to db come back.
+  const deadline = Date.now() + 10_000;
+  while ((await echo('client', VIP.db, DB_PORT, 'ping').catch(() => undefined))?.data !== 'ping') {
+    assert.ok(Date.now() < deadline, `waypoint not serving db; NACKs: ${served.nacks.join('; ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
+after(async () => {
+  pool?.destroy();
+  await wp?.close();
+  served?.close();
+  for (const c of closers) await c();
+});
+
+/** A tunnel to the waypoint for `<ip>:<port>`, as `who`'s agent opens it. */
+async function tunnel(
+  who: Who,
+  ip: string,
+  port: number,
+): Promise<{ ok: true; stream: Duplex } | { ok: false; status: number; reason: string }> {
+  const r = await pool.connect(
+    {
+      srcIdentity: { trustDomain: TD, namespace: 'default', serviceAccount: who },
+      srcIp: IP[who],
+      dstIp: IP.waypoint,
+      dstPort: wp.hbone()!.port,
+      expectedIdentities: [wp.identity],
+    },
+    { authority: `${ip}:${port}`, headers: {} },
+  );
+  return r.ok ? { ok: true, stream: r.stream } : { ok: false, status: r.status, reason: r.reason };
+}
+
+/**
+ * Sends `send`, and half-closes once it has come back (not before: Node reports a reset that
+ * arrives after the client's own END_STREAM as a clean close); what came back, and how the stream
+ * ended once closed: `end` (no error code) or `reset` (RST_STREAM with an error code, as the
+ * waypoint resets a tunnel it can no longer refuse), or the CONNECT's refusal status.
+ */
+async function echo(
+  who: Who,
+  ip: string,
+  port: number,
+  send: string,
+): Promise<{ refused?: number; data: string; ended: 'end' | 'reset' | 'refused' }> {
+  const t = await tunnel(who, ip, port);
+  if (!t.ok) return { refused: t.status, data: '', ended: 'refused' };
+  const stream = t.stream as ClientHttp2Stream;
+  return new Promise((resolve) => {
+    let data = '';
+    stream.on('data', (d: Buffer) => {
+      data += d.toString();
+      if (data === send) stream.end();
+    });
+    stream.on('error', () => undefined);
+    stream.once('close', () =>
+      resolve({ data, ended: (stream.rstCode ?? 0) === h2.NGHTTP2_NO_ERROR ? 'end' : 'reset' }),
+    );
+    stream.write(send);
+  });
+}
+
+const metrics = async () => (await fetch(`http://127.0.0.1:${wp.metrics.port}/metrics`)).text();
+
+test('the controller warns that a paths-only DENY denies all TCP, and nothing is NACKed', () => {
+  assert.deepEqual(
+    served.l7.authzProblems.map((p) => [p.name, p.path]),
+    [['deny-admin-path', 'spec.rules[0].to[0].operation.paths']],
+  );
+  assert.match(served.l7.authzProblems[0]!.message, /HTTP-only.*matches every connection/);
+  assert.deepEqual(served.nacks, []);
+});
+
+test('an ALLOW for one principal on a TCP service admits it: its bytes are echoed by the pod', async () => {
+  assert.deepEqual(await echo('client', VIP.db, DB_PORT, 'hello db\n'), { data: 'hello db\n', ended: 'end' });
+});
+
+test('another principal is refused with 401 before any upstream tunnel; logged and counted', async () => {
+  const before = upstream.length;
+  const r = await echo('other', VIP.db, DB_PORT, 'let me in');
+  assert.deepEqual(r, { refused: 401, data: '', ended: 'refused' });
+  assert.equal(upstream.length, before, 'no tunnel was opened to the pod');
+  const denied = logs.lines.find((l) => l.msg === 'connection denied by policy');
+  assert.ok(denied, 'a denial log line');
+  assert.equal(denied.srcIdentity, 'spiffe://cluster.local/ns/default/sa/other');
+  assert.equal(denied.filter, 'istio.authorization.allow');
+  assert.equal(denied.policy, 'none');
+  const access = logs.lines.find(
+    (l) => l.scope === 'access' && l.status === 401 && l.srcIdentity === denied.srcIdentity,
+  );
+  assert.ok(access, 'an access-log line for the refused connection');
+  assert.equal(access.details, 'rbac_access_denied_matched_policy[none]');
+  assert.equal(access.dstService, 'db.default.svc.cluster.local');
+  assert.match(
+    await metrics(),
+    /istio_tcp_connections_opened_total\{reporter="waypoint",source_workload="other",[^}]*destination_service="db\.default\.svc\.cluster\.local"[^}]*\} 1/,
+  );
+});
+
+test('a DENY with only a path denies every TCP connection to its service (istiod: HTTP-only fields left out)', async () => {
+  const before = upstream.length;
+  for (const who of ['client', 'other'] as const) {
+    const r = await echo(who, VIP.legacy, LEGACY_PORT, 'GET /admin');
+    assert.deepEqual(r, { refused: 401, data: '', ended: 'refused' }, who);
+  }
+  assert.equal(upstream.length, before);
+  const denied = logs.lines.filter(
+    (l) => l.msg === 'connection denied by policy' && l.dstService === 'legacy.default.svc.cluster.local',
+  );
+  assert.deepEqual(
+    denied.map((l) => l.policy),
+    ['ns[default]-policy[deny-admin-path]-rule[0]', 'ns[default]-policy[deny-admin-path]-rule[0]'],
+  );
+});
+
+test('direct-tcp to the pod IP follows the waypoint Gateway’s policy: the Service ALLOW does not apply', async () => {
+  // sa/other is refused by db's ALLOW through the service, but the pod IP has only the Gateway's DENY.
+  assert.deepEqual(await echo('other', IP.db, DB_PORT, 'direct hello\n'), {
+    data: 'direct hello\n',
+    ended: 'end',
+  });
+  assert.ok(upstream.includes(`${IP.db}:${DB_PORT}`));
+});
+
+test('direct-tcp: the Gateway’s DENY resets sa/intruder’s tunnel, with nothing sent upstream', async () => {
+  const before = upstream.length;
+  const r = await echo('intruder', IP.db, DB_PORT, 'direct hello\n');
+  assert.deepEqual(r, { data: '', ended: 'reset' });
+  assert.equal(upstream.length, before);
+  const denied = logs.lines.find(
+    (l) =>
+      l.msg === 'connection denied by policy' &&
+      l.srcIdentity === 'spiffe://cluster.local/ns/default/sa/intruder',
+  );
+  assert.ok(denied);
+  assert.equal(denied.filter, 'istio.authorization.deny');
+  assert.equal(denied.policy, 'ns[default]-policy[deny-intruder]-rule[0]');
+  assert.equal(denied.dst, `${IP.db}:${DB_PORT}`);
+  // The Gateway's DENY covers the services bound to it too.
+  assert.deepEqual(await echo('intruder', VIP.db, DB_PORT, 'x'), {
+    refused: 401,
+    data: '',
+    ended: 'refused',
+  });
+});
