@@ -4,8 +4,10 @@
  * workload` Gateway, so traffic addressed to a pod's IP goes through it. An HTTP request to
  * reviews-v1's pod IP passes the waypoint (its access log and istio_requests_total name the pod
  * and the encap cluster); an AuthorizationPolicy that targets the waypoint Gateway denies a path
- * with 403 while other paths pass; TCP to tcp-echo's pod IP is sniffed as TCP and passes, and the
- * waypoint logs the connection.
+ * with 403 while other paths pass. TCP to tcp-echo's pod IP is sniffed as TCP and meets the same
+ * policy as Istio builds it for TCP: the DENY rule with only a path (an HTTP-only field, left out for
+ * TCP) denies the connection; once the rule names the HTTP port it passes, and the waypoint logs the
+ * connection.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -27,6 +29,14 @@ let mesh: LocalMesh;
 let kube: string;
 
 const socks = () => ['--socks5-hostname', mesh.socks];
+const denyAdmin = (operation: string) => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-admin, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: waypoint }]
+  action: DENY
+  rules: [{ to: [{ operation: ${operation} }] }]
+`;
 const waypointLog = () => readFile(join(mesh.dir, 'waypoint-default-waypoint.log'), 'utf8');
 
 /** `echo <line> | curl telnet://…`: what the TCP server sent back within a second. */
@@ -85,17 +95,7 @@ test('HTTP to a pod IP goes through the waypoint: its access log and metrics sho
 });
 
 test('an AuthorizationPolicy that targets the waypoint Gateway denies /admin with 403; / passes', async () => {
-  await writeFile(
-    join(kube, '30-deny-admin.yaml'),
-    `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-admin, namespace: default }
-spec:
-  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: waypoint }]
-  action: DENY
-  rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }]
-`,
-  );
+  await writeFile(join(kube, '30-deny-admin.yaml'), denyAdmin('{ paths: ["/admin*"] }'));
   const denied = await until('the policy in force at the waypoint', async () => {
     const r = await curl(...socks(), `http://${REVIEWS_V1_POD}:9080/admin/users`);
     return r.status === 403 ? r : undefined;
@@ -112,7 +112,26 @@ spec:
   );
 });
 
-test('TCP to a pod IP is sniffed as TCP and passes the waypoint', async () => {
+test('TCP to a pod IP under that DENY with only a path is denied: Istio leaves the HTTP-only path out for TCP', async () => {
+  const dst = `"dst":"${TCP_ECHO_V2_POD}:9000"`;
+  // A denial line exists only once the policy is in force for TCP, and then for every later
+  // connection too: so the attempt that finds one was itself denied.
+  const denied = await until('the TCP connection denied at the waypoint', async () => {
+    const out = await telnet(`${TCP_ECHO_V2_POD}:9000`, 'world');
+    const line = (await waypointLog())
+      .split('\n')
+      .find((l) => l.includes('connection denied by policy') && l.includes(dst));
+    return line ? { out, line } : undefined;
+  });
+  assert.equal(denied.out, '', 'nothing came back from tcp-echo');
+  const entry = JSON.parse(denied.line) as Record<string, unknown>;
+  assert.equal(entry.policy, 'ns[default]-policy[deny-admin]-rule[0]');
+  assert.equal(entry.filter, 'istio.authorization.deny');
+  assert.equal(entry.srcIdentity, 'spiffe://cluster.local/ns/default/sa/curl');
+});
+
+test('TCP to a pod IP is sniffed as TCP and passes the waypoint once the DENY names the HTTP port', async () => {
+  await writeFile(join(kube, '30-deny-admin.yaml'), denyAdmin('{ paths: ["/admin*"], ports: ["9080"] }'));
   const echoed = await until('tcp-echo through the waypoint', async () => {
     const out = await telnet(`${TCP_ECHO_V2_POD}:9000`, 'world');
     return out.includes('world') ? out : undefined;
@@ -121,7 +140,12 @@ test('TCP to a pod IP is sniffed as TCP and passes the waypoint', async () => {
   const line = await until('the connection in the waypoint log', async () =>
     (await waypointLog())
       .split('\n')
-      .find((l) => l.includes('connection complete') && l.includes(`"dst":"${TCP_ECHO_V2_POD}:9000"`)),
+      .find(
+        (l) =>
+          l.includes('connection complete') &&
+          l.includes(`"dst":"${TCP_ECHO_V2_POD}:9000"`) &&
+          l.includes('"status":200'),
+      ),
   );
   const entry = JSON.parse(line) as Record<string, unknown>;
   assert.equal(entry.cluster, 'waypoint/default/waypoint/encap');
