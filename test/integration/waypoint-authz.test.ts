@@ -7,18 +7,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { systemClock } from '../../src/core/clock.ts';
-import type { HbonePool } from '../../src/core/hbone/pool.ts';
-import { HboneServer } from '../../src/core/hbone/server.ts';
-import { CertificateAuthority } from '../../src/core/identity/ca.ts';
-import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
-import { silentLogger } from '../../src/core/log.ts';
-import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix } from '../fakes/mesh.ts';
-import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
+import {
+  startPodAgent,
+  startTestCa,
+  startTestWaypoint,
+  type TestWaypoint,
+} from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = {
@@ -28,7 +25,6 @@ const IP = {
   waypoint: `${P}.45.1`,
   vip: `${P}.140.9`,
 };
-const TD = 'cluster.local';
 const HOST = 'productpage.default.svc.cluster.local';
 
 const pod = (name: string, sa: string, ip: string, app: string) => `
@@ -63,65 +59,28 @@ spec: { selector: { app: productpage }, clusterIP: ${IP.vip}, ports: [{ name: ht
     'utf8',
   );
 
-let ads: MeshAds;
-let wp: WaypointBound;
-let pool: HbonePool;
+let mesh: TestWaypoint;
 const closers: (() => Promise<void>)[] = [];
 
 before(async () => {
-  const ca = await CertificateAuthority.createSelfSigned(TD);
-  const secrets = new SecretManager({
-    provider: new LocalCaProvider(ca, 3600_000),
-    clock: systemClock,
-    log: silentLogger(),
-  });
+  const tca = await startTestCa();
   const app = createHttpServer((req, res) => {
     req.resume();
     req.on('end', () => res.end(`productpage ${req.method} ${req.url}`));
   });
   await new Promise<void>((r) => app.listen({ host: IP.pod, port: 9080 }, r));
   closers.push(() => new Promise((r) => app.close(() => r())));
-  const hbone = await HboneServer.start({
-    host: IP.pod,
-    port: 15008,
-    certificate: await secrets.get({
-      trustDomain: TD,
-      namespace: 'default',
-      serviceAccount: 'bookinfo-productpage',
-    }),
-    trustDomain: TD,
-    log: silentLogger(),
-    onRequest: (req) => {
-      const s: Socket = netConnect({ host: IP.pod, port: 9080, allowHalfOpen: true });
-      s.once('connect', () => void req.accept(s));
-      s.once('error', () => req.reject(503));
-    },
-  });
-  closers.push(() => hbone.close(0));
+  closers.push(await startPodAgent(tca, IP.pod, 'bookinfo-productpage'));
 
-  // What the controller serves for this YAML.
-  ads = await startMeshAds(YAML);
-  assert.deepEqual(ads.l7.authzProblems, []);
-  const config = waypointTestConfig(IP.waypoint, {
-    podName: 'waypoint',
-    xdsAddress: `127.0.0.1:${ads.port}`,
-    drainDeadlineMs: 1000,
-    logLevel: 'silent',
-  });
-  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() });
-  pool = clientPool((id) => secrets.get(id));
+  // What the controller serves for this YAML, and the waypoint it serves.
+  mesh = await startTestWaypoint(tca, YAML, IP.waypoint, { logLevel: 'silent' });
+  assert.deepEqual(mesh.ads.l7.authzProblems, []);
   // Ready once the waypoint has the config: a tunnel is admitted and the GET is answered.
-  const deadline = Date.now() + 10_000;
-  while ((await request('curl', IP.curl, 'GET').catch(() => undefined))?.status !== 200) {
-    assert.ok(Date.now() < deadline, `waypoint not serving productpage; NACKs: ${ads.nacks.join('; ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await mesh.untilServing('productpage', async () => (await request('curl', IP.curl, 'GET')).status === 200);
 });
 
 after(async () => {
-  pool?.destroy();
-  await wp?.close();
-  ads?.close();
+  await mesh?.close();
   for (const c of closers) await c();
 });
 
@@ -130,16 +89,7 @@ async function request(
   srcIp: string,
   method: string,
 ): Promise<{ status: number; body: string; contentType: string }> {
-  const r = await pool.connect(
-    {
-      srcIdentity: { trustDomain: TD, namespace: 'default', serviceAccount },
-      srcIp,
-      dstIp: IP.waypoint,
-      dstPort: wp.hbone()!.port,
-      expectedIdentities: [wp.identity],
-    },
-    { authority: `${IP.vip}:9080`, headers: {} },
-  );
+  const r = await mesh.tunnel(serviceAccount, srcIp, `${IP.vip}:9080`);
   if (!r.ok) throw new Error(r.reason);
   const stream = asHttpSocket(r.stream);
   return new Promise((resolve, reject) => {
@@ -165,7 +115,7 @@ async function request(
 test('22: GET from sa/curl passes the waypoint', async () => {
   const r = await request('curl', IP.curl, 'GET');
   assert.deepEqual([r.status, r.body], [200, 'productpage GET /productpage']);
-  assert.deepEqual(ads.nacks, []);
+  assert.deepEqual(mesh.ads.nacks, []);
 });
 
 test('22: DELETE from sa/curl gets 403 "RBAC: access denied"', async () => {

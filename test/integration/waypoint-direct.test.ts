@@ -11,21 +11,19 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect as h2connect, createServer as createH2Server } from 'node:http2';
-import { connect as netConnect, createServer as createTcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { systemClock } from '../../src/core/clock.ts';
-import type { HbonePool } from '../../src/core/hbone/pool.ts';
-import { HboneServer } from '../../src/core/hbone/server.ts';
-import { CertificateAuthority } from '../../src/core/identity/ca.ts';
-import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
 import { formatSpiffe } from '../../src/core/identity/spiffe.ts';
-import { silentLogger } from '../../src/core/log.ts';
-import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix } from '../fakes/mesh.ts';
-import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
+import {
+  startPodAgent,
+  startTestCa,
+  startTestWaypoint,
+  type TestWaypoint,
+} from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = {
@@ -35,7 +33,6 @@ const IP = {
   waypoint: `${P}.55.1`,
   vip: `${P}.150.9`,
 };
-const TD = 'cluster.local';
 const HTTP_PORT = 9080;
 const ECHO_PORT = 9000;
 const GREETER_PORT = 9100;
@@ -90,21 +87,14 @@ spec: { nodeName: node-1, serviceAccountName: waypoint }
 status: { phase: Running, podIP: ${IP.waypoint} }
 `;
 
-let served: MeshAds | undefined;
-let wp: WaypointBound;
-let pool: HbonePool;
+let mesh: TestWaypoint;
 const access = captureLogger('info');
 /** What the pods' agents saw: the tunnel's peer identity and authority. */
 const tunnels: { peer: string; authority: string }[] = [];
 const closers: (() => Promise<void>)[] = [];
 
 before(async () => {
-  const ca = await CertificateAuthority.createSelfSigned(TD);
-  const secrets = new SecretManager({
-    provider: new LocalCaProvider(ca, 3600_000),
-    clock: systemClock,
-    log: silentLogger(),
-  });
+  const tca = await startTestCa();
   const app = createHttpServer((req, res) => {
     req.resume();
     req.on('end', () => res.end(`productpage ${req.method} ${req.url} ${req.httpVersion}`));
@@ -126,55 +116,31 @@ before(async () => {
     await new Promise<void>((r) => server.listen({ host: IP.pod, port }, r));
     closers.push(() => new Promise((r) => server.close(() => r())));
   }
-  const hbone = await HboneServer.start({
-    host: IP.pod,
-    port: 15008,
-    certificate: await secrets.get({
-      trustDomain: TD,
-      namespace: 'default',
-      serviceAccount: 'bookinfo-productpage',
-    }),
-    trustDomain: TD,
-    log: silentLogger(),
-    onRequest: (req) => {
-      tunnels.push({ peer: formatSpiffe(req.peerIdentity), authority: req.rawAuthority });
-      const port = req.authority.port;
-      const s: Socket = netConnect({ host: IP.pod, port, allowHalfOpen: true });
-      s.once('connect', () => void req.accept(s));
-      s.once('error', () => req.reject(503));
-    },
-  });
-  closers.push(() => hbone.close(0));
+  closers.push(
+    await startPodAgent(tca, IP.pod, 'bookinfo-productpage', (req) =>
+      tunnels.push({ peer: formatSpiffe(req.peerIdentity), authority: req.rawAuthority }),
+    ),
+  );
 
-  // What the controller serves for this YAML.
-  served = await startMeshAds(YAML);
+  // What the controller serves for this YAML, and the waypoint it serves.
+  mesh = await startTestWaypoint(
+    tca,
+    YAML,
+    IP.waypoint,
+    { protocolDetectionTimeoutMs: 300, logLevel: 'info' },
+    access.log,
+  );
   // The one thing the controller says: on direct-tcp the paths are left out (the ports decide).
   assert.deepEqual(
-    served.l7.authzProblems.map((p) => [p.severity, p.path]),
+    mesh.ads.l7.authzProblems.map((p) => [p.severity, p.path]),
     [['warning', 'spec.rules[0].to[0].operation.paths']],
   );
-  assert.match(served.l7.authzProblems[0]!.message, /direct-tcp .*matches more connections/);
-  const port = served.port;
-  const config = waypointTestConfig(IP.waypoint, {
-    podName: 'waypoint',
-    xdsAddress: `127.0.0.1:${port}`,
-    drainDeadlineMs: 1000,
-    protocolDetectionTimeoutMs: 300,
-    logLevel: 'info',
-  });
-  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: access.log });
-  pool = clientPool((id) => secrets.get(id));
-  const deadline = Date.now() + 10_000;
-  while ((await http1('GET', '/productpage').catch(() => undefined))?.status !== 200) {
-    assert.ok(Date.now() < deadline, `waypoint not serving the pod; NACKs: ${served.nacks.join('; ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  assert.match(mesh.ads.l7.authzProblems[0]!.message, /direct-tcp .*matches more connections/);
+  await mesh.untilServing('the pod', async () => (await http1('GET', '/productpage')).status === 200);
 });
 
 after(async () => {
-  pool?.destroy();
-  await wp?.close();
-  served?.close();
+  await mesh?.close();
   for (const c of closers) await c();
 });
 
@@ -183,16 +149,7 @@ async function tunnel(
   ip: string,
   port: number,
 ): Promise<{ ok: true; stream: Duplex } | { ok: false; reason: string }> {
-  const r = await pool.connect(
-    {
-      srcIdentity: { trustDomain: TD, namespace: 'default', serviceAccount: 'curl' },
-      srcIp: IP.curl,
-      dstIp: IP.waypoint,
-      dstPort: wp.hbone()!.port,
-      expectedIdentities: [wp.identity],
-    },
-    { authority: `${ip}:${port}`, headers: {} },
-  );
+  const r = await mesh.tunnel('curl', IP.curl, `${ip}:${port}`);
   return r.ok ? { ok: true, stream: r.stream } : { ok: false, reason: r.reason };
 }
 
@@ -235,14 +192,15 @@ async function tcp(port: number, send: string | undefined): Promise<string> {
   });
 }
 
-const metrics = async () => (await fetch(`http://127.0.0.1:${wp.metrics.port}/metrics`)).text();
+const metrics = async () => (await fetch(`http://127.0.0.1:${mesh.wp.metrics.port}/metrics`)).text();
 
 test('HTTP/1.1 to a pod IP goes through the waypoint, on to the pod with the waypoint identity', async () => {
   const r = await http1('GET', '/productpage');
   assert.deepEqual(r, { status: 200, body: 'productpage GET /productpage 1.1' });
   // Upstream connections are kept alive, so the pod's agent may have seen this one's tunnel earlier.
   assert.ok(tunnels.length > 0);
-  for (const seen of tunnels) assert.equal(seen.peer, wp.identity, 'the pod sees the waypoint, not curl');
+  for (const seen of tunnels)
+    assert.equal(seen.peer, mesh.wp.identity, 'the pod sees the waypoint, not curl');
   assert.ok(tunnels.some((x) => x.authority === `${IP.pod}:${HTTP_PORT}`));
   assert.match(
     await metrics(),
@@ -252,7 +210,7 @@ test('HTTP/1.1 to a pod IP goes through the waypoint, on to the pod with the way
   assert.ok(line, 'an access-log line');
   assert.equal(line.upstreamHost, `${IP.pod}:${HTTP_PORT}`);
   assert.equal(line.cluster, 'waypoint/default/waypoint/encap');
-  assert.deepEqual(served?.nacks, []);
+  assert.deepEqual(mesh.ads.nacks, []);
 });
 
 test('the waypoint Gateway’s DENY on /admin* answers 403 "RBAC: access denied"; other paths pass', async () => {

@@ -14,19 +14,17 @@
  */
 import assert from 'node:assert/strict';
 import { constants as h2, type ClientHttp2Stream } from 'node:http2';
-import { connect as netConnect, createServer as createTcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { systemClock } from '../../src/core/clock.ts';
-import type { HbonePool } from '../../src/core/hbone/pool.ts';
-import { HboneServer } from '../../src/core/hbone/server.ts';
-import { CertificateAuthority } from '../../src/core/identity/ca.ts';
-import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
-import { silentLogger } from '../../src/core/log.ts';
-import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix } from '../fakes/mesh.ts';
-import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
+import {
+  startPodAgent,
+  startTestCa,
+  startTestWaypoint,
+  type TestWaypoint,
+} from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 // Octets apart from the other waypoint tests'.
@@ -38,7 +36,6 @@ const IP = {
   waypoint: `${P}.75.1`,
 };
 const VIP = { db: `${P}.170.1`, legacy: `${P}.170.2` };
-const TD = 'cluster.local';
 const DB_PORT = 5432;
 const LEGACY_PORT = 7000;
 
@@ -102,63 +99,33 @@ spec:
 
 type Who = 'client' | 'other' | 'intruder';
 
-let served: MeshAds;
-let wp: WaypointBound;
-let pool: HbonePool;
+let mesh: TestWaypoint;
 const logs = captureLogger('info');
 /** The authorities of the tunnels the db pod's agent was asked for (what reached upstream). */
 const upstream: string[] = [];
 const closers: (() => Promise<void>)[] = [];
 
 before(async () => {
-  const ca = await CertificateAuthority.createSelfSigned(TD);
-  const secrets = new SecretManager({
-    provider: new LocalCaProvider(ca, 3600_000),
-    clock: systemClock,
-    log: silentLogger(),
-  });
+  const tca = await startTestCa();
   for (const port of [DB_PORT, LEGACY_PORT]) {
     const echo = createTcpServer({ allowHalfOpen: true }, (s) => s.pipe(s));
     await new Promise<void>((r) => echo.listen({ host: IP.db, port }, r));
     closers.push(() => new Promise((r) => echo.close(() => r())));
   }
-  const hbone = await HboneServer.start({
-    host: IP.db,
-    port: 15008,
-    certificate: await secrets.get({ trustDomain: TD, namespace: 'default', serviceAccount: 'db' }),
-    trustDomain: TD,
-    log: silentLogger(),
-    onRequest: (req) => {
-      upstream.push(req.rawAuthority);
-      const s: Socket = netConnect({ host: IP.db, port: req.authority.port, allowHalfOpen: true });
-      s.once('connect', () => void req.accept(s));
-      s.once('error', () => req.reject(503));
-    },
-  });
-  closers.push(() => hbone.close(0));
-
-  served = await startMeshAds(YAML);
-  const config = waypointTestConfig(IP.waypoint, {
-    podName: 'waypoint',
-    xdsAddress: `127.0.0.1:${served.port}`,
-    drainDeadlineMs: 1000,
-    protocolDetectionTimeoutMs: 300,
-    logLevel: 'info',
-  });
-  wp = await startWaypoint(config, { certificates: new LocalCaProvider(ca, 3600_000), log: logs.log });
-  pool = clientPool((id) => secrets.get(id));
+  closers.push(await startPodAgent(tca, IP.db, 'db', (req) => upstream.push(req.rawAuthority)));
+  mesh = await startTestWaypoint(
+    tca,
+    YAML,
+    IP.waypoint,
+    { protocolDetectionTimeoutMs: 300, logLevel: 'info' },
+    logs.log,
+  );
   // Ready once the waypoint has the config: client's bytes to db come back.
-  const deadline = Date.now() + 10_000;
-  while ((await echo('client', VIP.db, DB_PORT, 'ping').catch(() => undefined))?.data !== 'ping') {
-    assert.ok(Date.now() < deadline, `waypoint not serving db; NACKs: ${served.nacks.join('; ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await mesh.untilServing('db', async () => (await echo('client', VIP.db, DB_PORT, 'ping')).data === 'ping');
 });
 
 after(async () => {
-  pool?.destroy();
-  await wp?.close();
-  served?.close();
+  await mesh?.close();
   for (const c of closers) await c();
 });
 
@@ -168,16 +135,7 @@ async function tunnel(
   ip: string,
   port: number,
 ): Promise<{ ok: true; stream: Duplex } | { ok: false; status: number; reason: string }> {
-  const r = await pool.connect(
-    {
-      srcIdentity: { trustDomain: TD, namespace: 'default', serviceAccount: who },
-      srcIp: IP[who],
-      dstIp: IP.waypoint,
-      dstPort: wp.hbone()!.port,
-      expectedIdentities: [wp.identity],
-    },
-    { authority: `${ip}:${port}`, headers: {} },
-  );
+  const r = await mesh.tunnel(who, IP[who], `${ip}:${port}`);
   return r.ok ? { ok: true, stream: r.stream } : { ok: false, status: r.status, reason: r.reason };
 }
 
@@ -210,15 +168,15 @@ async function echo(
   });
 }
 
-const metrics = async () => (await fetch(`http://127.0.0.1:${wp.metrics.port}/metrics`)).text();
+const metrics = async () => (await fetch(`http://127.0.0.1:${mesh.wp.metrics.port}/metrics`)).text();
 
 test('the controller warns that a paths-only DENY denies all TCP, and nothing is NACKed', () => {
   assert.deepEqual(
-    served.l7.authzProblems.map((p) => [p.name, p.path]),
+    mesh.ads.l7.authzProblems.map((p) => [p.name, p.path]),
     [['deny-admin-path', 'spec.rules[0].to[0].operation.paths']],
   );
-  assert.match(served.l7.authzProblems[0]!.message, /HTTP-only.*matches every connection/);
-  assert.deepEqual(served.nacks, []);
+  assert.match(mesh.ads.l7.authzProblems[0]!.message, /HTTP-only.*matches every connection/);
+  assert.deepEqual(mesh.ads.nacks, []);
 });
 
 test('an ALLOW for one principal on a TCP service admits it: its bytes are echoed by the pod', async () => {

@@ -19,15 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { after, before, test } from 'node:test';
-import type { HbonePool } from '../../src/core/hbone/pool.ts';
-import { CertificateAuthority } from '../../src/core/identity/ca.ts';
-import { LocalCaProvider, SecretManager } from '../../src/core/identity/secret-manager.ts';
-import { systemClock } from '../../src/core/clock.ts';
-import { silentLogger } from '../../src/core/log.ts';
-import { startWaypoint, type WaypointBound } from '../../src/waypoint/app.ts';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix } from '../fakes/mesh.ts';
-import { clientPool, startMeshAds, waypointTestConfig, type MeshAds } from '../fakes/waypoint-harness.ts';
+import { startTestCa, startTestWaypoint, type TestWaypoint } from '../fakes/waypoint-harness.ts';
 
 const P = testPrefix();
 const IP = {
@@ -40,7 +34,6 @@ const IP = {
   /** HTTPS with a certificate from a CA nothing trusts. */
   rogue: `${P}.66.3`,
 };
-const TD = 'cluster.local';
 const HTTPS_PORT = 8443;
 
 const dir = mkdtempSync(join(tmpdir(), 'ambit-tls-origination-'));
@@ -198,9 +191,7 @@ status: { phase: Running, podIP: ${IP.waypoint} }` +
   );
 }
 
-let ads: MeshAds;
-let wp: WaypointBound;
-let pool: HbonePool;
+let mesh: TestWaypoint;
 const servers: NetServer[] = [];
 
 /** Answers with what the TLS server saw: the SNI, the ALPN, the client certificate's SAN. */
@@ -247,38 +238,13 @@ before(async () => {
   });
   await httpsServer(IP.rogue, 'rogue', {});
 
-  const ca = await CertificateAuthority.createSelfSigned(TD);
-  const secrets = new SecretManager({
-    provider: new LocalCaProvider(ca, 3600_000),
-    clock: systemClock,
-    log: silentLogger(),
-  });
-  ads = await startMeshAds(yaml());
-  assert.deepEqual(ads.l7.problems, []);
-  wp = await startWaypoint(
-    waypointTestConfig(IP.waypoint, {
-      podName: 'waypoint',
-      xdsAddress: `127.0.0.1:${ads.port}`,
-      drainDeadlineMs: 1000,
-      logLevel: 'silent',
-    }),
-    { certificates: new LocalCaProvider(ca, 3600_000), log: silentLogger() },
-  );
-  pool = clientPool((id) => secrets.get(id));
-  const deadline = Date.now() + 10_000;
-  while ((await get(HOSTS.api).catch(() => undefined))?.status !== 200) {
-    assert.ok(
-      Date.now() < deadline,
-      `waypoint not serving ${HOSTS.api.host}; NACKs: ${ads.nacks.join('; ')}`,
-    );
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  mesh = await startTestWaypoint(await startTestCa(), yaml(), IP.waypoint, { logLevel: 'silent' });
+  assert.deepEqual(mesh.ads.l7.problems, []);
+  await mesh.untilServing(HOSTS.api.host, async () => (await get(HOSTS.api)).status === 200);
 });
 
 after(async () => {
-  pool?.destroy();
-  await wp?.close();
-  ads?.close();
+  await mesh?.close();
   for (const s of servers) {
     (s as NetServer & { closeAllConnections?: () => void }).closeAllConnections?.();
     await new Promise((r) => s.close(r));
@@ -288,16 +254,7 @@ after(async () => {
 
 /** A plain HTTP GET from sa/curl through the waypoint to `to`, as the app would send it. */
 async function get(to: { host: string; vip: string }): Promise<{ status: number; body: string }> {
-  const r = await pool.connect(
-    {
-      srcIdentity: { trustDomain: TD, namespace: 'default', serviceAccount: 'curl' },
-      srcIp: IP.curl,
-      dstIp: IP.waypoint,
-      dstPort: wp.hbone()!.port,
-      expectedIdentities: [wp.identity],
-    },
-    { authority: `${to.vip}:80`, headers: {} },
-  );
+  const r = await mesh.tunnel('curl', IP.curl, `${to.vip}:80`);
   if (!r.ok) throw new Error(r.reason);
   const stream = asHttpSocket(r.stream);
   return new Promise((resolve, reject) => {
@@ -324,7 +281,7 @@ test('SIMPLE: verified against caCertificates, SNI from the request host, ALPN h
     host: 'api.tls.test',
     path: '/get',
   });
-  assert.deepEqual(ads.nacks, []);
+  assert.deepEqual(mesh.ads.nacks, []);
 });
 
 test('SIMPLE: a certificate without the configured SAN is refused with a 503 naming the TLS failure', async () => {
