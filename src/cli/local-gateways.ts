@@ -24,22 +24,16 @@
  * cluster IP is `<prefix>.104.<slot>`; its ports are the gateway's listening ports, unmapped, so a
  * Gateway server's port is both the Service port and the port the pod listens on.
  */
-import type { ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeError } from '../core/errors.ts';
+import { proxyObjectsYaml } from './local-proxies.ts';
 import {
-  meshDocuments,
-  proxyObjectsYaml,
-  spawnProxy,
-  workloadToken,
-  type LocalControlPlane,
-} from './local-proxies.ts';
+  LocalProxyManager,
+  proxyKey,
+  type LocalProxiesOptions,
+  type ManagedProxy,
+} from './local-proxy-manager.ts';
 
 export const GATEWAYS_GENERATED_FILE = 'gateways.generated.yaml';
-const RESTART_DELAY_MS = 1000;
-const SYNC_DEBOUNCE_MS = 200;
 /** Pod `<prefix>.4.<n>` for deployments without a fixed slot; below it: Istio's fixed ones. */
 export const DYNAMIC_SLOT_FIRST = 10;
 const DYNAMIC_SLOT_LAST = 250;
@@ -77,17 +71,10 @@ export interface GatewayPort {
 /** A kind of gateway installation: which deployments the mesh's YAML documents want. Pure. */
 export type GatewayKind = (docs: readonly unknown[]) => GatewayDeploymentSpec[];
 
-export interface LocalGatewaysOptions extends LocalControlPlane {
-  readonly kubeDir: string;
-  /** Where tokens and logs go. */
-  readonly dir: string;
-  readonly prefix: string;
-  readonly nodeName: string;
-  readonly report: (line: string) => void;
-}
+export type LocalGatewaysOptions = LocalProxiesOptions;
 
 /** A running gateway deployment, for the guide and for tests. */
-export interface LocalGateway extends GatewayDeploymentSpec {
+export interface LocalGateway extends GatewayDeploymentSpec, ManagedProxy {
   readonly podIp: string;
   readonly serviceIp: string;
   readonly admin: string;
@@ -96,28 +83,16 @@ export interface LocalGateway extends GatewayDeploymentSpec {
   readonly log: string;
 }
 
-interface Running extends LocalGateway {
-  child: ChildProcess | undefined;
-  removed: boolean;
-  restartTimer: NodeJS.Timeout | undefined;
-  tokenFile: string;
-}
-
-export class LocalGateways {
-  private readonly opts: LocalGatewaysOptions;
+export class LocalGateways extends LocalProxyManager<LocalGateway> {
+  protected readonly program = 'gateway';
+  protected readonly generatedFile = GATEWAYS_GENERATED_FILE;
+  protected readonly goneReason = 'no Gateway wants it';
   private readonly kinds: readonly GatewayKind[];
-  private readonly running = new Map<string, Running>();
   private readonly slots = new Map<string, number>();
   private wanted: LocalGateway[] = [];
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private syncing: Promise<void> = Promise.resolve();
-  /** False until `run()`: the first sync only writes the objects, before the controller is up. */
-  private spawning = false;
-  private closed = false;
 
   private constructor(opts: LocalGatewaysOptions, kinds: readonly GatewayKind[]) {
-    this.opts = opts;
+    super(opts);
     this.kinds = kinds;
   }
 
@@ -131,83 +106,43 @@ export class LocalGateways {
     return g;
   }
 
-  /** Starts the gateways (once the controller serves) and follows edits to the directory. */
-  async run(): Promise<void> {
-    this.spawning = true;
-    this.watcher = watch(this.opts.kubeDir, (_event, file) => {
-      if (this.closed || (file !== null && file.startsWith(GATEWAYS_GENERATED_FILE))) return;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => void this.sync(), SYNC_DEBOUNCE_MS);
-    });
-    await this.sync();
-  }
-
   /** The gateway deployments wanted now (running, or restarting), in a stable order. */
   list(): readonly LocalGateway[] {
     return this.wanted;
   }
 
-  /** Re-reads the YAML; writes the generated objects; starts and stops gateways to match. */
-  sync(): Promise<void> {
-    this.syncing = this.syncing
-      .then(() => this.syncOnce())
-      .catch((err: unknown) => this.opts.report(`ambit local: gateways: ${describeError(err)}\n`));
-    return this.syncing;
-  }
-
-  /** Stops every gateway (SIGTERM; each drains) and resolves once all have exited. */
-  async close(stopChild: (c: ChildProcess) => Promise<void>): Promise<void> {
-    this.closed = true;
-    this.watcher?.close();
-    clearTimeout(this.timer);
-    await this.syncing;
-    await Promise.all(
-      [...this.running.values()].map((r) => {
-        r.removed = true;
-        clearTimeout(r.restartTimer);
-        return r.child ? stopChild(r.child) : Promise.resolve();
-      }),
-    );
-  }
-
-  private async syncOnce(): Promise<void> {
-    if (this.closed) return;
-    const docs = await meshDocuments(this.opts.kubeDir);
+  protected plan(docs: readonly unknown[]): LocalGateway[] {
     const specs = new Map<string, GatewayDeploymentSpec>();
-    for (const kind of this.kinds) for (const s of kind(docs)) if (!specs.has(key(s))) specs.set(key(s), s);
+    for (const kind of this.kinds)
+      for (const s of kind(docs)) if (!specs.has(proxyKey(s))) specs.set(proxyKey(s), s);
     const wanted: LocalGateway[] = [];
     for (const s of specs.values()) {
-      const slot = s.slot ?? this.dynamicSlot(key(s));
+      const slot = s.slot ?? this.dynamicSlot(proxyKey(s));
       if (slot === undefined) {
-        this.opts.report(`ambit local: no address left for gateway ${key(s)}; it does not run\n`);
+        this.opts.report(`ambit local: no address left for gateway ${proxyKey(s)}; it does not run\n`);
         continue;
       }
       wanted.push(this.describe(s, slot));
     }
     this.wanted = wanted;
-    // Write first: a gateway's address must be known before traffic is sent to it.
-    const file = join(this.opts.kubeDir, GATEWAYS_GENERATED_FILE);
-    await writeFile(`${file}.tmp`, generatedYaml(wanted, this.opts.nodeName));
-    await rename(`${file}.tmp`, file);
+    return wanted;
+  }
 
-    for (const [k, r] of this.running) {
-      const w = wanted.find((x) => key(x) === k);
-      // The same deployment with other labels or another address is a new pod.
-      if (w && sameDeployment(w, r)) continue;
-      this.running.delete(k);
-      r.removed = true;
-      clearTimeout(r.restartTimer);
-      r.child?.kill('SIGTERM');
-      if (!w) this.opts.report(`ambit local: ${r.role} ${k} stopped (no Gateway wants it)\n`);
-    }
-    for (const w of wanted) {
-      if (this.running.has(key(w)) || !this.spawning) continue;
-      const tokenFile = join(this.opts.dir, `gateway-${w.namespace}-${w.name}.token`);
-      await workloadToken(this.opts, tokenFile, w.namespace, w.serviceAccount);
-      const r: Running = { ...w, child: undefined, removed: false, restartTimer: undefined, tokenFile };
-      this.running.set(key(w), r);
-      this.spawn(r);
-    }
+  protected generatedYaml(wanted: readonly LocalGateway[]): string {
+    return generatedYaml(wanted, this.opts.nodeName);
+  }
+
+  protected env(g: LocalGateway): Record<string, string> {
+    return {
+      GATEWAY_LABELS: Object.entries(g.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    };
+  }
+
+  /** The same deployment with other labels or another address is a new pod. */
+  protected override unchanged(running: LocalGateway, wanted: LocalGateway): boolean {
+    return sameDeployment(running, wanted);
   }
 
   private dynamicSlot(k: string): number | undefined {
@@ -234,34 +169,6 @@ export class LocalGateways {
       log: join(this.opts.dir, `gateway-${s.namespace}-${s.name}.log`),
     };
   }
-
-  private spawn(r: Running): void {
-    const who = `${r.role} ${key(r)}`;
-    const env = {
-      POD_NAME: `${r.name}-local`,
-      POD_NAMESPACE: r.namespace,
-      GATEWAY_NAME: r.name,
-      SERVICE_ACCOUNT: r.serviceAccount,
-      GATEWAY_LABELS: Object.entries(r.labels)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(','),
-    };
-    const child = spawnProxy(this.opts, 'gateway', r.podIp, r.tokenFile, env, r.log, who, this.opts.report);
-    child.once('exit', (code, signal) => {
-      if (r.removed || this.closed || r.child !== child) return;
-      r.child = undefined;
-      // Like a Deployment: a gateway that dies is started again.
-      this.opts.report(`ambit local: ${who} exited (${code ?? signal}); restarting in 1 s; see ${r.log}\n`);
-      r.restartTimer = setTimeout(() => {
-        if (!r.removed && !this.closed) this.spawn(r);
-      }, RESTART_DELAY_MS);
-    });
-    r.child = child;
-  }
-}
-
-function key(d: { namespace: string; name: string }): string {
-  return `${d.namespace}/${d.name}`;
 }
 
 function sameDeployment(a: LocalGateway, b: LocalGateway): boolean {

@@ -14,70 +14,30 @@
  * Addresses: pod `<prefix>.3.<n>`, Service `<prefix>.100.<100+n>`, with n given out in order of first
  * appearance and kept while the mesh runs.
  */
-import type { ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeError } from '../core/errors.ts';
-import {
-  meshDocuments,
-  proxyObjectsYaml,
-  spawnProxy,
-  workloadToken,
-  type LocalControlPlane,
-} from './local-proxies.ts';
+import { proxyObjectsYaml } from './local-proxies.ts';
+import { LocalProxyManager, type LocalProxiesOptions, type ManagedProxy } from './local-proxy-manager.ts';
 import { WAYPOINT_CLASSES } from '../controller/translate/gateways.ts';
 import { GATEWAY_NAME_LABEL } from '../controller/translate/waypoint-binding.ts';
 
 export const GENERATED_FILE = 'waypoints.generated.yaml';
-const RESTART_DELAY_MS = 1000;
-const SYNC_DEBOUNCE_MS = 200;
 const MAX_WAYPOINTS = 150;
 
-export interface LocalWaypointsOptions extends LocalControlPlane {
-  /** The YAML directory the controller watches. */
-  readonly kubeDir: string;
-  /** Where tokens and logs go. */
-  readonly dir: string;
-  readonly prefix: string;
-  /** The node the waypoint pods are reported on. */
-  readonly nodeName: string;
-  /** For lines the user should see (process exits, errors). */
-  readonly report: (line: string) => void;
-}
+export type LocalWaypointsOptions = LocalProxiesOptions;
 
 /** A running waypoint, for the guide and for tests. */
-export interface LocalWaypoint {
-  readonly namespace: string;
-  readonly name: string;
-  readonly podIp: string;
+export interface LocalWaypoint extends ManagedProxy {
   readonly serviceIp: string;
   readonly admin: string;
   readonly metrics: string;
   readonly readiness: string;
-  readonly log: string;
 }
 
-interface Running extends LocalWaypoint {
-  child: ChildProcess | undefined;
-  removed: boolean;
-  restartTimer: NodeJS.Timeout | undefined;
-}
-
-export class LocalWaypoints {
-  private readonly opts: LocalWaypointsOptions;
-  private readonly running = new Map<string, Running>();
+export class LocalWaypoints extends LocalProxyManager<LocalWaypoint> {
+  protected readonly program = 'waypoint';
+  protected readonly generatedFile = GENERATED_FILE;
+  protected readonly goneReason = 'its Gateway is gone';
   private readonly slots = new Map<string, number>();
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private syncing: Promise<void> = Promise.resolve();
-  private closed = false;
-  /** False until `run()`: the first sync only writes the objects, before the controller is up. */
-  private spawning = false;
-
-  private constructor(opts: LocalWaypointsOptions) {
-    this.opts = opts;
-  }
 
   /**
    * Writes the generated objects, so the controller's first view already holds the waypoints'
@@ -89,51 +49,13 @@ export class LocalWaypoints {
     return w;
   }
 
-  /** Starts the waypoints (once the controller serves) and follows edits to the directory. */
-  async run(): Promise<void> {
-    this.spawning = true;
-    this.watcher = watch(this.opts.kubeDir, (_event, file) => {
-      // Our own writes (the generated file and its temporary) are not edits to follow.
-      if (this.closed || (file !== null && file.startsWith(GENERATED_FILE))) return;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => void this.sync(), SYNC_DEBOUNCE_MS);
-    });
-    await this.sync();
-  }
-
   /** The waypoints running now. */
   list(): LocalWaypoint[] {
-    return [...this.running.values()].filter((r) => !r.removed);
+    return this.runningProxies();
   }
 
-  /** Re-reads the Gateways; writes the generated objects; starts and stops waypoints to match. */
-  sync(): Promise<void> {
-    this.syncing = this.syncing
-      .then(() => this.syncOnce())
-      .catch((err: unknown) => {
-        this.opts.report(`ambit local: waypoints: ${describeError(err)}\n`);
-      });
-    return this.syncing;
-  }
-
-  /** Stops every waypoint (SIGTERM; each drains) and resolves once all have exited. */
-  async close(stopChild: (c: ChildProcess) => Promise<void>): Promise<void> {
-    this.closed = true;
-    this.watcher?.close();
-    clearTimeout(this.timer);
-    await this.syncing;
-    await Promise.all(
-      [...this.running.values()].map((r) => {
-        r.removed = true;
-        clearTimeout(r.restartTimer);
-        return r.child ? stopChild(r.child) : Promise.resolve();
-      }),
-    );
-  }
-
-  private async syncOnce(): Promise<void> {
-    if (this.closed) return;
-    const gateways = await waypointGateways(this.opts.kubeDir);
+  protected plan(docs: readonly unknown[]): LocalWaypoint[] {
+    const gateways = waypointGateways(docs);
     for (const key of gateways) {
       if (!this.slots.has(key) && this.slots.size < MAX_WAYPOINTS) this.slots.set(key, this.slots.size + 1);
     }
@@ -141,73 +63,39 @@ export class LocalWaypoints {
     if (wanted.length < gateways.length) {
       this.opts.report(`ambit local: at most ${MAX_WAYPOINTS} waypoints run locally; the rest are ignored\n`);
     }
-    const { prefix } = this.opts;
-    const objects = wanted.map((key) => {
+    const { prefix, dir } = this.opts;
+    return wanted.map((key) => {
       const [namespace, name] = key.split('/') as [string, string];
       const n = this.slots.get(key)!;
-      return { key, namespace, name, podIp: `${prefix}.3.${n}`, serviceIp: `${prefix}.100.${100 + n}` };
-    });
-    // Write first: a waypoint's address must be known before traffic is sent to it.
-    const file = join(this.opts.kubeDir, GENERATED_FILE);
-    const tmp = `${file}.tmp`;
-    await writeFile(tmp, generatedYaml(objects, this.opts.nodeName));
-    await rename(tmp, file);
-
-    for (const [key, r] of this.running) {
-      if (wanted.includes(key)) continue;
-      this.running.delete(key);
-      r.removed = true;
-      clearTimeout(r.restartTimer);
-      r.child?.kill('SIGTERM');
-      this.opts.report(`ambit local: waypoint ${key} stopped (its Gateway is gone)\n`);
-    }
-    for (const o of objects) {
-      if (this.running.has(o.key) || !this.spawning) continue;
-      const tokenFile = join(this.opts.dir, `waypoint-${o.namespace}-${o.name}.token`);
-      await workloadToken(this.opts, tokenFile, o.namespace, o.name);
-      const r: Running = {
-        namespace: o.namespace,
-        name: o.name,
-        podIp: o.podIp,
-        serviceIp: o.serviceIp,
-        admin: `http://${o.podIp}:15000`,
-        metrics: `http://${o.podIp}:15020/metrics`,
-        readiness: `http://${o.podIp}:15021/healthz/ready`,
-        log: join(this.opts.dir, `waypoint-${o.namespace}-${o.name}.log`),
-        child: undefined,
-        removed: false,
-        restartTimer: undefined,
+      const podIp = `${prefix}.3.${n}`;
+      return {
+        namespace,
+        name,
+        serviceAccount: name,
+        role: 'waypoint',
+        podIp,
+        serviceIp: `${prefix}.100.${100 + n}`,
+        admin: `http://${podIp}:15000`,
+        metrics: `http://${podIp}:15020/metrics`,
+        readiness: `http://${podIp}:15021/healthz/ready`,
+        log: join(dir, `waypoint-${namespace}-${name}.log`),
       };
-      this.running.set(o.key, r);
-      this.spawn(r, tokenFile);
-    }
+    });
   }
 
-  private spawn(r: Running, tokenFile: string): void {
-    const who = `waypoint ${r.namespace}/${r.name}`;
-    const env = {
-      POD_NAME: `${r.name}-local`,
-      POD_NAMESPACE: r.namespace,
-      GATEWAY_NAME: r.name,
-      SERVICE_ACCOUNT: r.name,
-    };
-    const child = spawnProxy(this.opts, 'waypoint', r.podIp, tokenFile, env, r.log, who, this.opts.report);
-    child.once('exit', (code, signal) => {
-      if (r.removed || this.closed) return;
-      // Like a Deployment: a waypoint that dies is started again.
-      this.opts.report(`ambit local: ${who} exited (${code ?? signal}); restarting in 1 s; see ${r.log}\n`);
-      r.restartTimer = setTimeout(() => {
-        if (!r.removed && !this.closed) this.spawn(r, tokenFile);
-      }, RESTART_DELAY_MS);
-    });
-    r.child = child;
+  protected generatedYaml(wanted: readonly LocalWaypoint[]): string {
+    return generatedYaml(wanted, this.opts.nodeName);
+  }
+
+  protected env(): Record<string, string> {
+    return {};
   }
 }
 
 /** `namespace/name` of every waypoint Gateway in the directory's YAML, sorted. */
-async function waypointGateways(dir: string): Promise<string[]> {
+function waypointGateways(docs: readonly unknown[]): string[] {
   const found = new Set<string>();
-  for (const doc of await meshDocuments(dir)) {
+  for (const doc of docs) {
     const o = doc as {
       apiVersion?: unknown;
       kind?: unknown;
