@@ -983,7 +983,7 @@ class Exchange {
         for (const [k, v] of out) res.setHeader(k, v.length === 1 ? v[0]! : v);
         // Headers go now, unless the response is only a head: then `end` sends them with
         // END_STREAM (over h2c a gRPC trailers-only reply stays one).
-        if (!bodyless) res.flushHeaders();
+        if (!bodyless && r.body.readableLength === 0) res.flushHeaders();
       } catch (err) {
         attempt.abort();
         this.error = `invalid response headers from upstream: ${describeError(err)}`;
