@@ -10,6 +10,9 @@
  *   waypoint    both pods captured: client → agent node-1 → HBONE → waypoint (in the proxy pod) →
  *               HBONE with its own identity → agent node-2 → server, to Service demo/bench-http
  *               (bound with `istio.io/use-waypoint`)
+ *   waypoint-tcp the same hops to Service demo/bench-tcp, whose port is named `tcp`: the waypoint
+ *               proxies the bytes (tcp_proxy) without reading HTTP. It measures what the HBONE
+ *               transport alone costs in this run, so the HTTP layer's share is waypoint − waypoint-tcp.
  *
  * The proxy pod is the waypoint's own pod (on node-2, never captured); the baselines listen there on
  * ports of their own, so every proxy hop crosses the same veths. Only the client and server pods'
@@ -89,22 +92,29 @@ const PARAMS = {
 /** The server in the server pod, and the baselines' ports in the proxy pod. */
 const PORTS = { server: 9001, 'node-proxy': 8001, nginx: 8002, haproxy: 8003 } as const;
 const BOUND_VIP = '10.96.0.30';
+/** Service demo/bench-tcp: the same pod and waypoint, a port named `tcp`. */
+const TCP_VIP = '10.96.0.31';
 const WAYPOINT = 'waypoint';
 /** BENCH_WAYPOINT_NODE=node-1 puts the proxy pod beside the client instead of the server. */
 const WAYPOINT_NODE = process.env.BENCH_WAYPOINT_NODE === 'node-1' ? 'node-1' : 'node-2';
 /** The pods whose capture flips: the client (node-1) and the server (node-2). */
 const PODS: readonly PodName[] = ['client', 'echo-b'];
 
-/** The bench's Service, bound to the waypoint, selecting the server pod only. */
-const BOUND_SERVICE_YAML = `---
+/** The bench's Services, bound to the waypoint, selecting the server pod only: HTTP and TCP. */
+const boundService = (name: string, vip: string, portName: 'http' | 'tcp') => `---
 apiVersion: v1
 kind: Service
-metadata: { name: bench-http, namespace: demo, labels: { istio.io/use-waypoint: ${WAYPOINT} } }
+metadata: { name: ${name}, namespace: demo, labels: { istio.io/use-waypoint: ${WAYPOINT} } }
 spec:
   selector: { app: echo, version: ${POD_VERSIONS['echo-b']} }
-  clusterIP: ${BOUND_VIP}
-  ports: [{ name: http, port: 80, targetPort: ${PORTS.server} }]
+  clusterIP: ${vip}
+  ports: [{ name: ${portName}, port: 80, targetPort: ${PORTS.server} }]
 `;
+const BOUND_SERVICE_YAML =
+  boundService('bench-http', BOUND_VIP, 'http') + boundService('bench-tcp', TCP_VIP, 'tcp');
+/** The waypoint counts a connection of the TCP path in this series (Istio's TCP metrics). */
+const TCP_PATH_SERIES =
+  /^istio_tcp_connections_opened_total\{[^}]*destination_service="bench-tcp\.demo\.svc\.cluster\.local"[^}]*\} ([1-9]\d*)/m;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
@@ -227,18 +237,16 @@ async function runBench(
       async () => (await startHaproxyHttp(readyAt(PORTS.haproxy), proxyAt(PORTS.haproxy), serverAt)).pid!,
     );
   else results.haproxy.skipped = 'n/a (not installed: apt-get install haproxy)';
-  paths.push({
-    name: 'waypoint',
-    target: { host: BOUND_VIP, port: 80 },
-    proxyPids: [waypointPid],
-    agentPids,
-  });
+  paths.push(
+    { name: 'waypoint', target: { host: BOUND_VIP, port: 80 }, proxyPids: [waypointPid], agentPids },
+    { name: 'waypoint-tcp', target: { host: TCP_VIP, port: 80 }, proxyPids: [waypointPid], agentPids },
+  );
   paths.sort((a, b) => WAYPOINT_PATHS.indexOf(a.name) - WAYPOINT_PATHS.indexOf(b.name));
 
   /** Capture on or off, proven by who the server sees, and the path answering (through the waypoint). */
   let captured = false;
   const enter = async (p: PathUnderTest) => {
-    const want = p.name === 'waypoint';
+    const want = p.name === 'waypoint' || p.name === 'waypoint-tcp';
     if (want !== captured) {
       const t0 = Date.now();
       await mesh.setCaptured(PODS, want, PARAMS.captureTimeoutMs);
@@ -250,13 +258,30 @@ async function runBench(
     for (let i = 0; i < PARAMS.probeAttempts; i++) {
       const seen = (await mesh.whoami(client, server.ip, APP_PORTS.whoami).catch(() => ({ peer: '' }))).peer;
       const head = seen === peer ? await get(p.target) : undefined;
-      // Only the waypoint adds this response header.
-      if (head && (!want || /^x-envoy-upstream-service-time:/im.test(head))) return;
+      if (head && (await throughTheWaypoint(p, head))) return;
       last = `server sees ${seen}, want ${peer}; response ${head ? 'without the waypoint' : 'not 200'}`;
       await sleep(PARAMS.probeIntervalMs);
     }
     throw new Error(`${p.name}: path not ready: ${last}`);
   };
+
+  /**
+   * A 200 came by the path's own hops: on the HTTP path the waypoint's response header says so; on the
+   * TCP path (nothing in the bytes) the waypoint's metrics, read inside its pod, count the connection.
+   */
+  async function throughTheWaypoint(p: PathUnderTest, head: string): Promise<boolean> {
+    if (p.name === 'waypoint') return /^x-envoy-upstream-service-time:/im.test(head);
+    if (p.name !== 'waypoint-tcp') return true;
+    const metrics = await mesh.topo.run(
+      proxyPod,
+      'curl',
+      ['-sS', '--max-time', '2', mesh.waypoint!.metricsUrl],
+      {
+        timeoutMs: 5_000,
+      },
+    );
+    return TCP_PATH_SERIES.test(metrics.stdout);
+  }
 
   const attempt = async (p: PathUnderTest, test: string, fn: () => Promise<void>) => {
     const r = results[p.name];

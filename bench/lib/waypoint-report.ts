@@ -7,7 +7,15 @@ import type { LatencyResult } from './load.ts';
 import { median } from './stats.ts';
 import type { WrkResult } from './wrk.ts';
 
-export const WAYPOINT_PATHS = ['direct', 'node-proxy', 'nginx', 'haproxy', 'waypoint'] as const;
+/** `waypoint-tcp` is the waypoint's path over a TCP route: its HBONE transport without HTTP. */
+export const WAYPOINT_PATHS = [
+  'direct',
+  'node-proxy',
+  'nginx',
+  'haproxy',
+  'waypoint',
+  'waypoint-tcp',
+] as const;
 export type WaypointPath = (typeof WAYPOINT_PATHS)[number];
 
 /** One wrk run at saturation, with the proxy's CPU over it. */
@@ -24,7 +32,7 @@ export interface PathRuns {
   readonly latency: LatencyResult[];
   /** RSS of the path's proxy process after each round's tests. */
   readonly rssBytes: number[];
-  /** RSS of both agents after each round's tests (the waypoint path only). */
+  /** RSS of both agents after each round's tests (the waypoint paths only). */
   readonly agentsRssBytes: number[];
   /** Test name → error message. */
   readonly errors: Record<string, string>;
@@ -82,7 +90,7 @@ const proxied =
 const waypointOnly =
   (v: Value): Value =>
   (p, all, path) =>
-    path === 'waypoint' ? v(p, all, path) : undefined;
+    path === 'waypoint' || path === 'waypoint-tcp' ? v(p, all, path) : undefined;
 
 const ROWS: readonly RowSpec[] = [
   {
