@@ -19,7 +19,7 @@ import type { Service, Workload } from '../core/xds/model.ts';
 import { startStatusEndpoints } from '../core/admin-routes.ts';
 import { redactedWaypointConfig, type WaypointConfig } from './config.ts';
 import { L7_DECODERS, L7_TYPES, waypointXdsClient } from './control-plane.ts';
-import { startL7Engine, type EngineDeps } from './engine.ts';
+import { closeEngine, startL7Engine, type EngineDeps } from './engine.ts';
 import { serveHttp, type IngressOptions } from './http-ingress.ts';
 import { serveDirect, type DirectDeps } from './direct.ts';
 import { admitTunnel, type SelfFacts } from './inbound.ts';
@@ -106,7 +106,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
     deps,
     log,
   );
-  const { identity, spiffe, provider, secrets, registry, configRejections } = engine;
+  const { identity, spiffe, secrets, registry, configRejections } = engine;
   const { l7, pool, upstream, forwarder } = engine;
   const tcpProxy = engineTcpProxy(engine, () => state, log, config.connectTimeoutMs);
   const self: SelfFacts = {
@@ -313,14 +313,7 @@ export async function startWaypoint(config: WaypointConfig, deps: WaypointDeps =
       forwarder.waitIdle(config.drainDeadlineMs),
       tcpProxy.waitIdle(config.drainDeadlineMs),
     ]);
-    const left = forwarder.inFlight() + tcpProxy.open();
-    tcpProxy.closeAll();
-    upstream.close();
-    pool.destroy();
-    secrets.close();
-    provider.close?.();
-    await Promise.all(endpoints.map((e) => e.close()));
-    log.info({ forcedClosed: left }, 'shut down');
+    await closeEngine(engine, tcpProxy, endpoints, log);
     resolveDone();
   };
 

@@ -138,3 +138,26 @@ export async function startL7Engine(
     forwarder,
   };
 }
+
+/**
+ * The end of a drain, as both programs end it: whatever is still open after the deadline is closed
+ * (TCP connections, then `closeFronts` for the program's own listeners), then the upstream side, the
+ * certificates and the status endpoints; logged with how many were closed by force.
+ */
+export async function closeEngine(
+  engine: L7Engine,
+  tcpProxy: { open(): number; closeAll(): void },
+  endpoints: readonly { close(): Promise<void> }[],
+  log: Logger,
+  closeFronts: () => void = () => undefined,
+): Promise<void> {
+  const left = engine.forwarder.inFlight() + tcpProxy.open();
+  tcpProxy.closeAll();
+  closeFronts();
+  engine.upstream.close();
+  engine.pool.destroy();
+  engine.secrets.close();
+  engine.provider.close?.();
+  await Promise.all(endpoints.map((e) => e.close()));
+  log.info({ forcedClosed: left }, 'shut down');
+}

@@ -26,7 +26,7 @@ import { engineTcpProxy } from '../tcp-proxy.ts';
 import { INGRESS_OPTIONS } from '../app.ts';
 import { waypointXdsClient } from '../control-plane.ts';
 import type { Forwarder, RequestContext } from '../forwarder.ts';
-import { startL7Engine, type EngineDeps } from '../engine.ts';
+import { closeEngine, startL7Engine, type EngineDeps } from '../engine.ts';
 import type { L7Values } from '../l7-state.ts';
 import { redactedGatewayConfig, type GatewayConfig } from './config.ts';
 import { decodeGatewayListenerBytes, type GatewayL7Listener } from './listener-facts.ts';
@@ -104,8 +104,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     deps,
     log,
   );
-  const { identity, spiffe, provider, secrets, registry, configRejections } = engine;
-  const { l7, pool, upstream, forwarder } = engine;
+  const { identity, spiffe, secrets, registry, configRejections } = engine;
+  const { l7, upstream, forwarder } = engine;
   // TCP and TLS servers: the waypoint's TCP proxy, the gateway as the source.
   const tcpProxy = engineTcpProxy(engine, () => state, log, config.connectTimeoutMs, 'source');
 
@@ -272,15 +272,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       forwarder.waitIdle(config.drainDeadlineMs),
       tcpProxy.waitIdle(config.drainDeadlineMs),
     ]);
-    const left = forwarder.inFlight() + tcpProxy.open();
-    tcpProxy.closeAll();
-    servers.destroyAll();
-    upstream.close();
-    pool.destroy();
-    secrets.close();
-    provider.close?.();
-    await Promise.all(endpoints.map((e) => e.close()));
-    log.info({ forcedClosed: left }, 'shut down');
+    await closeEngine(engine, tcpProxy, endpoints, log, () => servers.destroyAll());
     resolveDone();
   };
 
