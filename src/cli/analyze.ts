@@ -15,6 +15,7 @@ import { describeError } from '../core/errors.ts';
 import {
   buildSnapshot,
   decodeKubeYaml,
+  namespaceOf,
   type DecodedObject,
   type KubeYamlProblem,
 } from '../controller/files/kube-yaml.ts';
@@ -247,8 +248,7 @@ export async function analyze(
   // The translation names objects, not files: find the definition it used (the first one).
   const byObject = new Map<string, DecodedObject>();
   for (const o of objects) {
-    const ns = o.object.kind === 'Namespace' ? '' : o.object.value.namespace;
-    const key = `${o.object.kind}/${ns}/${o.object.value.name}`;
+    const key = `${o.object.kind}/${namespaceOf(o.object)}/${o.object.value.name}`;
     if (!byObject.has(key)) byObject.set(key, o);
   }
   const located = (

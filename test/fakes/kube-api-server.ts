@@ -78,6 +78,13 @@ export const FAKE_RESOURCES = {
     namespaced: true,
   },
   Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', namespaced: true },
+  // Watched for the waypoint-for label; the ingress reconciler also reports on the classes' status.
+  GatewayClass: {
+    group: 'gateway.networking.k8s.io',
+    version: 'v1',
+    plural: 'gatewayclasses',
+    namespaced: false,
+  },
   HTTPRoute: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespaced: true },
   ReferenceGrant: {
     group: 'gateway.networking.k8s.io',
@@ -95,13 +102,6 @@ export const FAKE_WRITTEN_RESOURCES = {
   Deployment: { group: 'apps', version: 'v1', plural: 'deployments', namespaced: true },
   ConfigMap: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
   Lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', namespaced: true },
-  // The ingress reconciler reports on the GatewayClass of its Gateways.
-  GatewayClass: {
-    group: 'gateway.networking.k8s.io',
-    version: 'v1',
-    plural: 'gatewayclasses',
-    namespaced: false,
-  },
   // Gateway certificates: watched by the source only when SDS asks (WatchKubeOptions.onSecrets).
   Secret: { group: '', version: 'v1', plural: 'secrets', namespaced: true },
 } as const satisfies Record<string, ResourceDef>;

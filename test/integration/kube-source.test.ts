@@ -3,7 +3,7 @@
  * real `@kubernetes/client-node` informers do the listing, watching, resuming and relisting:
  * initial list, adds, updates, deletes, 410 Expired after compaction, a server crash and restart,
  * a malformed object (and an invalid VirtualService), a kind that is not served, and the translation
- * of what it reads (workloads and L7).
+ * of what it reads (workloads and L7, and waypoint binding through a GatewayClass's label).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -130,6 +130,7 @@ test('the initial list gives the snapshot the same objects give from YAML', asyn
       authorizationPolicies: sorted(fromFiles.authorizationPolicies),
       peerAuthentications: [],
       gateways: [],
+      gatewayClasses: [],
       virtualServices: [],
       destinationRules: [],
       httpRoutes: [],
@@ -320,6 +321,99 @@ test('EndpointSlices, ServiceEntries, PeerAuthentications and Gateways: added, c
       () => `${c.kind} deleted`,
     );
   }
+});
+
+test("a GatewayClass's waypoint-for label binds its Gateway's traffic; a change to it re-binds", async () => {
+  const options = {
+    clusterId: 'Kubernetes',
+    trustDomain: 'cluster.local',
+    clusterDomain: 'cluster.local',
+    rootNamespace: 'istio-system',
+  };
+  const classLabels = (labels: Record<string, string>) => ({
+    metadata: { name: 'istio-waypoint', labels },
+    spec: { controllerName: 'istio.io/mesh-controller' },
+  });
+  const via = {
+    destination: { kind: 'hostname', namespace: 'wpclass', hostname: 'waypoint.wpclass.svc.cluster.local' },
+    hboneMtlsPort: 15008,
+  };
+  /** Whether the Service and the pod of namespace wpclass go through the waypoint, and the problems. */
+  const binding = () => {
+    const { config, problems } = translate(latest().snapshot, options);
+    const svc = config.services.find((x) => x.namespace === 'wpclass' && x.name === 'app');
+    const wl = config.workloads.find((x) => x.namespace === 'wpclass' && x.name === 'app-1');
+    return {
+      service: svc && (svc.waypoint ? 'waypoint' : 'direct'),
+      pod: wl && (wl.waypoint ? 'waypoint' : 'direct'),
+      waypoints: [svc?.waypoint, wl?.waypoint].filter((w) => w !== undefined),
+      problems: problems.map(
+        (p) => `${p.severity} ${p.kind} ${p.namespace}/${p.name} ${p.path}: ${p.message}`,
+      ),
+    };
+  };
+  const expectBinding = async (service: string, podBinding: string) => {
+    const now = () => JSON.stringify([binding().service, binding().pod]);
+    await waitFor(() => now() === JSON.stringify([service, podBinding]), WAIT_MS, now);
+  };
+
+  const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
+  const gatewayWith = (labels: Record<string, string>) => ({
+    metadata: { name: 'waypoint', namespace: 'wpclass', labels },
+    spec: {
+      gatewayClassName: 'istio-waypoint',
+      listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }],
+    },
+  });
+  const added: [FakeKind, Record<string, unknown>][] = [
+    ['GatewayClass', classLabels({ 'istio.io/waypoint-for': 'workload' })],
+    [
+      'Namespace',
+      { metadata: { name: 'wpclass', labels: { ...AMBIENT, 'istio.io/use-waypoint': 'waypoint' } } },
+    ],
+    ['Gateway', gatewayWith({})],
+    [
+      'Service',
+      {
+        metadata: { name: 'app', namespace: 'wpclass' },
+        spec: { selector: { app: 'app-1' }, clusterIP: '10.96.7.1', ports: [{ port: 8080 }] },
+      },
+    ],
+    ['Pod', pod('wpclass', 'app-1', '10.9.7.1')],
+  ];
+  for (const [kind, object] of added) fake.add(kind, object);
+  // The Gateway has no label of its own: the class's `workload` takes the pod, not the Service.
+  await expectBinding('direct', 'waypoint');
+  assert.deepEqual(latest().snapshot.gatewayClasses, [
+    { name: 'istio-waypoint', labels: { 'istio.io/waypoint-for': 'workload' } },
+  ]);
+  assert.deepEqual(binding().waypoints, [via]);
+  assert.deepEqual(binding().problems, []);
+
+  // Relabelling the class re-binds: now the Service, not the pod.
+  fake.update('GatewayClass', classLabels({ 'istio.io/waypoint-for': 'service' }));
+  await expectBinding('waypoint', 'direct');
+
+  // An invalid value on the class is reported with its path and ignored: the default (service).
+  fake.update('GatewayClass', classLabels({ 'istio.io/waypoint-for': 'all' }));
+  await expectBinding('waypoint', 'waypoint');
+  fake.update('GatewayClass', classLabels({ 'istio.io/waypoint-for': 'everything' }));
+  await expectBinding('waypoint', 'direct');
+  assert.deepEqual(binding().problems, [
+    `error GatewayClass /istio-waypoint metadata.labels["istio.io/waypoint-for"]: "everything" must be one of service, workload, all, none; ignored: the class's Gateways without the label take service traffic`,
+  ]);
+
+  // The Gateway's own label wins over the class's.
+  fake.update('GatewayClass', classLabels({ 'istio.io/waypoint-for': 'service' }));
+  fake.update('Gateway', gatewayWith({ 'istio.io/waypoint-for': 'workload' }));
+  await expectBinding('direct', 'waypoint');
+
+  // Deleted, the class no longer shows in the snapshot.
+  fake.delete('GatewayClass', { metadata: { name: 'istio-waypoint' } });
+  await waitFor(() => latest().snapshot.gatewayClasses?.length === 0, WAIT_MS);
+  for (const [kind, object] of added.slice(1).reverse())
+    fake.delete(kind, { metadata: object.metadata as { name: string; namespace?: string } });
+  await waitFor(() => !latest().snapshot.namespaces.some((n) => n.name === 'wpclass'), WAIT_MS);
 });
 
 test('VirtualServices and DestinationRules: decoded, changed, an invalid one skipped with its field path, deleted', async () => {

@@ -32,6 +32,7 @@ import type {
   Gateway,
   GatewayAddressEntry,
   GatewayAllowedRoutes,
+  GatewayClass,
   GatewayListener,
   GatewayListenerTls,
   GatewayObjectReference,
@@ -83,6 +84,7 @@ export type KubeObject =
   | { readonly kind: 'AuthorizationPolicy'; readonly value: AuthorizationPolicy }
   | { readonly kind: 'PeerAuthentication'; readonly value: PeerAuthentication }
   | { readonly kind: 'Gateway'; readonly value: Gateway }
+  | { readonly kind: 'GatewayClass'; readonly value: GatewayClass }
   | { readonly kind: 'VirtualService'; readonly value: VirtualService }
   | { readonly kind: 'DestinationRule'; readonly value: DestinationRule }
   | { readonly kind: 'HTTPRoute'; readonly value: GatewayHttpRoute }
@@ -94,6 +96,14 @@ export type KubeObject =
  * API Gateway of the same name (kubectl's resource.group spelling).
  */
 export const ISTIO_GATEWAY = 'Gateway.networking.istio.io';
+
+/** The kinds without a namespace: their objects and problems have namespace ''. */
+const CLUSTER_SCOPED: readonly string[] = ['Namespace', 'GatewayClass'];
+
+/** An object's namespace, '' for a cluster-scoped kind. */
+export function namespaceOf(object: KubeObject): string {
+  return 'namespace' in object.value ? object.value.namespace : '';
+}
 
 /** One decoded object and where it came from. */
 export interface DecodedObject {
@@ -286,7 +296,7 @@ function decodeObject(
   }
   if (!name) d.error(top.get('metadata') ?? node, 'metadata.name', 'is required');
   if (d.errors.length > 0 || decoded === undefined) {
-    const ns = kind === 'Namespace' ? '' : id.namespace || DEFAULT_NAMESPACE;
+    const ns = CLUSTER_SCOPED.includes(kind) ? '' : id.namespace || DEFAULT_NAMESPACE;
     problems.push(...d.errors.map((e) => problem(file, { ...id, namespace: ns }, e)));
     return;
   }
@@ -394,6 +404,9 @@ function decodeKind(
     const creationTimestamp = d.string(meta.get('creationTimestamp'), 'metadata.creationTimestamp');
     const base = { namespace, name, labels, annotations, ...(creationTimestamp && { creationTimestamp }) };
     return { kind, value: gateway(d, top, base) };
+  }
+  if (GATEWAY_API.includes(apiVersion) && kind === 'GatewayClass') {
+    return { kind, value: { name, labels } };
   }
   if (GATEWAY_API.includes(apiVersion) && kind === 'ReferenceGrant') {
     return { kind, value: referenceGrant(d, top.get('spec'), { namespace, name }) };
@@ -965,6 +978,7 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
     authorizationPolicies: [] as AuthorizationPolicy[],
     peerAuthentications: [] as PeerAuthentication[],
     gateways: [] as Gateway[],
+    gatewayClasses: [] as GatewayClass[],
     virtualServices: [] as VirtualService[],
     destinationRules: [] as DestinationRule[],
     httpRoutes: [] as GatewayHttpRoute[],
@@ -973,7 +987,7 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
   };
   for (const o of objects) {
     const { kind } = o.object;
-    const namespace = kind === 'Namespace' ? '' : o.object.value.namespace;
+    const namespace = namespaceOf(o.object);
     const name = o.object.value.name;
     const key = `${kind}/${namespace}/${name}`;
     const first = seen.get(key);
@@ -1018,6 +1032,9 @@ export function buildSnapshot(objects: readonly DecodedObject[]): {
         break;
       case 'Gateway':
         out.gateways.push(o.object.value);
+        break;
+      case 'GatewayClass':
+        out.gatewayClasses.push(o.object.value);
         break;
       case 'VirtualService':
         out.virtualServices.push(o.object.value);

@@ -123,6 +123,13 @@ const RESOURCES = [
     path: '/apis/gateway.networking.k8s.io/v1/gateways',
   },
   {
+    // Cluster-scoped; their `istio.io/waypoint-for` label applies to the waypoints of the class.
+    // 404 without the Gateway API CRDs, as above.
+    kind: 'GatewayClass',
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    path: '/apis/gateway.networking.k8s.io/v1/gatewayclasses',
+  },
+  {
     // Likewise 404 without the Gateway API CRDs. v1 serves every stored version (v1beta1 too).
     kind: 'HTTPRoute',
     apiVersion: 'gateway.networking.k8s.io/v1',

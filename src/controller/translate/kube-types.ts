@@ -339,7 +339,7 @@ export interface GatewayAddressEntry {
 export interface Gateway {
   readonly namespace: string;
   readonly name: string;
-  /** Including `istio.io/waypoint-for`. */
+  /** Including `istio.io/waypoint-for`, which wins over the GatewayClass's. */
   readonly labels: StringMap;
   readonly annotations: StringMap;
   /** metadata.creationTimestamp (RFC 3339, sorts as text); '' or absent when not set. */
@@ -349,6 +349,15 @@ export interface Gateway {
   readonly addresses: readonly GatewayAddressEntry[];
   /** Where the gateway is reachable, as its controller reported it. */
   readonly statusAddresses: readonly GatewayAddressEntry[];
+}
+
+/**
+ * `gateway.networking.k8s.io/v1` GatewayClass (cluster-scoped): only its labels are read, for the
+ * `istio.io/waypoint-for` of the waypoint Gateways of the class that set none (istio-api.md §3.2).
+ */
+export interface GatewayClass {
+  readonly name: string;
+  readonly labels: StringMap;
 }
 
 /** Istio Gateway server TLS settings (`spec.servers[].tls`), as written. */
@@ -403,6 +412,8 @@ export interface KubeSnapshot {
   readonly authorizationPolicies: readonly AuthorizationPolicy[];
   readonly peerAuthentications: readonly PeerAuthentication[];
   readonly gateways: readonly Gateway[];
+  /** Gateway API GatewayClasses; absent: none. */
+  readonly gatewayClasses?: readonly GatewayClass[];
   /** Decoded and valid (l7/decode.ts): invalid ones are left out by the sources, with problems. */
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];

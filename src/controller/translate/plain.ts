@@ -15,6 +15,7 @@ export type ProblemKind =
   | 'AuthorizationPolicy'
   | 'PeerAuthentication'
   | 'Gateway'
+  | 'GatewayClass'
   | 'VirtualService'
   | 'DestinationRule';
 

@@ -7,8 +7,9 @@
  *   older `#none`) opts the object out. The value is a Gateway name in the namespace given by
  *   `istio.io/use-waypoint-namespace` (on the same object, or its namespace), else the object's own;
  *   the older `ns/name` form is accepted too.
- * - The waypoint must take that kind of traffic: its `istio.io/waypoint-for` label (default `service`)
- *   must be `service` or `all` for a Service, `workload` or `all` for a Pod.
+ * - The waypoint must take that kind of traffic: its `istio.io/waypoint-for` label, else its
+ *   GatewayClass's, else `service` (gateways.ts waypointFor) must be `service` or `all` for a
+ *   Service, `workload` or `all` for a Pod.
  * - The waypoint's own pods and Service (label `gateway.networking.k8s.io/gateway-name`) are never
  *   sent to a waypoint: that would loop.
  * - A label naming no waypoint Gateway binds nothing, with a warning (as istiod reports it on the
@@ -19,8 +20,8 @@
  */
 import type { GatewayAddress } from '../../core/xds/model.ts';
 import { reporter, type TranslateOptions, type TranslateProblem } from './common.ts';
-import { WAYPOINT_CLASSES, WAYPOINT_FOR_LABEL } from './gateways.ts';
-import { lookup, type Gateway, type Namespace, type StringMap } from './kube-types.ts';
+import { WAYPOINT_CLASSES, WAYPOINT_FOR_LABEL, waypointFor } from './gateways.ts';
+import { lookup, type Gateway, type GatewayClass, type Namespace, type StringMap } from './kube-types.ts';
 
 export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
 export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
@@ -51,6 +52,7 @@ export class WaypointBinder {
 
   constructor(
     gateways: readonly Gateway[],
+    gatewayClasses: readonly GatewayClass[],
     namespaces: readonly Namespace[],
     options: TranslateOptions,
     problems: TranslateProblem[],
@@ -72,7 +74,7 @@ export class WaypointBinder {
           };
       this.waypoints.set(`${gw.namespace}/${gw.name}`, {
         address: { destination, hboneMtlsPort: WAYPOINT_HBONE_PORT },
-        for: lookup(gw.labels, WAYPOINT_FOR_LABEL) ?? 'service',
+        for: waypointFor(gw, gatewayClasses),
       });
     }
   }

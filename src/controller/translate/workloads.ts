@@ -43,7 +43,7 @@ import {
   type TranslateProblem,
 } from './common.ts';
 import { translateEndpointSlices, type PodIndex } from './endpoint-slices.ts';
-import { validateGateways } from './gateways.ts';
+import { validateGatewayClasses, validateGateways } from './gateways.ts';
 import {
   lookup,
   selects,
@@ -115,7 +115,8 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
   // Services without a selector, whose endpoints come from EndpointSlices.
   const selectorless = new Map<string, KubeService>();
   const taken = new Set<string>();
-  const binder = new WaypointBinder(snapshot.gateways, snapshot.namespaces, options, problems);
+  const classes = snapshot.gatewayClasses ?? [];
+  const binder = new WaypointBinder(snapshot.gateways, classes, snapshot.namespaces, options, problems);
   for (const s of snapshot.services) {
     const translated = service(s, options, problems);
     if (translated === undefined) continue;
@@ -176,6 +177,7 @@ export function translate(snapshot: KubeSnapshot, options: TranslateOptions): Tr
     workloads.push(...serviceEntryWorkloads(t, options, policyKeys(t.entry.namespace, t.entry.labels)));
   }
   validateGateways(snapshot.gateways, problems);
+  validateGatewayClasses(classes, problems);
   workloads.sort((a, b) => compare(a.uid, b.uid));
   services.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.hostname, b.hostname));
   policies.sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name));

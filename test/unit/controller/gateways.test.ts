@@ -1,7 +1,8 @@
-/** Gateways: read into the snapshot and validated; nothing is translated from them yet. */
+/** Gateways and GatewayClasses: read into the snapshot and validated; nothing is translated from them yet. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Gateway } from '../../../src/controller/translate/kube-types.ts';
+import { waypointFor } from '../../../src/controller/translate/gateways.ts';
+import type { Gateway, GatewayClass } from '../../../src/controller/translate/kube-types.ts';
 import { translate } from '../../../src/controller/translate/workloads.ts';
 import { gateway, OPTIONS, snapshot } from './objects.ts';
 
@@ -88,4 +89,24 @@ test('invalid Gateway fields are reported with their path; every Gateway is chec
   for (const [over, want] of cases) {
     assert.deepEqual(problems([gateway(over), gateway({ name: 'fine' })]), want, JSON.stringify(over));
   }
+});
+
+test("a GatewayClass's waypoint-for is checked like a Gateway's: an invalid one is reported with its path and ignored", () => {
+  const classes: GatewayClass[] = [
+    { name: 'istio-waypoint', labels: { 'istio.io/waypoint-for': 'Workload' } },
+    { name: 'ambit-waypoint', labels: { 'istio.io/waypoint-for': 'all' } },
+    { name: 'istio', labels: {} },
+  ];
+  const r = translate(snapshot({ gatewayClasses: classes, gateways: [gateway({ labels: {} })] }), OPTIONS);
+  assert.deepEqual(
+    r.problems.map((p) => `${p.severity} ${p.kind} ${p.namespace}/${p.name} ${p.path}: ${p.message}`),
+    [
+      `error GatewayClass /istio-waypoint metadata.labels["istio.io/waypoint-for"]: "Workload" must be one of service, workload, all, none; ignored: the class's Gateways without the label take service traffic`,
+    ],
+  );
+  // Ignored: the class's Gateway takes the default, service traffic (not workload, not none).
+  assert.equal(waypointFor(gateway({ labels: {} }), classes), 'service');
+  assert.equal(waypointFor(gateway({ labels: {}, gatewayClassName: 'ambit-waypoint' }), classes), 'all');
+  assert.equal(waypointFor(gateway({ labels: { 'istio.io/waypoint-for': 'none' } }), classes), 'none');
+  assert.equal(waypointFor(gateway({ labels: {}, gatewayClassName: 'istio' }), classes), 'service');
 });

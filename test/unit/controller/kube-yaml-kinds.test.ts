@@ -1,5 +1,5 @@
 /**
- * YAML decoding of EndpointSlice, ServiceEntry, PeerAuthentication and Gateway; Istio's own sample
+ * YAML decoding of EndpointSlice, ServiceEntry, PeerAuthentication, Gateway and GatewayClass; Istio's own sample
  * files; and the file source end to end on a directory holding all of them.
  */
 import assert from 'node:assert/strict';
@@ -232,6 +232,75 @@ test('a Gateway: class, labels, listeners, requested and assigned addresses', ()
       ],
     },
   ]);
+});
+
+test('a GatewayClass: cluster-scoped, its labels read; a bad one is a problem without a namespace', () => {
+  const cls = (name: string, labels: string) =>
+    doc(
+      '---',
+      'apiVersion: gateway.networking.k8s.io/v1',
+      'kind: GatewayClass',
+      'metadata:',
+      `  name: ${name}`,
+      `  labels: ${labels}`,
+      'spec: {controllerName: istio.io/mesh-controller}',
+    );
+  const r = decodeKubeSnapshot(
+    cls('istio-waypoint', '{istio.io/waypoint-for: workload}') +
+      cls('istio-waypoint', '{istio.io/waypoint-for: all}') +
+      cls('broken', '[workload]'),
+    'x.yaml',
+  );
+  assert.deepEqual(r.snapshot.gatewayClasses, [
+    { name: 'istio-waypoint', labels: { 'istio.io/waypoint-for': 'workload' } },
+  ]);
+  assert.deepEqual(
+    r.problems.map(
+      (p) => `${p.severity} ${p.line} ${p.kind} ${p.namespace}/${p.name} ${p.path}: ${p.message}`,
+    ),
+    [
+      'error 20 GatewayClass /broken metadata.labels: must be a mapping',
+      'error 9 GatewayClass /istio-waypoint : already defined at x.yaml:2; this definition is ignored',
+    ],
+  );
+});
+
+test('from YAML, a waypoint takes the traffic its GatewayClass labels when it has no label of its own', () => {
+  const s = decodeOk(
+    doc(
+      'apiVersion: v1',
+      'kind: Namespace',
+      'metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}',
+      '---',
+      'apiVersion: gateway.networking.k8s.io/v1',
+      'kind: GatewayClass',
+      'metadata: {name: istio-waypoint, labels: {istio.io/waypoint-for: workload}}',
+      'spec: {controllerName: istio.io/mesh-controller}',
+      '---',
+      'apiVersion: gateway.networking.k8s.io/v1',
+      'kind: Gateway',
+      'metadata: {name: waypoint, namespace: shop}',
+      'spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}',
+      '---',
+      'apiVersion: v1',
+      'kind: Pod',
+      'metadata: {name: app-1, namespace: shop, labels: {app: app}}',
+      'spec: {nodeName: node-1, containers: [{name: app, ports: [{containerPort: 8080}]}]}',
+      'status: {phase: Running, podIP: 10.0.9.1}',
+      '---',
+      'apiVersion: v1',
+      'kind: Service',
+      'metadata: {name: app, namespace: shop}',
+      'spec: {selector: {app: app}, clusterIP: 10.96.9.1, ports: [{port: 8080}]}',
+    ),
+  );
+  const r = translate(s, OPTIONS);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.config.services.find((x) => x.name === 'app')?.waypoint, undefined);
+  assert.deepEqual(r.config.workloads.find((x) => x.name === 'app-1')?.waypoint, {
+    destination: { kind: 'hostname', namespace: 'shop', hostname: 'waypoint.shop.svc.cluster.local' },
+    hboneMtlsPort: 15008,
+  });
 });
 
 test('malformed objects of the new kinds are problems with line and path; the rest are kept', () => {

@@ -15,6 +15,22 @@ const ns = (labels: Record<string, string>, name = 'default'): Namespace => ({
   labels: { 'istio.io/dataplane-mode': 'ambient', ...labels },
 });
 
+/**
+ * A namespace bound to the waypoint, its Service and pod, the waypoint Gateway with `gatewayLabels`
+ * and a GatewayClass `className` with `classLabels`.
+ */
+const withClass = (
+  gatewayLabels: Record<string, string>,
+  classLabels: Record<string, string>,
+  className = 'istio-waypoint',
+): Partial<KubeSnapshot> => ({
+  namespaces: [ns({ 'istio.io/use-waypoint': 'waypoint' })],
+  gateways: [gateway({ labels: gatewayLabels })],
+  gatewayClasses: [{ name: className, labels: classLabels }],
+  services: [service()],
+  pods: [pod()],
+});
+
 function bound(s: Partial<KubeSnapshot>) {
   const r = translate(snapshot(s), OPTIONS);
   return {
@@ -69,6 +85,33 @@ const cases: {
       gateways: [gateway({ labels: {} })],
       services: [service()],
     },
+    service: VIA_HOSTNAME,
+  },
+  {
+    name: "the GatewayClass's waypoint-for applies to a Gateway without one",
+    s: withClass({}, { 'istio.io/waypoint-for': 'workload' }),
+    workload: VIA_HOSTNAME,
+  },
+  {
+    name: "the Gateway's own waypoint-for wins over its GatewayClass's",
+    s: withClass({ 'istio.io/waypoint-for': 'service' }, { 'istio.io/waypoint-for': 'all' }),
+    service: VIA_HOSTNAME,
+  },
+  {
+    name: "a GatewayClass's invalid waypoint-for is reported with its path and ignored (service)",
+    s: withClass({}, { 'istio.io/waypoint-for': 'pods' }),
+    service: VIA_HOSTNAME,
+    problem:
+      /^GatewayClass \/istio-waypoint metadata\.labels\["istio\.io\/waypoint-for"\]: "pods" must be one of service, workload, all, none; ignored/,
+  },
+  {
+    name: 'a GatewayClass without the label keeps the default (service)',
+    s: withClass({}, { team: 'mesh' }),
+    service: VIA_HOSTNAME,
+  },
+  {
+    name: "only the Gateway's own class counts: another class's waypoint-for does not apply",
+    s: withClass({}, { 'istio.io/waypoint-for': 'workload' }, 'ambit-waypoint'),
     service: VIA_HOSTNAME,
   },
   {

@@ -1,9 +1,9 @@
 /**
  * Workload waypoints (issue 5): the resources a waypoint needs for traffic addressed to the IP of a
- * pod bound to it (`istio.io/use-waypoint` on a Pod or its namespace, the Gateway labelled
- * `istio.io/waypoint-for: workload` or `all`), as istiod builds the direct pod access chains of its
- * waypoint's internal listener (pilot/pkg/networking/core/listener_waypoint.go,
- * buildWaypointInternal):
+ * pod bound to it (`istio.io/use-waypoint` on a Pod or its namespace, the Gateway, or else its
+ * GatewayClass, labelled `istio.io/waypoint-for: workload` or `all`), as istiod builds the direct
+ * pod access chains of its waypoint's internal listener
+ * (pilot/pkg/networking/core/listener_waypoint.go, buildWaypointInternal):
  *
  * - `direct-http`: an HTTP connection manager with the waypoint's own policies — the RBAC filters of
  *   AuthorizationPolicies whose targetRefs name the Gateway or its GatewayClass (authz.ts) — and a
@@ -23,8 +23,8 @@
  */
 import { directResourceName } from '../../../core/xds/l7-names.ts';
 import { compare } from '../common.ts';
-import { WAYPOINT_CLASSES, WAYPOINT_FOR_LABEL } from '../gateways.ts';
-import { lookup, type Gateway } from '../kube-types.ts';
+import { WAYPOINT_CLASSES, waypointFor } from '../gateways.ts';
+import type { Gateway, GatewayClass } from '../kube-types.ts';
 import type { Cluster, HttpFilter, Listener, NetworkFilter, RouteConfiguration } from './envoy-types.ts';
 import { EnvoyType, packAny } from './protos.ts';
 import { httpListener, tcpListener } from './listeners.ts';
@@ -47,12 +47,14 @@ export interface DirectWaypoint {
 }
 
 /** The waypoint Gateways that take workload traffic, sorted by namespace and name. */
-export function workloadWaypoints(gateways: readonly Gateway[]): DirectWaypoint[] {
+export function workloadWaypoints(
+  gateways: readonly Gateway[],
+  classes: readonly GatewayClass[],
+): DirectWaypoint[] {
   return gateways
     .filter(
       (g) =>
-        WAYPOINT_CLASSES.includes(g.gatewayClassName) &&
-        WORKLOAD_TRAFFIC.includes(lookup(g.labels, WAYPOINT_FOR_LABEL) ?? 'service'),
+        WAYPOINT_CLASSES.includes(g.gatewayClassName) && WORKLOAD_TRAFFIC.includes(waypointFor(g, classes)),
     )
     .sort((a, b) => compare(a.namespace, b.namespace) || compare(a.name, b.name))
     .map((g) => ({

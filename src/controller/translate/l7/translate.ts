@@ -301,7 +301,7 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
     },
   };
 
-  const direct = workloadWaypoints(input.snapshot.gateways);
+  const direct = workloadWaypoints(input.snapshot.gateways, input.snapshot.gatewayClasses ?? []);
   const authz = translateAuthz(
     {
       policies: input.snapshot.authorizationPolicies,

@@ -36,6 +36,16 @@ spec: { gatewayClassName: ${cls}, listeners: [{ name: mesh, port: 15008, protoco
 ---
 `;
 
+const gatewayClass = (name: string, waypointFor: string | undefined) => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: ${name}
+  ${waypointFor ? `labels: { istio.io/waypoint-for: ${waypointFor} }` : ''}
+spec: { controllerName: istio.io/mesh-controller }
+---
+`;
+
 const BASE = `
 apiVersion: v1
 kind: Namespace
@@ -95,6 +105,26 @@ describe('which waypoints get direct resources', () => {
     ['waypoint-for: none', gateway('waypoint', 'default', 'none'), false],
     ['the ambit-waypoint class', gateway('waypoint', 'default', 'workload', 'ambit-waypoint'), true],
     ['another class', gateway('waypoint', 'default', 'workload', 'istio'), false],
+    [
+      "no label on the Gateway: its GatewayClass's (workload)",
+      gatewayClass('istio-waypoint', 'workload') + gateway('waypoint', 'default', undefined),
+      true,
+    ],
+    [
+      "the Gateway's label (service) wins over its GatewayClass's (all)",
+      gatewayClass('istio-waypoint', 'all') + gateway('waypoint', 'default', 'service'),
+      false,
+    ],
+    [
+      "the Gateway's label (workload) wins over its GatewayClass's (none)",
+      gatewayClass('istio-waypoint', 'none') + gateway('waypoint', 'default', 'workload'),
+      true,
+    ],
+    [
+      "another GatewayClass's label does not apply",
+      gatewayClass('ambit-waypoint', 'workload') + gateway('waypoint', 'default', undefined),
+      false,
+    ],
   ];
   for (const [name, yaml, expected] of cases)
     test(name, () => {
