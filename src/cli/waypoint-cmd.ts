@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { LineCounter, parseAllDocuments, stringify, type Document } from 'yaml';
 import { describeError } from '../core/errors.ts';
-import { validateGateways, WAYPOINT_CLASSES, WAYPOINT_FOR_LABEL } from '../controller/translate/gateways.ts';
+import {
+  validateGateways,
+  WAYPOINT_CLASSES,
+  WAYPOINT_FOR_LABEL,
+  waypointFor,
+} from '../controller/translate/gateways.ts';
 import type { TranslateProblem } from '../controller/translate/common.ts';
 import {
   GATEWAY_NAME_LABEL,
@@ -265,6 +270,18 @@ function usedByLocal(local: LocalDir, ns: string, name: string): string[] {
     .map((o) => (o.kind === 'Namespace' ? `namespace ${o.name}` : `service ${o.namespace}/${o.name}`));
 }
 
+/**
+ * The traffic a waypoint Gateway takes, as the controller decides it: its own label, else its
+ * GatewayClass's (when valid), else `service`.
+ */
+function trafficOf(gateway: Json, gatewayClass: Json | undefined): GatewayView['for'] {
+  const className = str(obj(gateway.spec).gatewayClassName);
+  const labels = (o: Json) => Object.fromEntries(Object.entries(labelsOf(o)).map(([k, v]) => [k, str(v)]));
+  const classes = gatewayClass ? [{ name: className, labels: labels(gatewayClass) }] : [];
+  const value = waypointFor({ gatewayClassName: className, labels: labels(gateway) }, classes);
+  return (WAYPOINT_FOR as readonly string[]).includes(value) ? value : 'service';
+}
+
 async function localView(local: LocalDir, g: LocalObject): Promise<GatewayView> {
   const text = await readFile(join(local.dir, g.file), 'utf8');
   const { address, condition } = await localProgrammed(local, g.namespace, g.name);
@@ -272,7 +289,12 @@ async function localView(local: LocalDir, g: LocalObject): Promise<GatewayView> 
     namespace: g.namespace,
     name: g.name,
     class: str(obj(g.value.spec).gatewayClassName),
-    for: str(labelsOf(g.value)[WAYPOINT_FOR_LABEL]) || 'service',
+    for: trafficOf(
+      g.value,
+      local.objects.find(
+        (o) => o.kind === 'GatewayClass' && o.name === str(obj(g.value.spec).gatewayClassName),
+      )?.value,
+    ),
     addresses: address ? [address] : [],
     conditions: [await localAccepted(text, join(local.dir, g.file), g.namespace, g.name), condition],
     file: join(local.dir, g.file),
@@ -415,7 +437,7 @@ async function clusterAdmin(opts: WaypointOptions) {
   }
 }
 
-function clusterView(g: Json): GatewayView {
+function clusterView(g: Json, gatewayClass?: Json): GatewayView {
   const meta = obj(g.metadata);
   const status = obj(g.status);
   const conditions = (Array.isArray(status.conditions) ? status.conditions : []).map((c): Condition => {
@@ -426,7 +448,7 @@ function clusterView(g: Json): GatewayView {
     namespace: str(meta.namespace),
     name: str(meta.name),
     class: str(obj(g.spec).gatewayClassName),
-    for: str(labelsOf(g)[WAYPOINT_FOR_LABEL]) || 'service',
+    for: trafficOf(g, gatewayClass),
     addresses: (Array.isArray(status.addresses) ? status.addresses : []).map((a) => str(obj(a).value)),
     conditions:
       conditions.length > 0
@@ -480,8 +502,17 @@ async function clusterApply(opts: WaypointOptions, ns: string): Promise<string> 
 
 async function clusterList(opts: WaypointOptions): Promise<string> {
   const admin = await clusterAdmin(opts);
-  const gateways = await kubeCall(() => admin.listGateways(opts.namespace));
-  return listText(gateways.filter(isWaypoint).map(clusterView), opts.output);
+  const gateways = (await kubeCall(() => admin.listGateways(opts.namespace))).filter(isWaypoint);
+  const classNames = [...new Set(gateways.map((g) => str(obj(g.spec).gatewayClassName)))];
+  const classes = new Map(
+    await kubeCall(() =>
+      Promise.all(classNames.map(async (c) => [c, await admin.getGatewayClass(c)] as const)),
+    ),
+  );
+  return listText(
+    gateways.map((g) => clusterView(g, classes.get(str(obj(g.spec).gatewayClassName)))),
+    opts.output,
+  );
 }
 
 async function clusterStatus(opts: WaypointOptions, ns: string): Promise<string> {
@@ -492,7 +523,8 @@ async function clusterStatus(opts: WaypointOptions, ns: string): Promise<string>
     const nsLabels = labelsOf((await admin.getNamespace(ns)) ?? {});
     const enrolled =
       str(nsLabels[USE_WAYPOINT_LABEL]) === opts.name && !nsLabels[USE_WAYPOINT_NAMESPACE_LABEL];
-    return statusText({ ...clusterView(g), usedBy: enrolled ? [`namespace ${ns}`] : [] }, opts.output);
+    const cls = await admin.getGatewayClass(str(obj(g.spec).gatewayClassName));
+    return statusText({ ...clusterView(g, cls), usedBy: enrolled ? [`namespace ${ns}`] : [] }, opts.output);
   });
 }
 

@@ -106,6 +106,37 @@ describe('cluster mode (fake API server)', () => {
     assert.match(wait.stdout, /waypoint default\/waypoint is programmed\n$/);
   });
 
+  test("list and status show the traffic its GatewayClass's istio.io/waypoint-for gives a Gateway without the label", async () => {
+    fake.add('Gateway', {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'by-class', namespace: 'default' },
+      spec: { ...expectedSpec, gatewayClassName: 'ambit-waypoint' },
+    });
+    fake.add('GatewayClass', {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'GatewayClass',
+      metadata: { name: 'ambit-waypoint', labels: { 'istio.io/waypoint-for': 'workload' } },
+      spec: { controllerName: 'istio.io/waypoint-controller' },
+    });
+    const row = async () =>
+      tableRows((await ambit('waypoint', 'list', '-n', 'default', ...k())).stdout).find(
+        (r) => r[1] === 'by-class',
+      );
+    assert.deepEqual((await row())?.slice(0, 3), ['default', 'by-class', 'workload']);
+    const status = await ambit('waypoint', 'status', '-n', 'default', '--name', 'by-class', ...k());
+    assert.match(status.stdout, /^Gateway default\/by-class: class ambit-waypoint, for workload\n/);
+    // An invalid class value is ignored, as the controller ignores it: the default applies.
+    const cls = fake.get('GatewayClass', 'ambit-waypoint')!;
+    fake.update('GatewayClass', {
+      ...cls,
+      metadata: { ...(cls.metadata as object), labels: { 'istio.io/waypoint-for': 'pods' } },
+    });
+    assert.deepEqual((await row())?.slice(0, 3), ['default', 'by-class', 'service']);
+    fake.delete('Gateway', { metadata: { name: 'by-class', namespace: 'default' } });
+    fake.delete('GatewayClass', { metadata: { name: 'ambit-waypoint' } });
+  });
+
   test('delete removes it and says the namespace still points at it; a second delete fails', async () => {
     const r = await ambit('waypoint', 'delete', '-n', 'default', ...k());
     assert.equal(r.code, 0, r.stderr);

@@ -39,6 +39,11 @@ export class WaypointAdmin {
     return this.getOptional(gatewayPath(namespace, name), 'Gateway');
   }
 
+  /** One GatewayClass (cluster-scoped), or undefined when it does not exist. */
+  getGatewayClass(name: string): Promise<KubeJson | undefined> {
+    return this.getOptional(`${GATEWAY_API}/gatewayclasses/${encodeURIComponent(name)}`, 'GatewayClass');
+  }
+
   /** The Gateways of one namespace, or of all when `namespace` is undefined. */
   async listGateways(namespace: string | undefined): Promise<KubeJson[]> {
     const path = namespace === undefined ? `${GATEWAY_API}/gateways` : gatewayPath(namespace);

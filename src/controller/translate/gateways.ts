@@ -29,7 +29,10 @@ const HBONE_PORT = 15008;
  * as written, else its GatewayClass's when that is valid (an invalid one is reported by
  * validateGatewayClasses and ignored), else `service`.
  */
-export function waypointFor(gw: Gateway, classes: readonly GatewayClass[]): string {
+export function waypointFor(
+  gw: Pick<Gateway, 'labels' | 'gatewayClassName'>,
+  classes: readonly GatewayClass[],
+): string {
   const own = lookup(gw.labels, WAYPOINT_FOR_LABEL);
   if (own !== undefined) return own;
   const cls = classes.find((c) => c.name === gw.gatewayClassName);
