@@ -99,6 +99,7 @@ function entry(
   endpoint: string,
   tls: string,
   protocol = 'HTTP',
+  subjectAltNames: readonly string[] = [],
 ): string {
   return `
 ---
@@ -111,6 +112,7 @@ spec:
   location: MESH_EXTERNAL
   resolution: STATIC
   ports: [{ number: 80, name: http, protocol: ${protocol} }]
+  subjectAltNames: [${subjectAltNames.join(', ')}]
   endpoints: [{ address: ${endpoint}, ports: { http: ${HTTPS_PORT} } }]
 ---
 apiVersion: networking.istio.io/v1
@@ -131,6 +133,9 @@ const HOSTS = {
   h2: { host: 'h2.tls.test', vip: `${P}.160.8` },
   insecure: { host: 'rogue.tls.test', vip: `${P}.160.6` },
   systemRoots: { host: 'rogue-verified.tls.test', vip: `${P}.160.7` },
+  /** Hosts the server's certificate does not cover, with ServiceEntry subjectAltNames it does / does not. */
+  entrySan: { host: 'entrysan.tls.test', vip: `${P}.160.9` },
+  entryWrongSan: { host: 'entrywrong.tls.test', vip: `${P}.160.10` },
 };
 
 function yaml(): string {
@@ -187,7 +192,25 @@ status: { phase: Running, podIP: ${IP.waypoint} }` +
       `{ mode: SIMPLE, caCertificates: ${ca} }`,
     ) +
     entry('h2', HOSTS.h2.host, HOSTS.h2.vip, IP.server, `{ mode: SIMPLE, caCertificates: ${ca} }`, 'HTTP2') +
-    entry('systemroots', HOSTS.systemRoots.host, HOSTS.systemRoots.vip, IP.rogue, '{ mode: SIMPLE }')
+    entry('systemroots', HOSTS.systemRoots.host, HOSTS.systemRoots.vip, IP.rogue, '{ mode: SIMPLE }') +
+    entry(
+      'entrysan',
+      HOSTS.entrySan.host,
+      HOSTS.entrySan.vip,
+      IP.server,
+      `{ mode: SIMPLE, caCertificates: ${ca} }`,
+      'HTTP',
+      ['api.tls.test'],
+    ) +
+    entry(
+      'entrywrong',
+      HOSTS.entryWrongSan.host,
+      HOSTS.entryWrongSan.vip,
+      IP.server,
+      `{ mode: SIMPLE, caCertificates: ${ca} }`,
+      'HTTP',
+      ['other.tls.test'],
+    )
   );
 }
 
@@ -332,4 +355,18 @@ test('an HTTP2 port: ALPN h2 offered and chosen, the request goes as HTTP/2 over
   assert.equal(r.status, 200, r.body);
   const seen = JSON.parse(r.body) as { alpn: string; servername: string; host: string };
   assert.deepEqual([seen.alpn, seen.servername, seen.host], ['h2', 'h2.tls.test', 'h2.tls.test']);
+});
+
+test("SIMPLE without SANs: the ServiceEntry's subjectAltNames are verified instead of the host", async () => {
+  // The certificate does not cover entrysan.tls.test (auto SAN validation would refuse it) but does
+  // carry the entry's api.tls.test.
+  const ok = await get(HOSTS.entrySan);
+  assert.equal(ok.status, 200, ok.body);
+  assert.equal((JSON.parse(ok.body) as { servername: string }).servername, 'entrysan.tls.test');
+  const wrong = await get(HOSTS.entryWrongSan);
+  assert.equal(wrong.status, 503);
+  assert.match(
+    wrong.body,
+    /transport failure reason: TLS_error:\|CERTIFICATE_VERIFY_FAILED: .*other\.tls\.test/,
+  );
 });

@@ -91,6 +91,17 @@ export function buildCluster(spec: ClusterSpec): Cluster {
 }
 
 /**
+ * istiod's default SANs for a ServiceEntry host (cluster_builder.go): a SIMPLE or MUTUAL rule that names
+ * no subjectAltNames verifies the ServiceEntry's spec.subjectAltNames instead; the rule's own win, and
+ * without either the certificate is checked against the host (auto SAN validation).
+ */
+export function withDefaultSans(policy: EffectivePolicy, sans: readonly string[]): EffectivePolicy {
+  const tls = policy.tls;
+  if (!originatesTls(tls) || tls.subjectAltNames.length > 0 || sans.length === 0) return policy;
+  return { ...policy, tls: { ...tls, subjectAltNames: sans } };
+}
+
+/**
  * SIMPLE and MUTUAL originate TLS. DISABLE sends what the client sent; ISTIO_MUTUAL is what HBONE
  * already does to every mesh endpoint (istiod puts it behind the HBONE transport socket match).
  */

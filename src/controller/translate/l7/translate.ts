@@ -51,6 +51,7 @@ import {
 } from '../kube-types.ts';
 import {
   buildCluster,
+  withDefaultSans,
   buildLoadAssignment,
   type ClusterSpec,
   type EndpointSpec,
@@ -248,7 +249,10 @@ export function translateL7(input: L7Input, options: TranslateOptions): L7Result
         if (clusters.has(name)) continue; // the same hostname in two namespaces: the first keeps it
         clusters.set(name, {
           name,
-          policy: effectivePolicy(rule, port, subset.name),
+          policy: withDefaultSans(
+            effectivePolicy(rule, port, subset.name),
+            info.source?.kind === 'entry' ? info.source.entry.subjectAltNames : [],
+          ),
           protocol: upstreamOf(protocol),
           endpoints: endpointsOf(members.get(info.key) ?? [], port, subset.labels, labels, dns !== undefined),
           ...(dns ? { dns } : {}),

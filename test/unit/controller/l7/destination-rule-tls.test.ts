@@ -36,7 +36,7 @@ const C90 = 'outbound|90||api.example.com';
 const C5432 = 'outbound|5432||api.example.com';
 const TLS_CONTEXT = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 
-function withTls(tls: string) {
+function withTls(tls: string, on = custom()) {
   const objs = l7From(`
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -50,7 +50,7 @@ spec:
     objs.problems.filter((p) => p.severity === 'error'),
     [],
   );
-  const r = run(objs, { mesh: custom() });
+  const r = run(objs, { mesh: on });
   assert.deepEqual(r.problems, []);
   return r;
 }
@@ -162,6 +162,41 @@ test('a TCP port gets the transport socket without HTTP options', () => {
   const r = withTls('{ mode: SIMPLE, sni: db.example.com }');
   assert.equal(clusterOf(r, C5432).typed_extension_protocol_options, undefined);
   assert.equal(decoded(r, C5432).tls?.sni, 'db.example.com');
+});
+
+test("a ServiceEntry's subjectAltNames are the SANs when the rule names none; the rule's own win", () => {
+  const entryMesh = meshFrom(
+    MESH.replace(
+      'endpoints:',
+      'subjectAltNames: [api.internal, "spiffe://x/ns/egress/sa/api"]\n  endpoints:',
+    ),
+  );
+  const sansOf = (policy: string) => {
+    const r = withTls(policy, entryMesh);
+    const tls = decoded(r, C80).tls;
+    return {
+      r,
+      tls,
+      sans: tls?.verify?.subjectAltNames.map((m) =>
+        'value' in m.matcher ? m.matcher.value : m.matcher.regex,
+      ),
+    };
+  };
+  for (const mode of ['SIMPLE', 'MUTUAL, clientCertificate: /etc/c.pem, privateKey: /etc/k.pem']) {
+    const { r, sans } = sansOf(`{ mode: ${mode} }`);
+    assert.deepEqual(sans, ['api.internal', 'spiffe://x/ns/egress/sa/api'], mode);
+    // SANs given: the host is still the SNI, but no longer checked against the certificate.
+    assert.deepEqual(upstreamHttpOptions(r, C80), { auto_sni: true }, mode);
+  }
+  const own = sansOf('{ mode: SIMPLE, subjectAltNames: [own.example.com] }');
+  assert.deepEqual(own.sans, ['own.example.com']);
+  // insecureSkipVerify: nothing to verify, the entry's SANs do not turn validation back on.
+  assert.equal(sansOf('{ mode: SIMPLE, insecureSkipVerify: true }').tls?.verify, undefined);
+  // Without SANs anywhere: today's auto SAN validation by host.
+  assert.deepEqual(upstreamHttpOptions(withTls('{ mode: SIMPLE }'), C80), {
+    auto_sni: true,
+    auto_san_validation: true,
+  });
 });
 
 test('DISABLE and ISTIO_MUTUAL originate nothing (HBONE is the mesh mutual TLS)', () => {
