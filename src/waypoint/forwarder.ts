@@ -50,6 +50,7 @@ import {
 import {
   ResponseFlags,
   formatFlags,
+  logAuthzDecision,
   requestLabels,
   writeAccessLog,
   type Reporter,
@@ -510,14 +511,7 @@ class Exchange {
       method: this.method,
       path: this.path,
     };
-    for (const policy of d.audited) this.deps.log.info({ ...who, policy }, 'request audited by policy');
-    for (const s of d.shadow)
-      this.deps.log.info(
-        { ...who, policy: s.policy ?? 'none', filter: s.filter, shadowAllowed: s.allowed },
-        'dry-run policy evaluated',
-      );
-    if (d.allowed) return false;
-    this.deps.log.info({ ...who, policy: d.policy ?? 'none', filter: d.filter }, 'request denied by policy');
+    if (logAuthzDecision(this.deps.log, who, d, 'request')) return false;
     this.details = d.details;
     this.localReply(403, RBAC_DENIED_BODY);
     return true;

@@ -51,7 +51,13 @@ import {
   TcpRefusal,
 } from './tcp-plan.ts';
 import { abortDuplex, spliceToUpstream } from './tcp-splice.ts';
-import { formatFlags, tcpConnectionLabels, writeTcpAccessLog, type ResponseFlag } from './telemetry.ts';
+import {
+  formatFlags,
+  logAuthzDecision,
+  tcpConnectionLabels,
+  writeTcpAccessLog,
+  type ResponseFlag,
+} from './telemetry.ts';
 import { endpointTarget, type Upstream } from './upstream.ts';
 
 export interface TcpProxyDeps {
@@ -271,14 +277,7 @@ class TcpConnection {
       dst: req.rawAuthority,
       dstService: ctx.service?.hostname,
     };
-    for (const policy of d.audited) log.info({ ...who, policy }, 'connection audited by policy');
-    for (const s of d.shadow)
-      log.info(
-        { ...who, policy: s.policy ?? 'none', filter: s.filter, shadowAllowed: s.allowed },
-        'dry-run policy evaluated',
-      );
-    if (d.allowed) return false;
-    log.info({ ...who, policy: d.policy ?? 'none', filter: d.filter }, 'connection denied by policy');
+    if (logAuthzDecision(log, who, d, 'connection')) return false;
     this.status = HboneStatus.Unauthorized;
     this.details = d.details;
     this.req.reject(HboneStatus.Unauthorized);

@@ -12,6 +12,7 @@ import type { Registry } from 'prom-client';
 import { formatSpiffe, type Identity } from '../core/identity/spiffe.ts';
 import { peerLabelValues, UNKNOWN_LABEL } from '../core/peer-labels.ts';
 import type { Logger } from '../core/log.ts';
+import type { L7Decision } from '../core/policy/l7.ts';
 import { TCP_LABELS, type TcpLabels } from '../core/metrics.ts';
 import type { Service, Workload } from '../core/xds/model.ts';
 
@@ -282,6 +283,28 @@ export interface AccessLogLine {
 }
 
 /** Writes the line at info (warn for 5xx answered by the waypoint itself). */
+/**
+ * The log lines of one authorization decision (`what` is a request or a connection): each policy
+ * that audited it, each dry-run policy with what it would have done, and a denial with the policy
+ * that denied. Returns whether it was allowed.
+ */
+export function logAuthzDecision(
+  log: Logger,
+  who: Record<string, unknown>,
+  d: L7Decision,
+  what: 'request' | 'connection',
+): d is Extract<L7Decision, { allowed: true }> {
+  for (const policy of d.audited) log.info({ ...who, policy }, `${what} audited by policy`);
+  for (const s of d.shadow)
+    log.info(
+      { ...who, policy: s.policy ?? 'none', filter: s.filter, shadowAllowed: s.allowed },
+      'dry-run policy evaluated',
+    );
+  if (d.allowed) return true;
+  log.info({ ...who, policy: d.policy ?? 'none', filter: d.filter }, `${what} denied by policy`);
+  return false;
+}
+
 export function writeAccessLog(log: Logger, line: AccessLogLine): void {
   logLine(log, line.status >= 500 && line.responseFlags !== ResponseFlags.None, line, 'request complete');
 }
