@@ -271,15 +271,14 @@ function usedByLocal(local: LocalDir, ns: string, name: string): string[] {
 }
 
 /**
- * The traffic a waypoint Gateway takes, as the controller decides it: its own label, else its
- * GatewayClass's (when valid), else `service`.
+ * The traffic a waypoint Gateway takes, as the controller decides it: its own label as written,
+ * else its GatewayClass's (when valid), else `service`.
  */
 function trafficOf(gateway: Json, gatewayClass: Json | undefined): GatewayView['for'] {
   const className = str(obj(gateway.spec).gatewayClassName);
   const labels = (o: Json) => Object.fromEntries(Object.entries(labelsOf(o)).map(([k, v]) => [k, str(v)]));
   const classes = gatewayClass ? [{ name: className, labels: labels(gatewayClass) }] : [];
-  const value = waypointFor({ gatewayClassName: className, labels: labels(gateway) }, classes);
-  return (WAYPOINT_FOR as readonly string[]).includes(value) ? value : 'service';
+  return waypointFor({ gatewayClassName: className, labels: labels(gateway) }, classes) || 'service';
 }
 
 async function localView(local: LocalDir, g: LocalObject): Promise<GatewayView> {
