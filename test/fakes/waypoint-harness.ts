@@ -37,6 +37,26 @@ import type { WaypointConfig } from '../../src/waypoint/config.ts';
 /** The trust domain of the in-process tests' CA and identities. */
 export const TD = 'cluster.local';
 
+/**
+ * A running Pod on node-1 as YAML (a document of its own, `---` first): `labels` is the inside of
+ * its labels' flow map (`app: x, version: v1`).
+ */
+export function podYaml(p: {
+  name: string;
+  namespace?: string;
+  serviceAccount: string;
+  ip: string;
+  labels: string;
+}): string {
+  return `
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: ${p.name}, namespace: ${p.namespace ?? 'default'}, labels: { ${p.labels} } }
+spec: { nodeName: node-1, serviceAccountName: ${p.serviceAccount} }
+status: { phase: Running, podIP: ${p.ip} }`;
+}
+
 /** Waypoint `waypoint` of namespace default on `instanceIp`, with `over` on top. */
 export function waypointTestConfig(instanceIp: string, over: Partial<WaypointConfig> = {}): WaypointConfig {
   return {

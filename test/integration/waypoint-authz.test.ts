@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { testPrefix } from '../fakes/mesh.ts';
 import {
+  podYaml,
   startPodAgent,
   startTestCa,
   startTestWaypoint,
@@ -27,13 +28,8 @@ const IP = {
 };
 const HOST = 'productpage.default.svc.cluster.local';
 
-const pod = (name: string, sa: string, ip: string, app: string) => `
----
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: default, labels: { app: ${app} } }
-spec: { nodeName: node-1, serviceAccountName: ${sa} }
-status: { phase: Running, podIP: ${ip} }`;
+const pod = (name: string, serviceAccount: string, ip: string, app: string) =>
+  podYaml({ name, serviceAccount, ip, labels: `app: ${app}` });
 
 const YAML =
   `apiVersion: v1

@@ -19,6 +19,7 @@ import { asHttpSocket } from '../../src/waypoint/stream-socket.ts';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix } from '../fakes/mesh.ts';
 import {
+  podYaml,
   startPodAgent,
   startTestCa,
   startTestWaypoint,
@@ -38,13 +39,8 @@ const ECHO_PORT = 9000;
 const GREETER_PORT = 9100;
 const H2C_PORT = 9090;
 
-const pod = (name: string, ns: string, sa: string, ip: string, app: string) => `
----
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${app}, version: v1 } }
-spec: { nodeName: node-1, serviceAccountName: ${sa} }
-status: { phase: Running, podIP: ${ip} }`;
+const pod = (name: string, namespace: string, serviceAccount: string, ip: string, app: string) =>
+  podYaml({ name, namespace, serviceAccount, ip, labels: `app: ${app}, version: v1` });
 
 const YAML =
   `apiVersion: v1

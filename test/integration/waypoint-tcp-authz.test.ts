@@ -20,6 +20,7 @@ import { after, before, test } from 'node:test';
 import { captureLogger } from '../fakes/capture-log.ts';
 import { testPrefix } from '../fakes/mesh.ts';
 import {
+  podYaml,
   startPodAgent,
   startTestCa,
   startTestWaypoint,
@@ -39,13 +40,8 @@ const VIP = { db: `${P}.170.1`, legacy: `${P}.170.2` };
 const DB_PORT = 5432;
 const LEGACY_PORT = 7000;
 
-const pod = (name: string, sa: string, ip: string, labels: string) => `
----
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: default, labels: { ${labels} } }
-spec: { nodeName: node-1, serviceAccountName: ${sa} }
-status: { phase: Running, podIP: ${ip} }`;
+const pod = (name: string, serviceAccount: string, ip: string, labels: string) =>
+  podYaml({ name, serviceAccount, ip, labels });
 
 const YAML =
   `apiVersion: v1
